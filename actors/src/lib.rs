@@ -1,4 +1,34 @@
-//! placeholder while the actors are written
+//! celeriac-actors: the actix actors that move AMQP messages for celeriac. This crate knows
+//! AMQP, not Celery: it moves deliveries, confirms and jobs.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`broker`] | [`AmqpBrokerActor`] (the one lapin connection), [`MemoryBrokerActor`] (in-process), their messages and [`BrokerClient`] |
+//! | [`publisher`] | [`PublisherActor`]: publishes with pipelined confirms |
+//! | [`consumer`] | [`ConsumerActor`]: one per queue, forwards deliveries |
+//! | [`supervisor`] | [`ConsumerSupervisor`]: restarts failed consumers within a [`RestartPolicy`] |
+//! | [`executor`] | [`ExecutorPool`]: bounded concurrency, panics caught, hard time limits |
+//! | [`delivery`] | messages in transit: [`OutboundMessage`], [`Delivery`], [`Acker`], [`Settlement`] |
+//! | [`error`] | [`BrokerError`] |
+
+pub mod broker;
+pub mod consumer;
+pub mod delivery;
+pub mod error;
+pub mod executor;
+pub mod publisher;
+pub mod supervisor;
+
+pub use broker::amqp::{AmqpBrokerActor, AmqpConfig};
+pub use broker::memory::MemoryBrokerActor;
+pub use broker::{BrokerClient, QueueSpec};
+pub use consumer::{ConsumerActor, ConsumerSpec, Deliver};
+pub use delivery::{Acker, Delivery, OutboundMessage, Settlement};
+pub use error::BrokerError;
+pub use executor::{ExecutionReport, ExecutorPool};
+pub use publisher::{Publish, PublisherActor};
+pub use supervisor::{ConsumerSupervisor, RestartPolicy, SupervisorEvent};
+
 /// AMQP types that the layers above use to build messages (re-exported from lapin).
 pub mod amqp {
     pub use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};

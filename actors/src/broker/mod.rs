@@ -1,0 +1,184 @@
+//! Brokers: the actor that owns the RabbitMQ connection and the in-process stand-in that
+//! answers the same messages.
+//!
+//! Everything else talks to a broker through a [`BrokerClient`], a bundle of typed
+//! recipients, so the worker and the producer do not care which broker is behind it.
+
+pub mod amqp;
+pub mod memory;
+
+use std::pin::Pin;
+
+use actix::{Actor, Addr, Handler, Message, Recipient};
+use futures::Stream;
+use lapin::types::FieldTable;
+
+use crate::delivery::{Delivery, OutboundMessage};
+use crate::error::BrokerError;
+
+/// How a queue is declared. Declarations are idempotent, and must match what other
+/// clients (Python Celery) declared, or RabbitMQ answers 406.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    /// The queue name.
+    pub name: String,
+    /// Survives a broker restart (Celery's task queues are durable).
+    pub durable: bool,
+    /// Only this connection may use it; deleted when the connection closes.
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes away.
+    pub auto_delete: bool,
+    /// Queue arguments such as `x-max-priority`, `x-queue-type`, `x-expires`.
+    pub arguments: FieldTable,
+}
+
+impl QueueSpec {
+    /// A durable queue without arguments: how Celery declares its task queues.
+    pub fn durable(name: impl Into<String>) -> Self {
+        QueueSpec {
+            name: name.into(),
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        }
+    }
+}
+
+/// The stream of deliveries of one consumer. It ends when the consumer is cancelled, and
+/// yields an error (then ends) when its channel or connection fails.
+pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, BrokerError>> + Send>>;
+
+/// Declares a queue (idempotent).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct DeclareQueue(pub QueueSpec);
+
+/// Publishes a message; answers once the broker has confirmed it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct PublishMessage(pub OutboundMessage);
+
+/// Starts consuming a queue on a channel of its own with the given prefetch window.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<DeliveryStream, BrokerError>")]
+pub struct OpenConsumer {
+    /// The queue to consume.
+    pub queue: String,
+    /// How many unsettled deliveries the broker may hand this consumer at once.
+    pub prefetch: u16,
+    /// A tag unique on this broker connection; `CancelConsumer` uses it.
+    pub consumer_tag: String,
+}
+
+/// Stops a consumer's deliveries. Its unsettled deliveries can still be settled.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct CancelConsumer {
+    /// The tag given to `OpenConsumer`.
+    pub consumer_tag: String,
+}
+
+/// Counts the messages ready in a queue (not those delivered and unsettled).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u32, BrokerError>")]
+pub struct CountMessages(pub String);
+
+/// Deletes a queue and its messages; answers how many messages it held.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u32, BrokerError>")]
+pub struct DeleteQueue(pub String);
+
+/// Closes the broker: channels, then the connection. Unsettled deliveries go back to
+/// their queues.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct CloseBroker;
+
+/// Fault injection for tests and drills: makes the broker close the channel of a consumer
+/// with a channel error (a passive declare of a queue that does not exist, answered 404).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct BreakConsumerChannel {
+    /// The tag given to `OpenConsumer`.
+    pub consumer_tag: String,
+}
+
+/// A handle on either broker actor: what producers, consumers and the worker hold.
+#[derive(Clone)]
+pub struct BrokerClient {
+    /// Declares queues.
+    pub declare: Recipient<DeclareQueue>,
+    /// Publishes with confirms.
+    pub publish: Recipient<PublishMessage>,
+    /// Opens consumers.
+    pub open_consumer: Recipient<OpenConsumer>,
+    /// Cancels consumers.
+    pub cancel_consumer: Recipient<CancelConsumer>,
+    /// Counts ready messages.
+    pub count: Recipient<CountMessages>,
+    /// Deletes queues.
+    pub delete: Recipient<DeleteQueue>,
+    /// Closes the broker.
+    pub close: Recipient<CloseBroker>,
+    /// Breaks a consumer's channel (fault injection).
+    pub break_channel: Recipient<BreakConsumerChannel>,
+}
+
+impl BrokerClient {
+    /// A client for any actor that answers every broker message.
+    pub fn new<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = actix::Context<A>>
+            + Handler<DeclareQueue>
+            + Handler<PublishMessage>
+            + Handler<OpenConsumer>
+            + Handler<CancelConsumer>
+            + Handler<CountMessages>
+            + Handler<DeleteQueue>
+            + Handler<CloseBroker>
+            + Handler<BreakConsumerChannel>,
+    {
+        BrokerClient {
+            declare: addr.clone().recipient(),
+            publish: addr.clone().recipient(),
+            open_consumer: addr.clone().recipient(),
+            cancel_consumer: addr.clone().recipient(),
+            count: addr.clone().recipient(),
+            delete: addr.clone().recipient(),
+            close: addr.clone().recipient(),
+            break_channel: addr.clone().recipient(),
+        }
+    }
+
+    /// Declares a queue.
+    pub async fn declare_queue(&self, spec: QueueSpec) -> Result<(), BrokerError> {
+        self.declare.send(DeclareQueue(spec)).await?
+    }
+
+    /// Publishes a message and waits for the broker's confirm.
+    pub async fn publish(&self, message: OutboundMessage) -> Result<(), BrokerError> {
+        self.publish.send(PublishMessage(message)).await?
+    }
+
+    /// Counts the ready messages of a queue.
+    pub async fn count_messages(&self, queue: &str) -> Result<u32, BrokerError> {
+        self.count.send(CountMessages(queue.to_string())).await?
+    }
+
+    /// Deletes a queue.
+    pub async fn delete_queue(&self, queue: &str) -> Result<u32, BrokerError> {
+        self.delete.send(DeleteQueue(queue.to_string())).await?
+    }
+
+    /// Closes the broker connection.
+    pub async fn close(&self) -> Result<(), BrokerError> {
+        self.close.send(CloseBroker).await?
+    }
+}
+
+impl std::fmt::Debug for BrokerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerClient")
+    }
+}

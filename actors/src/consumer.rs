@@ -1,0 +1,164 @@
+//! `ConsumerActor`: one per queue. It opens a consumer through the broker actor, forwards
+//! each delivery to the worker's dispatcher, and stops when its stream fails or ends, so
+//! that its supervisor can start a fresh one.
+
+use actix::prelude::*;
+
+use crate::broker::{BrokerClient, CancelConsumer, DeliveryStream, OpenConsumer};
+use crate::delivery::Delivery;
+use crate::error::BrokerError;
+
+/// A delivery handed to whoever processes deliveries (the worker's dispatcher).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Delivery);
+
+/// What a consumer consumes.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The queue.
+    pub queue: String,
+    /// The prefetch window: unsettled deliveries the broker may hand over at once.
+    pub prefetch: u16,
+}
+
+/// Sent by a consumer to its supervisor when it stopped.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ConsumerExited {
+    /// The queue it consumed.
+    pub queue: String,
+    /// The consumer tag it used.
+    pub consumer_tag: String,
+    /// Why it stopped; `None` when it was asked to (`StopConsuming`).
+    pub failure: Option<String>,
+}
+
+/// Asks a consumer to cancel its consumer and stop. Deliveries already handed over can
+/// still be settled.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopConsuming;
+
+/// Consumes one queue.
+pub struct ConsumerActor {
+    /// Which queue, and the prefetch window.
+    spec: ConsumerSpec,
+    /// Unique per start, so a restarted consumer never collides with its predecessor.
+    consumer_tag: String,
+    /// Where consumers are opened and cancelled.
+    broker: BrokerClient,
+    /// Receives every delivery.
+    deliver_to: Recipient<Deliver>,
+    /// Told when this actor stops, and why.
+    supervisor: Recipient<ConsumerExited>,
+    /// Set by `StopConsuming`: the end of the stream is then expected.
+    stopping: bool,
+    /// The failure that ended the stream, reported to the supervisor.
+    failure: Option<String>,
+}
+
+impl ConsumerActor {
+    /// A consumer for `spec` that has not started yet.
+    pub fn new(
+        spec: ConsumerSpec,
+        consumer_tag: String,
+        broker: BrokerClient,
+        deliver_to: Recipient<Deliver>,
+        supervisor: Recipient<ConsumerExited>,
+    ) -> Self {
+        ConsumerActor {
+            spec,
+            consumer_tag,
+            broker,
+            deliver_to,
+            supervisor,
+            stopping: false,
+            failure: None,
+        }
+    }
+}
+
+impl Actor for ConsumerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let open = self.broker.open_consumer.send(OpenConsumer {
+            queue: self.spec.queue.clone(),
+            prefetch: self.spec.prefetch,
+            consumer_tag: self.consumer_tag.clone(),
+        });
+        ctx.wait(open.into_actor(self).map(
+            |opened: Result<Result<DeliveryStream, BrokerError>, MailboxError>, actor, ctx| {
+                match opened.map_err(BrokerError::from).and_then(|inner| inner) {
+                    Ok(stream) => {
+                        log::info!(
+                            "consuming queue \"{}\" (prefetch {}, tag {})",
+                            actor.spec.queue,
+                            actor.spec.prefetch,
+                            actor.consumer_tag
+                        );
+                        ctx.add_stream(stream);
+                    }
+                    Err(error) => {
+                        actor.failure = Some(error.to_string());
+                        ctx.stop();
+                    }
+                }
+            },
+        ));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let failure = if self.stopping {
+            None
+        } else {
+            Some(
+                self.failure
+                    .take()
+                    .unwrap_or_else(|| "the broker cancelled the consumer".to_string()),
+            )
+        };
+        self.supervisor.do_send(ConsumerExited {
+            queue: self.spec.queue.clone(),
+            consumer_tag: self.consumer_tag.clone(),
+            failure,
+        });
+    }
+}
+
+impl StreamHandler<Result<Delivery, BrokerError>> for ConsumerActor {
+    fn handle(&mut self, item: Result<Delivery, BrokerError>, _: &mut Context<Self>) {
+        match item {
+            Ok(delivery) => self.deliver_to.do_send(Deliver(delivery)),
+            Err(error) => {
+                log::warn!("consumer of queue \"{}\" failed: {error}", self.spec.queue);
+                self.failure = Some(error.to_string());
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<StopConsuming> for ConsumerActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: StopConsuming, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let cancel = self.broker.cancel_consumer.send(CancelConsumer {
+            consumer_tag: self.consumer_tag.clone(),
+        });
+        Box::pin(cancel.into_actor(self).map(|cancelled, actor, ctx| {
+            if let Err(error) = cancelled.map_err(BrokerError::from).and_then(|inner| inner) {
+                log::warn!(
+                    "cancelling the consumer of queue \"{}\": {error}",
+                    actor.spec.queue
+                );
+            }
+            ctx.stop();
+        }))
+    }
+}

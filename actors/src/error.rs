@@ -1,0 +1,75 @@
+//! The error type of the actors layer.
+
+use derive_more::{Display, Error};
+
+/// What went wrong while talking to the broker or running a job.
+///
+/// Messages name the operation and the broker's own words, so a log line is enough to act on.
+#[derive(Debug, Display, Error, Clone)]
+pub enum BrokerError {
+    /// The broker could not be reached within the connect timeout.
+    #[display("could not connect to the broker at {url} within {timeout_ms} ms")]
+    ConnectTimeout {
+        /// The broker URL, without its password.
+        url: String,
+        /// The configured connect timeout.
+        timeout_ms: u128,
+    },
+    /// The broker refused the connection or the connection failed while it was being set up.
+    #[display("could not connect to the broker at {url}: {reason}")]
+    Connect {
+        /// The broker URL, without its password.
+        url: String,
+        /// lapin's explanation (refused, access refused, DNS...).
+        reason: String,
+    },
+    /// An AMQP operation failed (channel closed, 404, 406, I/O...).
+    #[display("{operation} failed: {reason}")]
+    Amqp {
+        /// What celeriac was doing, e.g. `queue.declare "celery"`.
+        operation: String,
+        /// lapin's description of the failure.
+        reason: String,
+    },
+    /// The broker answered a publish with a negative acknowledgement.
+    #[display("the broker nacked the publish to exchange \"{exchange}\" with routing key \"{routing_key}\"")]
+    Nacked {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key published with.
+        routing_key: String,
+    },
+    /// A mandatory publish matched no queue.
+    #[display("no queue is bound to exchange \"{exchange}\" with routing key \"{routing_key}\" (is the queue declared?)")]
+    Unroutable {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key published with.
+        routing_key: String,
+    },
+    /// A queue that an operation needs does not exist.
+    #[display("queue \"{_0}\" does not exist")]
+    NoSuchQueue(#[error(not(source))] String),
+    /// The broker connection was closed (by `CloseBroker` or for good after a failure).
+    #[display("the broker connection is closed")]
+    Closed,
+    /// An actor this call needed has stopped.
+    #[display("actor mailbox error: {_0}")]
+    Mailbox(#[error(not(source))] String),
+}
+
+impl From<actix::MailboxError> for BrokerError {
+    fn from(error: actix::MailboxError) -> Self {
+        BrokerError::Mailbox(error.to_string())
+    }
+}
+
+impl BrokerError {
+    /// Wraps a lapin error with the operation that failed.
+    pub fn amqp(operation: impl Into<String>, error: &lapin::Error) -> Self {
+        BrokerError::Amqp {
+            operation: operation.into(),
+            reason: error.to_string(),
+        }
+    }
+}
