@@ -1,4 +1,25 @@
-//! celeriac (work in progress)
+//! celeriac: a Celery-compatible distributed task system for Rust, built on actix actors
+//! and RabbitMQ.
+//!
+//! Rust and Python producers and workers share one broker: celeriac speaks Celery's
+//! message protocol v2 (and reads v1), JSON by default.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`protocol`] | Celery messages: encode and decode, headers, content types, results |
+//! | [`task`] | the [`Task`] trait, [`TaskContext`], [`TaskError`], the registry, argument decoding |
+//! | [`app`] | [`Config`], connecting to the broker, [`Producer`] and [`Signature`] for sending |
+//! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown |
+//! | [`actors`] | the actix actors underneath (re-export of `celeriac-actors`) |
+
 pub use celeriac_actors as actors;
+
+pub mod app;
 pub mod protocol;
 pub mod task;
+pub mod worker;
+
+pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent};
+pub use app::{connect_broker, Config, Producer, SendError, Signature};
+pub use task::{Task, TaskContext, TaskError, TaskRegistry};
+pub use worker::{task_event_channel, TaskEvent, TaskEventKind, WorkerError, WorkerSystem};

@@ -1,1 +1,34 @@
-//! Celery message protocol
+//! The Celery message protocol, as spoken on RabbitMQ (see PROTOCOL.md).
+//!
+//! Module map:
+//! - [`message`]: [`TaskMessage`], a whole task message; `encode` to AMQP
+//!   properties + body, `decode` a delivery (protocol v2 and v1).
+//! - [`headers`]: [`TaskHeaders`], the protocol v2 headers and their AMQP
+//!   field types.
+//! - [`body`]: [`ContentType`], [`TaskPayload`] and the `[args, kwargs, embed]` body.
+//! - [`time`]: ISO 8601 `eta`/`expires` parsing and formatting.
+//! - [`compression`]: the `compression` header (zlib bodies).
+//! - [`amqp`]: AMQP field value <-> JSON conversions with py-amqp's type codes.
+//! - [`result`]: [`TaskState`] and [`ResultMessage`], the result document.
+//! - [`exception`]: [`ExceptionInfo`], how task errors travel in results.
+//! - [`error`]: [`ProtocolError`].
+
+pub mod amqp;
+pub mod body;
+pub mod compression;
+pub mod error;
+pub mod exception;
+pub mod headers;
+pub mod message;
+pub mod result;
+pub mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use body::{empty_embed, ContentType, TaskPayload};
+pub use error::ProtocolError;
+pub use exception::ExceptionInfo;
+pub use headers::TaskHeaders;
+pub use message::TaskMessage;
+pub use result::{ResultMessage, TaskState};

@@ -1,0 +1,24 @@
+//! Connecting to the broker a `Config` names: RabbitMQ, or the embedded in-process broker.
+
+use actix::Actor;
+
+use crate::actors::{AmqpBrokerActor, AmqpConfig, BrokerClient, BrokerError, MemoryBrokerActor};
+
+use super::Config;
+
+/// Connects to `config.broker_url`, or starts an embedded in-process broker when it is
+/// `None`. Must run inside an actix system. Fails with a clear error after
+/// `config.connect_timeout` when RabbitMQ cannot be reached.
+pub async fn connect_broker(config: &Config) -> Result<BrokerClient, BrokerError> {
+    match &config.broker_url {
+        None => Ok(BrokerClient::new(&MemoryBrokerActor::new().start())),
+        Some(url) => {
+            let amqp = AmqpConfig {
+                url: url.clone(),
+                connection_name: config.connection_name.clone(),
+                connect_timeout: config.connect_timeout,
+            };
+            Ok(BrokerClient::new(&AmqpBrokerActor::connect(amqp).await?))
+        }
+    }
+}

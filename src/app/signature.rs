@@ -1,0 +1,132 @@
+//! `Signature`: one task call to send, by name, with its options (Celery's
+//! `apply_async` options).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+use crate::protocol::ContentType;
+use crate::task::args::encode_args;
+use crate::task::Task;
+
+use super::SendError;
+
+/// A task call: name, arguments and options.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// The registered task name.
+    pub task: String,
+    /// Positional arguments (JSON).
+    pub args: Vec<Value>,
+    /// Keyword arguments (JSON).
+    pub kwargs: Map<String, Value>,
+    /// Bincode-encoded typed arguments; replaces args/kwargs for Rust-to-Rust sends.
+    pub bincode_args: Option<Vec<u8>>,
+    /// The task id; a new UUID v4 when not given.
+    pub id: Option<String>,
+    /// The queue; the producer's default queue when not given.
+    pub queue: Option<String>,
+    /// Do not run before this instant.
+    pub eta: Option<DateTime<Utc>>,
+    /// Do not run after this instant.
+    pub expires: Option<DateTime<Utc>>,
+    /// AMQP priority (0-255; RabbitMQ honours it on queues with `x-max-priority`).
+    pub priority: Option<u8>,
+}
+
+impl Signature {
+    /// A call of the task named `task` with no arguments.
+    pub fn new(task: impl Into<String>) -> Self {
+        Signature {
+            task: task.into(),
+            args: Vec::new(),
+            kwargs: Map::new(),
+            bincode_args: None,
+            id: None,
+            queue: None,
+            eta: None,
+            expires: None,
+            priority: None,
+        }
+    }
+
+    /// A call of `T` with typed arguments, sent as positional JSON args.
+    pub fn of<T: Task>(args: &T::Args) -> Result<Self, SendError> {
+        let (args, kwargs) = encode_args(args).map_err(|error| SendError::Arguments {
+            task: T::NAME.to_string(),
+            reason: error.to_string(),
+        })?;
+        Ok(Signature::new(T::NAME).with_args(args).with_kwargs(kwargs))
+    }
+
+    /// A call of `T` with typed arguments sent as `application/x-bincode` (Rust workers only).
+    pub fn of_bincode<T: Task>(args: &T::Args) -> Result<Self, SendError> {
+        let bytes =
+            bincode::serde::encode_to_vec(args, bincode::config::standard()).map_err(|error| {
+                SendError::Arguments {
+                    task: T::NAME.to_string(),
+                    reason: error.to_string(),
+                }
+            })?;
+        let mut signature = Signature::new(T::NAME);
+        signature.bincode_args = Some(bytes);
+        Ok(signature)
+    }
+
+    /// Sets the positional arguments.
+    pub fn with_args(mut self, args: Vec<Value>) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// Sets the keyword arguments.
+    pub fn with_kwargs(mut self, kwargs: Map<String, Value>) -> Self {
+        self.kwargs = kwargs;
+        self
+    }
+
+    /// Sets the task id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sends to this queue.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Runs no earlier than `eta`.
+    pub fn with_eta(mut self, eta: DateTime<Utc>) -> Self {
+        self.eta = Some(eta);
+        self
+    }
+
+    /// Runs no earlier than `countdown` from now (Celery turns a countdown into an eta).
+    pub fn with_countdown(self, countdown: Duration) -> Self {
+        let eta = Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default();
+        self.with_eta(eta)
+    }
+
+    /// Is not run after `expires`.
+    pub fn with_expires(mut self, expires: DateTime<Utc>) -> Self {
+        self.expires = Some(expires);
+        self
+    }
+
+    /// Sets the AMQP priority.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// The content type this call is encoded with.
+    pub fn content_type(&self) -> ContentType {
+        if self.bincode_args.is_some() {
+            ContentType::Bincode
+        } else {
+            ContentType::Json
+        }
+    }
+}

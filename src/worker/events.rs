@@ -1,0 +1,111 @@
+//! `TaskEvent`: what happened to each message a worker received, for metrics, logs and
+//! tests that need to observe the worker.
+
+use actix::{Message, Recipient};
+use serde_json::Value;
+
+use crate::task::TaskError;
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEventKind {
+    /// The task got an execution slot (and, with early acknowledgement, was acked).
+    Started,
+    /// The task returned this result.
+    Succeeded {
+        /// The result, as JSON.
+        result: Value,
+    },
+    /// The task failed: its error, a panic, a time limit, or arguments that do not fit.
+    Failed {
+        /// The failure as Python would see it.
+        error: TaskError,
+    },
+    /// The message was rejected without requeue (malformed, unknown task...).
+    Rejected {
+        /// Why, as logged.
+        reason: String,
+    },
+    /// The task was not run because it expired; it was acked.
+    Revoked {
+        /// Why.
+        reason: String,
+    },
+    /// The message went back to its queue unexecuted (the worker was shutting down).
+    Requeued,
+}
+
+/// An event about one message.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct TaskEvent {
+    /// The task id, when the message had a readable one.
+    pub task_id: Option<String>,
+    /// The task name, when the message had a readable one.
+    pub task_name: Option<String>,
+    /// The queue the message came from.
+    pub queue: String,
+    /// What happened.
+    pub kind: TaskEventKind,
+}
+
+/// Sends events to every subscriber.
+#[derive(Clone, Default)]
+pub(crate) struct EventSink {
+    listeners: Vec<Recipient<TaskEvent>>,
+}
+
+impl EventSink {
+    pub(crate) fn new(listeners: Vec<Recipient<TaskEvent>>) -> Self {
+        EventSink { listeners }
+    }
+
+    pub(crate) fn emit(
+        &self,
+        task_id: Option<&str>,
+        task_name: Option<&str>,
+        queue: &str,
+        kind: TaskEventKind,
+    ) {
+        if self.listeners.is_empty() {
+            return;
+        }
+        let event = TaskEvent {
+            task_id: task_id.map(str::to_string),
+            task_name: task_name.map(str::to_string),
+            queue: queue.to_string(),
+            kind,
+        };
+        for listener in &self.listeners {
+            listener.do_send(event.clone());
+        }
+    }
+}
+
+/// Forwards task events into a channel.
+struct EventForwarder {
+    sender: futures::channel::mpsc::UnboundedSender<TaskEvent>,
+}
+
+impl actix::Actor for EventForwarder {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<TaskEvent> for EventForwarder {
+    type Result = ();
+
+    fn handle(&mut self, event: TaskEvent, _: &mut actix::Context<Self>) {
+        let _ = self.sender.unbounded_send(event);
+    }
+}
+
+/// A recipient to give `WorkerBuilder::on_task_event`, and the stream of events it
+/// receives. Must run inside an actix system.
+pub fn task_event_channel() -> (
+    Recipient<TaskEvent>,
+    futures::channel::mpsc::UnboundedReceiver<TaskEvent>,
+) {
+    use actix::Actor;
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    (EventForwarder { sender }.start().recipient(), receiver)
+}

@@ -1,0 +1,43 @@
+//! The worker: `WorkerSystem` wires the actors of `celeriac-actors` into a running worker,
+//! the dispatcher turns deliveries into task runs, and `TaskEvent`s report what happened.
+
+mod dispatcher;
+mod events;
+mod system;
+
+use derive_more::{Display, Error, From};
+
+pub use events::{task_event_channel, TaskEvent, TaskEventKind};
+pub use system::{WorkerBuilder, WorkerSystem};
+
+use crate::actors::BrokerError;
+
+/// Why a worker could not start or had to stop.
+#[derive(Debug, Display, Error, From)]
+pub enum WorkerError {
+    /// The broker failed.
+    #[display("{_0}")]
+    Broker(BrokerError),
+    /// A consumer failed more often than its restart policy allows.
+    #[display("gave up on the consumer of queue \"{queue}\": {reason}")]
+    #[from(ignore)]
+    ConsumerGaveUp {
+        /// The queue.
+        queue: String,
+        /// Its last failure.
+        reason: String,
+    },
+    /// The worker has no task registered.
+    #[display("no task is registered: register tasks before starting the worker")]
+    NoTasks,
+    /// Signal handlers could not be installed.
+    #[display("cannot listen for signals: {_0}")]
+    #[from(ignore)]
+    Signal(#[error(not(source))] String),
+}
+
+impl From<actix::MailboxError> for WorkerError {
+    fn from(error: actix::MailboxError) -> Self {
+        WorkerError::Broker(BrokerError::from(error))
+    }
+}

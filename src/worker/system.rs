@@ -1,0 +1,260 @@
+//! `WorkerSystem`: builds and starts the actors of a worker for a set of queues and tasks,
+//! and stops them in order.
+//!
+//! Start order: queues declared, executor pool (on an arbiter of its own, so task code
+//! never stalls the consumers), dispatcher, consumer supervisor, one consumer per queue.
+//! Stop order (warm): consumers cancelled, ETA tasks requeued, waiting jobs requeued,
+//! running tasks finish, every message settled, broker connection closed.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
+use super::events::{EventSink, TaskEvent};
+use super::WorkerError;
+use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
+use crate::actors::supervisor::{BreakConsumer, StopConsumers, SubscribeSupervisor, Supervise};
+use crate::actors::{
+    BrokerClient, ConsumerSpec, ConsumerSupervisor, ExecutorPool, QueueSpec, RestartPolicy,
+    SupervisorEvent,
+};
+use crate::app::Config;
+use crate::task::{Task, TaskRegistry};
+
+/// Configures a `WorkerSystem`.
+pub struct WorkerBuilder {
+    broker: BrokerClient,
+    config: Config,
+    queues: Vec<String>,
+    registry: TaskRegistry,
+    restart_policy: RestartPolicy,
+    task_listeners: Vec<Recipient<TaskEvent>>,
+    supervisor_listeners: Vec<Recipient<SupervisorEvent>>,
+    /// Whether `stop` closes the broker connection (off when the broker is shared).
+    close_broker_on_stop: bool,
+}
+
+impl WorkerBuilder {
+    /// Consumes `queue` too (the default queue of the config when none is given).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queues.push(queue.into());
+        self
+    }
+
+    /// Registers task `T`.
+    pub fn register<T: Task>(mut self) -> Self {
+        self.registry.register::<T>();
+        self
+    }
+
+    /// Sets how failed consumers are restarted.
+    pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.restart_policy = policy;
+        self
+    }
+
+    /// Sends every `TaskEvent` to `listener`.
+    pub fn on_task_event(mut self, listener: Recipient<TaskEvent>) -> Self {
+        self.task_listeners.push(listener);
+        self
+    }
+
+    /// Sends every consumer `SupervisorEvent` to `listener`.
+    pub fn on_supervisor_event(mut self, listener: Recipient<SupervisorEvent>) -> Self {
+        self.supervisor_listeners.push(listener);
+        self
+    }
+
+    /// Whether `stop` closes the broker connection (default true). Turn it off when a
+    /// producer in the same process keeps using the broker.
+    pub fn close_broker_on_stop(mut self, close: bool) -> Self {
+        self.close_broker_on_stop = close;
+        self
+    }
+
+    /// Declares the queues and starts the actors. Must run inside an actix system.
+    pub async fn start(mut self) -> Result<WorkerSystem, WorkerError> {
+        if self.queues.is_empty() {
+            self.queues.push(self.config.default_queue.clone());
+        }
+        if self.registry.names().is_empty() {
+            return Err(WorkerError::NoTasks);
+        }
+        for queue in &self.queues {
+            self.broker.declare_queue(QueueSpec::durable(queue)).await?;
+        }
+        let pool_arbiter = Arbiter::new();
+        let concurrency = self.config.concurrency;
+        let pool = ExecutorPool::start_in_arbiter(&pool_arbiter.handle(), move |_| {
+            ExecutorPool::new(concurrency)
+        });
+        let dispatcher = Dispatcher::new(
+            Arc::new(self.registry.clone()),
+            pool.clone(),
+            EventSink::new(self.task_listeners),
+        )
+        .start();
+        let supervisor = ConsumerSupervisor::new(
+            self.broker.clone(),
+            dispatcher.clone().recipient(),
+            self.restart_policy,
+        )
+        .start();
+        let (gave_up_tx, gave_up) = watch::channel(None);
+        let watcher = GiveUpWatch {
+            gave_up: gave_up_tx,
+        }
+        .start();
+        supervisor
+            .send(SubscribeSupervisor(watcher.recipient()))
+            .await?;
+        for listener in self.supervisor_listeners {
+            supervisor.send(SubscribeSupervisor(listener)).await?;
+        }
+        let prefetch = self.config.prefetch();
+        for queue in &self.queues {
+            supervisor
+                .send(Supervise(ConsumerSpec {
+                    queue: queue.clone(),
+                    prefetch,
+                }))
+                .await?;
+        }
+        log::info!(
+            "worker started: queues {:?}, tasks {:?}, concurrency {}, prefetch {}",
+            self.queues,
+            self.registry.names(),
+            concurrency,
+            prefetch
+        );
+        Ok(WorkerSystem {
+            broker: self.broker,
+            supervisor,
+            dispatcher,
+            pool,
+            pool_arbiter,
+            gave_up,
+            close_broker_on_stop: self.close_broker_on_stop,
+        })
+    }
+}
+
+/// Records the first consumer the supervisor gave up on.
+struct GiveUpWatch {
+    gave_up: watch::Sender<Option<(String, String)>>,
+}
+
+impl Actor for GiveUpWatch {
+    type Context = Context<Self>;
+}
+
+impl Handler<SupervisorEvent> for GiveUpWatch {
+    type Result = ();
+
+    fn handle(&mut self, event: SupervisorEvent, _: &mut Context<Self>) {
+        if let SupervisorEvent::GaveUp { queue, reason } = event {
+            self.gave_up.send_if_modified(|current| {
+                if current.is_none() {
+                    *current = Some((queue, reason));
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+}
+
+/// A running worker.
+pub struct WorkerSystem {
+    broker: BrokerClient,
+    supervisor: Addr<ConsumerSupervisor>,
+    dispatcher: Addr<Dispatcher>,
+    pool: Addr<ExecutorPool>,
+    /// The arbiter task code runs on; stopped last.
+    pool_arbiter: Arbiter,
+    /// Set when the supervisor gave up on a consumer: the worker then has to exit.
+    gave_up: watch::Receiver<Option<(String, String)>>,
+    close_broker_on_stop: bool,
+}
+
+impl WorkerSystem {
+    /// A worker consuming through `broker`, configured by `config`.
+    pub fn builder(broker: BrokerClient, config: &Config) -> WorkerBuilder {
+        WorkerBuilder {
+            broker,
+            config: config.clone(),
+            queues: Vec::new(),
+            registry: TaskRegistry::new(),
+            restart_policy: RestartPolicy::default(),
+            task_listeners: Vec::new(),
+            supervisor_listeners: Vec::new(),
+            close_broker_on_stop: true,
+        }
+    }
+
+    /// The consumer supervisor (for fault injection and events).
+    pub fn supervisor(&self) -> &Addr<ConsumerSupervisor> {
+        &self.supervisor
+    }
+
+    /// How busy the executor pool is.
+    pub async fn pool_status(&self) -> Result<PoolStatus, WorkerError> {
+        Ok(self.pool.send(GetPoolStatus).await?)
+    }
+
+    /// Fault injection: closes the channel of `queue`'s consumer with a channel error.
+    pub async fn break_consumer(&self, queue: &str) -> Result<(), WorkerError> {
+        Ok(self
+            .supervisor
+            .send(BreakConsumer {
+                queue: queue.to_string(),
+            })
+            .await??)
+    }
+
+    /// Runs until SIGINT or SIGTERM, then stops warmly. Fails when a consumer could not
+    /// be kept running (its supervisor gave up): the process should then exit non-zero.
+    pub async fn run_until_signal(self) -> Result<(), WorkerError> {
+        let mut terminate =
+            actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())
+                .map_err(|error| WorkerError::Signal(error.to_string()))?;
+        let mut gave_up = self.gave_up.clone();
+        let outcome = tokio::select! {
+            _ = actix_rt::signal::ctrl_c() => {
+                log::info!("SIGINT received: warm shutdown");
+                Ok(())
+            }
+            _ = terminate.recv() => {
+                log::info!("SIGTERM received: warm shutdown");
+                Ok(())
+            }
+            changed = gave_up.wait_for(Option::is_some) => {
+                let (queue, reason) = changed
+                    .ok()
+                    .and_then(|value| value.clone())
+                    .unwrap_or_default();
+                Err(WorkerError::ConsumerGaveUp { queue, reason })
+            }
+        };
+        self.stop().await?;
+        outcome
+    }
+
+    /// Warm shutdown: stops consuming, requeues what has not started, lets running tasks
+    /// finish, settles every message, then closes the broker connection.
+    pub async fn stop(self) -> Result<(), WorkerError> {
+        self.supervisor.send(StopConsumers).await?;
+        self.dispatcher.send(BeginDrain).await?;
+        self.pool.send(Drain).await?;
+        self.dispatcher.send(WaitIdle).await?;
+        if self.close_broker_on_stop {
+            self.broker.close().await?;
+        }
+        self.pool_arbiter.stop();
+        log::info!("worker stopped");
+        Ok(())
+    }
+}
