@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use crate::broker::{BrokerClient, CancelConsumer, DeliveryStream, OpenConsumer};
+use crate::broker::{BrokerClient, CancelConsumer, CloseConsumer, DeliveryStream, OpenConsumer};
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
 
@@ -34,6 +34,16 @@ pub struct ConsumerExited {
     pub failure: Option<String>,
 }
 
+/// Sent by a consumer to its supervisor once the broker is delivering to it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ConsumerReady {
+    /// The queue it consumes.
+    pub queue: String,
+    /// Its consumer tag.
+    pub consumer_tag: String,
+}
+
 /// Asks a consumer to cancel its consumer and stop. Deliveries already handed over can
 /// still be settled.
 #[derive(Debug, Message)]
@@ -52,6 +62,8 @@ pub struct ConsumerActor {
     deliver_to: Recipient<Deliver>,
     /// Told when this actor stops, and why.
     supervisor: Recipient<ConsumerExited>,
+    /// Told when the consumer is open.
+    ready: Recipient<ConsumerReady>,
     /// Set by `StopConsuming`: the end of the stream is then expected.
     stopping: bool,
     /// The failure that ended the stream, reported to the supervisor.
@@ -66,6 +78,7 @@ impl ConsumerActor {
         broker: BrokerClient,
         deliver_to: Recipient<Deliver>,
         supervisor: Recipient<ConsumerExited>,
+        ready: Recipient<ConsumerReady>,
     ) -> Self {
         ConsumerActor {
             spec,
@@ -73,6 +86,7 @@ impl ConsumerActor {
             broker,
             deliver_to,
             supervisor,
+            ready,
             stopping: false,
             failure: None,
         }
@@ -99,6 +113,10 @@ impl Actor for ConsumerActor {
                             actor.consumer_tag
                         );
                         ctx.add_stream(stream);
+                        actor.ready.do_send(ConsumerReady {
+                            queue: actor.spec.queue.clone(),
+                            consumer_tag: actor.consumer_tag.clone(),
+                        });
                     }
                     Err(error) => {
                         actor.failure = Some(error.to_string());
@@ -119,6 +137,12 @@ impl Actor for ConsumerActor {
                     .unwrap_or_else(|| "the broker cancelled the consumer".to_string()),
             )
         };
+        if failure.is_some() {
+            // Whatever this consumer still held goes back to the queue with its channel.
+            self.broker.close_consumer.do_send(CloseConsumer {
+                consumer_tag: self.consumer_tag.clone(),
+            });
+        }
         self.supervisor.do_send(ConsumerExited {
             queue: self.spec.queue.clone(),
             consumer_tag: self.consumer_tag.clone(),
@@ -128,12 +152,15 @@ impl Actor for ConsumerActor {
 }
 
 impl StreamHandler<Result<Delivery, BrokerError>> for ConsumerActor {
-    fn handle(&mut self, item: Result<Delivery, BrokerError>, _: &mut Context<Self>) {
+    fn handle(&mut self, item: Result<Delivery, BrokerError>, ctx: &mut Context<Self>) {
         match item {
             Ok(delivery) => self.deliver_to.do_send(Deliver(delivery)),
             Err(error) => {
+                // lapin does not always end the stream after an error (a channel closed by
+                // a soft error stays closed): stop, and let the supervisor start afresh.
                 log::warn!("consumer of queue \"{}\" failed: {error}", self.spec.queue);
                 self.failure = Some(error.to_string());
+                ctx.stop();
             }
         }
     }

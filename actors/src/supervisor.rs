@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::broker::{BreakConsumerChannel, BrokerClient};
-use crate::consumer::{ConsumerActor, ConsumerExited, ConsumerSpec, Deliver, StopConsuming};
+use crate::consumer::{
+    ConsumerActor, ConsumerExited, ConsumerReady, ConsumerSpec, Deliver, StopConsuming,
+};
 use crate::error::BrokerError;
 
 /// When and how often a failed consumer is restarted.
@@ -39,7 +41,7 @@ impl Default for RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub enum SupervisorEvent {
-    /// A consumer was started for the queue (first start or restart).
+    /// A consumer for the queue is open and receiving (first start or restart).
     Started {
         /// The queue.
         queue: String,
@@ -148,12 +150,10 @@ impl ConsumerSupervisor {
             self.broker.clone(),
             self.deliver_to.clone(),
             ctx.address().recipient(),
+            ctx.address().recipient(),
         )
         .start();
         entry.current = Some((tag, consumer));
-        self.emit(SupervisorEvent::Started {
-            queue: queue.to_string(),
-        });
     }
 }
 
@@ -187,6 +187,20 @@ impl Handler<SubscribeSupervisor> for ConsumerSupervisor {
         _: &mut Context<Self>,
     ) {
         self.listeners.push(listener);
+    }
+}
+
+impl Handler<ConsumerReady> for ConsumerSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, ready: ConsumerReady, _: &mut Context<Self>) {
+        let current = self
+            .consumers
+            .get(&ready.queue)
+            .and_then(|entry| entry.current.as_ref().map(|(tag, _)| tag));
+        if current == Some(&ready.consumer_tag) {
+            self.emit(SupervisorEvent::Started { queue: ready.queue });
+        }
     }
 }
 

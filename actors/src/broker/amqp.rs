@@ -18,8 +18,8 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
 
 use super::{
-    BreakConsumerChannel, CancelConsumer, CloseBroker, CountMessages, DeclareQueue, DeleteQueue,
-    DeliveryStream, OpenConsumer, PublishMessage,
+    BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
+    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -394,6 +394,26 @@ impl Handler<CancelConsumer> for AmqpBrokerActor {
                     BrokerError::amqp(format!("basic.cancel \"{}\"", cancel.consumer_tag), &error)
                 })
         })
+    }
+}
+
+impl Handler<CloseConsumer> for AmqpBrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, close: CloseConsumer, ctx: &mut Context<Self>) {
+        let Some(channel) = self.consumer_channels.remove(&close.consumer_tag) else {
+            return;
+        };
+        if channel.status().connected() {
+            ctx.spawn(
+                async move {
+                    if let Err(error) = channel.close(200, "consumer replaced".into()).await {
+                        log::debug!("closing the channel of a failed consumer: {error}");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use futures::StreamExt;
 use lapin::BasicProperties;
 
 use super::{
-    BreakConsumerChannel, CancelConsumer, CloseBroker, CountMessages, DeclareQueue, DeleteQueue,
-    DeliveryStream, OpenConsumer, PublishMessage,
+    BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
+    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage,
 };
 use crate::delivery::{Acker, Delivery, Settlement};
 use crate::error::BrokerError;
@@ -205,6 +205,36 @@ impl Handler<CancelConsumer> for MemoryBrokerActor {
                 .retain(|consumer| consumer.tag != cancel.consumer_tag);
         }
         Ok(())
+    }
+}
+
+impl Handler<CloseConsumer> for MemoryBrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, close: CloseConsumer, ctx: &mut Context<Self>) {
+        let mut touched = Vec::new();
+        for (name, queue) in self.queues.iter_mut() {
+            queue
+                .consumers
+                .retain(|consumer| consumer.tag != close.consumer_tag);
+            let orphaned: Vec<u64> = queue
+                .unsettled
+                .iter()
+                .filter(|(_, (tag, _))| *tag == close.consumer_tag)
+                .map(|(delivery_tag, _)| *delivery_tag)
+                .collect();
+            for delivery_tag in orphaned {
+                if let Some((_, mut message)) = queue.unsettled.remove(&delivery_tag) {
+                    message.redelivered = true;
+                    queue.ready.push_front(message);
+                    touched.push(name.clone());
+                }
+            }
+        }
+        let me = ctx.address();
+        for name in touched {
+            self.dispatch(&name, &me);
+        }
     }
 }
 

@@ -79,6 +79,15 @@ pub struct CancelConsumer {
     pub consumer_tag: String,
 }
 
+/// Closes a consumer's channel, if it is still open, and forgets it. Its unsettled
+/// deliveries go back to the queue. Used when a consumer failed and is replaced.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseConsumer {
+    /// The tag given to `OpenConsumer`.
+    pub consumer_tag: String,
+}
+
 /// Counts the messages ready in a queue (not those delivered and unsettled).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<u32, BrokerError>")]
@@ -115,6 +124,8 @@ pub struct BrokerClient {
     pub open_consumer: Recipient<OpenConsumer>,
     /// Cancels consumers.
     pub cancel_consumer: Recipient<CancelConsumer>,
+    /// Closes the channels of failed consumers.
+    pub close_consumer: Recipient<CloseConsumer>,
     /// Counts ready messages.
     pub count: Recipient<CountMessages>,
     /// Deletes queues.
@@ -134,6 +145,7 @@ impl BrokerClient {
             + Handler<PublishMessage>
             + Handler<OpenConsumer>
             + Handler<CancelConsumer>
+            + Handler<CloseConsumer>
             + Handler<CountMessages>
             + Handler<DeleteQueue>
             + Handler<CloseBroker>
@@ -144,6 +156,7 @@ impl BrokerClient {
             publish: addr.clone().recipient(),
             open_consumer: addr.clone().recipient(),
             cancel_consumer: addr.clone().recipient(),
+            close_consumer: addr.clone().recipient(),
             count: addr.clone().recipient(),
             delete: addr.clone().recipient(),
             close: addr.clone().recipient(),

@@ -1,0 +1,169 @@
+//! Helpers shared by the integration tests: the broker under test, unique queues, test
+//! tasks, and waiting for events with a deadline that fails with a clear message.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use celeriac::{connect_broker, BrokerClient, Config, Task, TaskContext, TaskError, TaskEvent};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// The RabbitMQ the tests run against; fails with instructions when there is none.
+pub fn amqp_url() -> String {
+    match std::env::var("CELERIAC_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "CELERIAC_TEST_AMQP_URL is not set: these tests need a real RabbitMQ. \
+             Run scripts/test (it installs rabbitmq-server and starts a private node), \
+             or point CELERIAC_TEST_AMQP_URL at a broker, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
+        ),
+    }
+}
+
+/// A config for the test broker with the given concurrency.
+pub fn config(concurrency: usize) -> Config {
+    Config {
+        broker_url: Some(amqp_url()),
+        concurrency,
+        connect_timeout: Duration::from_secs(10),
+        connection_name: "celeriac-tests".into(),
+        ..Config::default()
+    }
+}
+
+/// Connects to the test broker.
+pub async fn connect(config: &Config) -> BrokerClient {
+    match connect_broker(config).await {
+        Ok(broker) => broker,
+        Err(error) => panic!("cannot connect to the test RabbitMQ: {error}"),
+    }
+}
+
+/// A queue name no other test uses.
+pub fn unique_queue(test: &str) -> String {
+    format!("celeriac-test.{test}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes test queues.
+pub async fn delete_queues(broker: &BrokerClient, queues: &[&str]) {
+    for queue in queues {
+        if let Err(error) = broker.delete_queue(queue).await {
+            panic!("cleaning up queue {queue}: {error}");
+        }
+    }
+}
+
+/// Waits for the next event that matches, failing after `timeout` with `what`.
+pub async fn wait_for_event(
+    events: &mut UnboundedReceiver<TaskEvent>,
+    timeout: Duration,
+    what: &str,
+    mut matches: impl FnMut(&TaskEvent) -> bool,
+) -> TaskEvent {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+            Ok(None) => panic!("the event stream ended while waiting for {what}"),
+            Ok(Some(event)) if matches(&event) => return event,
+            Ok(Some(_)) => continue,
+        }
+    }
+}
+
+/// Receives events until `done` says so, failing after `timeout` with `what`.
+pub async fn collect_events(
+    events: &mut UnboundedReceiver<TaskEvent>,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&TaskEvent) -> bool,
+) {
+    wait_for_event(events, timeout, what, |event| done(event)).await;
+}
+
+/// Forwards any message type into a channel (supervisor events and the like).
+pub struct Forward<M: Message<Result = ()> + Send> {
+    sender: futures::channel::mpsc::UnboundedSender<M>,
+}
+
+impl<M: Message<Result = ()> + Send + Unpin + 'static> Actor for Forward<M> {
+    type Context = Context<Self>;
+}
+
+impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Forward<M> {
+    type Result = ();
+    fn handle(&mut self, message: M, _: &mut Context<Self>) {
+        let _ = self.sender.unbounded_send(message);
+    }
+}
+
+/// A recipient that forwards into the returned receiver.
+pub fn forward<M: Message<Result = ()> + Send + Unpin + 'static>(
+) -> (Recipient<M>, UnboundedReceiver<M>) {
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    (Forward { sender }.start().recipient(), receiver)
+}
+
+/// Receives the next message matching `matches` within `timeout`, or fails with `what`.
+pub async fn recv_matching<M>(
+    receiver: &mut UnboundedReceiver<M>,
+    timeout: Duration,
+    what: &str,
+    mut matches: impl FnMut(&M) -> bool,
+) -> M {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, receiver.next()).await {
+            Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+            Ok(None) => panic!("the channel closed while waiting for {what}"),
+            Ok(Some(message)) if matches(&message) => return message,
+            Ok(Some(_)) => continue,
+        }
+    }
+}
+
+/// `test.add(x, y)`.
+pub struct Add;
+
+/// Arguments of `test.add`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddArgs {
+    pub x: i64,
+    pub y: i64,
+}
+
+impl Task for Add {
+    const NAME: &'static str = "test.add";
+    type Args = AddArgs;
+    type Output = i64;
+    async fn run(_ctx: TaskContext, args: AddArgs) -> Result<i64, TaskError> {
+        Ok(args.x + args.y)
+    }
+}
+
+/// `test.panic(message)`: panics.
+pub struct Panic;
+
+impl Task for Panic {
+    const NAME: &'static str = "test.panic";
+    type Args = (String,);
+    type Output = ();
+    async fn run(_ctx: TaskContext, (message,): (String,)) -> Result<(), TaskError> {
+        panic!("{message}")
+    }
+}
+
+/// `test.slow(ms)`: waits `ms` milliseconds, returns them.
+pub struct Slow;
+
+impl Task for Slow {
+    const NAME: &'static str = "test.slow";
+    type Args = (u64,);
+    type Output = u64;
+    async fn run(_ctx: TaskContext, (ms,): (u64,)) -> Result<u64, TaskError> {
+        actix_rt::time::sleep(Duration::from_millis(ms)).await;
+        Ok(ms)
+    }
+}
