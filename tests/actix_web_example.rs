@@ -95,34 +95,62 @@ async fn the_endpoint_sends_a_task_that_a_worker_executes() {
                 let _ = error;
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(error) => panic!("the example did not accept connections on {addr} within 30 s: {error}"),
+            Err(error) => {
+                panic!("the example did not accept connections on {addr} within 30 s: {error}")
+            }
         }
     };
-    assert!(response.starts_with("HTTP/1.1 202"), "unexpected response: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 202"),
+        "unexpected response: {response}"
+    );
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(body.trim())
         .unwrap_or_else(|error| panic!("the body is not JSON ({error}): {body}"));
-    let task_id = json["task_id"].as_str().expect("a task_id in the body").to_string();
+    let task_id = json["task_id"]
+        .as_str()
+        .expect("a task_id in the body")
+        .to_string();
 
-    let event = wait_for_event(&mut received, Duration::from_secs(30), "the sent task to run", |e| {
-        e.task_id.as_deref() == Some(task_id.as_str()) && matches!(e.kind, TaskEventKind::Succeeded { .. })
-    })
+    let event = wait_for_event(
+        &mut received,
+        Duration::from_secs(30),
+        "the sent task to run",
+        |e| {
+            e.task_id.as_deref() == Some(task_id.as_str())
+                && matches!(e.kind, TaskEventKind::Succeeded { .. })
+        },
+    )
     .await;
-    assert_eq!(event.kind, TaskEventKind::Succeeded { result: serde_json::json!(42) });
+    assert_eq!(
+        event.kind,
+        TaskEventKind::Succeeded {
+            result: serde_json::json!(42)
+        }
+    );
 
     // SIGTERM: the example stops its server and closes its connection, then exits 0.
     let pid = server.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
     assert!(status.success(), "kill -TERM {pid} failed");
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(exit) = server.0.try_wait().expect("wait on the example") {
             break exit;
         }
-        assert!(Instant::now() < deadline, "the example did not exit within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the example did not exit within 20 s of SIGTERM"
+        );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(exit.success(), "the example exited with {exit} after SIGTERM");
+    assert!(
+        exit.success(),
+        "the example exited with {exit} after SIGTERM"
+    );
 
     worker.stop().await.expect("worker stops");
     delete_queues(&broker, &[&queue]).await;

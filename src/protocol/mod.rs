@@ -11,7 +11,7 @@
 //! - [`amqp`]: AMQP field value <-> JSON conversions with py-amqp's type codes.
 //! - [`result`]: [`TaskState`] and [`ResultMessage`], the result document.
 //! - [`exception`]: [`ExceptionInfo`], how task errors travel in results.
-//! - [`error`]: [`ProtocolError`].
+//! - [`error`]: the error type, [`ProtocolError`].
 
 pub mod amqp;
 pub mod body;

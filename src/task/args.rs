@@ -246,9 +246,8 @@ impl<'de> de::Deserializer<'de> for ArgsDeserializer<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ArgsError> {
-        if self.args.is_empty() && self.kwargs.is_empty() {
-            visitor.visit_none()
-        } else if self.kwargs.is_empty() && matches!(self.args, [Value::Null]) {
+        let no_args = self.args.is_empty() || matches!(self.args, [Value::Null]);
+        if no_args && self.kwargs.is_empty() {
             visitor.visit_none()
         } else {
             visitor.visit_some(self)
@@ -591,5 +590,323 @@ impl<'a> ser::Serializer for ShapeSerializer<'a> {
     ) -> Result<Self::SerializeStructVariant, serde_json::Error> {
         *self.shape = Shape::Single;
         ser::Serializer::serialize_struct_variant(JsonSer, name, index, variant, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Add {
+        x: i32,
+        y: i32,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct WithOptional {
+        name: String,
+        #[serde(default)]
+        count: u32,
+        label: Option<String>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Renamed {
+        #[serde(rename = "userId")]
+        user_id: u64,
+        flag: bool,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Pair(i32, String);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Wrapper(Add);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    fn args(value: Value) -> Vec<Value> {
+        value.as_array().unwrap().clone()
+    }
+
+    fn kwargs(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    fn err<T: DeserializeOwned + std::fmt::Debug>(a: Value, k: Value) -> String {
+        decode_args::<T>(&args(a), &kwargs(k))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn struct_from_positional_keyword_and_mixed() {
+        let expected = Add { x: 2, y: 3 };
+        assert_eq!(
+            decode_args::<Add>(&args(json!([2, 3])), &Map::new()).unwrap(),
+            expected
+        );
+        assert_eq!(
+            decode_args::<Add>(&[], &kwargs(json!({"y": 3, "x": 2}))).unwrap(),
+            expected
+        );
+        assert_eq!(
+            decode_args::<Add>(&args(json!([2])), &kwargs(json!({"y": 3}))).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn struct_errors() {
+        assert_eq!(
+            err::<Add>(json!(["a", 3]), json!({})),
+            "argument \"x\": invalid type: string \"a\", expected i32"
+        );
+        assert_eq!(
+            err::<Add>(json!([1]), json!({"y": 2.5})),
+            "argument \"y\": invalid type: floating point `2.5`, expected i32"
+        );
+        assert_eq!(err::<Add>(json!([2]), json!({})), "missing argument \"y\"");
+        assert_eq!(
+            err::<Add>(json!([1, 2, 3]), json!({})),
+            "too many positional arguments: 3 given, takes 2"
+        );
+        assert_eq!(
+            err::<Add>(json!([1]), json!({"x": 1, "y": 2})),
+            "argument \"x\" given both positionally and as a keyword"
+        );
+        assert_eq!(
+            err::<Add>(json!([1, 2]), json!({"z": 1})),
+            "unexpected keyword argument \"z\""
+        );
+    }
+
+    #[test]
+    fn optional_and_default_fields() {
+        assert_eq!(
+            decode_args::<WithOptional>(&args(json!(["a"])), &Map::new()).unwrap(),
+            WithOptional {
+                name: "a".into(),
+                count: 0,
+                label: None
+            }
+        );
+        assert_eq!(
+            decode_args::<WithOptional>(&args(json!(["a", 4])), &kwargs(json!({"label": "l"})))
+                .unwrap(),
+            WithOptional {
+                name: "a".into(),
+                count: 4,
+                label: Some("l".into())
+            }
+        );
+        assert_eq!(
+            decode_args::<WithOptional>(&args(json!(["a", 4, null])), &Map::new())
+                .unwrap()
+                .label,
+            None
+        );
+        assert_eq!(
+            err::<WithOptional>(json!([]), json!({})),
+            "missing argument \"name\""
+        );
+    }
+
+    #[test]
+    fn renamed_fields_use_wire_names() {
+        let expected = Renamed {
+            user_id: 7,
+            flag: true,
+        };
+        assert_eq!(
+            decode_args::<Renamed>(&[], &kwargs(json!({"userId": 7, "flag": true}))).unwrap(),
+            expected
+        );
+        assert_eq!(
+            decode_args::<Renamed>(&args(json!([7, true])), &Map::new()).unwrap(),
+            expected
+        );
+        assert_eq!(
+            err::<Renamed>(json!([]), json!({"user_id": 7, "flag": true})),
+            "unexpected keyword argument \"user_id\""
+        );
+        assert_eq!(
+            encode_args(&expected).unwrap(),
+            (args(json!([7, true])), Map::new())
+        );
+    }
+
+    #[test]
+    fn tuples_vecs_and_tuple_structs() {
+        assert_eq!(
+            decode_args::<(i32, String)>(&args(json!([1, "a"])), &Map::new()).unwrap(),
+            (1, "a".to_owned())
+        );
+        assert_eq!(
+            decode_args::<Pair>(&args(json!([1, "a"])), &Map::new()).unwrap(),
+            Pair(1, "a".to_owned())
+        );
+        assert_eq!(
+            decode_args::<Vec<u8>>(&args(json!([1, 2, 3])), &Map::new()).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            err::<(i32, String)>(json!([1, 2]), json!({})),
+            "positional argument 1: invalid type: integer `2`, expected a string"
+        );
+        assert_eq!(
+            err::<(i32, i32)>(json!([1, 2, 3]), json!({})),
+            "too many positional arguments: 3 given, takes 2"
+        );
+        assert_eq!(
+            err::<(i32, i32)>(json!([1]), json!({})),
+            "missing positional arguments: 1 given, takes 2"
+        );
+        assert_eq!(
+            err::<(i32, i32)>(json!([1, 2]), json!({"a": 1, "b": 2})),
+            "keyword arguments not accepted (positional only): a, b"
+        );
+    }
+
+    #[test]
+    fn unit_and_single_values() {
+        decode_args::<()>(&[], &Map::new()).unwrap();
+        assert_eq!(
+            err::<()>(json!([1]), json!({})),
+            "too many positional arguments: 1 given, takes 0"
+        );
+        assert_eq!(
+            decode_args::<i64>(&args(json!([5])), &Map::new()).unwrap(),
+            5
+        );
+        assert_eq!(
+            decode_args::<String>(&args(json!(["s"])), &Map::new()).unwrap(),
+            "s"
+        );
+        assert_eq!(
+            decode_args::<Mode>(&args(json!(["Slow"])), &Map::new()).unwrap(),
+            Mode::Slow
+        );
+        assert_eq!(
+            err::<i64>(json!([]), json!({})),
+            "missing positional arguments: 0 given, takes 1"
+        );
+        assert_eq!(
+            err::<i64>(json!(["x"]), json!({})),
+            "positional argument 0: invalid type: string \"x\", expected i64"
+        );
+        assert_eq!(decode_args::<Option<i64>>(&[], &Map::new()).unwrap(), None);
+        assert_eq!(
+            decode_args::<Option<i64>>(&args(json!([3])), &Map::new()).unwrap(),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn value_gets_args_and_kwargs() {
+        let value: Value =
+            decode_args(&args(json!([1, "a"])), &kwargs(json!({"k": true}))).unwrap();
+        assert_eq!(value, json!([[1, "a"], {"k": true}]));
+    }
+
+    #[test]
+    fn maps_and_newtypes() {
+        let map: BTreeMap<String, i32> =
+            decode_args(&[], &kwargs(json!({"a": 1, "b": 2}))).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            err::<BTreeMap<String, i32>>(json!([1]), json!({})),
+            "too many positional arguments: 1 given, takes 0"
+        );
+        assert_eq!(
+            err::<BTreeMap<String, i32>>(json!([]), json!({"a": "x"})),
+            "argument \"a\": invalid type: string \"x\", expected i32"
+        );
+        assert_eq!(
+            decode_args::<Wrapper>(&args(json!([1, 2])), &Map::new()).unwrap(),
+            Wrapper(Add { x: 1, y: 2 })
+        );
+    }
+
+    #[test]
+    fn encode_shapes() {
+        let none = Map::new();
+        assert_eq!(
+            encode_args(&Add { x: 2, y: 3 }).unwrap(),
+            (args(json!([2, 3])), none.clone())
+        );
+        assert_eq!(
+            encode_args(&(1, "a")).unwrap(),
+            (args(json!([1, "a"])), none.clone())
+        );
+        assert_eq!(
+            encode_args(&Pair(1, "a".into())).unwrap(),
+            (args(json!([1, "a"])), none.clone())
+        );
+        assert_eq!(
+            encode_args(&vec![1, 2]).unwrap(),
+            (args(json!([1, 2])), none.clone())
+        );
+        assert_eq!(encode_args(&()).unwrap(), (vec![], none.clone()));
+        assert_eq!(encode_args(&None::<i32>).unwrap(), (vec![], none.clone()));
+        assert_eq!(encode_args(&5).unwrap(), (args(json!([5])), none.clone()));
+        assert_eq!(
+            encode_args(&"s").unwrap(),
+            (args(json!(["s"])), none.clone())
+        );
+        assert_eq!(
+            encode_args(&Mode::Fast).unwrap(),
+            (args(json!(["Fast"])), none.clone())
+        );
+        assert_eq!(
+            encode_args(&Wrapper(Add { x: 1, y: 2 })).unwrap(),
+            (args(json!([1, 2])), none.clone())
+        );
+        let mut map = BTreeMap::new();
+        map.insert("k", 1);
+        assert_eq!(
+            encode_args(&map).unwrap(),
+            (vec![], kwargs(json!({"k": 1})))
+        );
+        // a nested struct stays an object inside one positional arg
+        assert_eq!(
+            encode_args(&(Add { x: 1, y: 2 },)).unwrap(),
+            (args(json!([{"x": 1, "y": 2}])), none)
+        );
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let value = WithOptional {
+            name: "n".into(),
+            count: 2,
+            label: Some("l".into()),
+        };
+        let (a, k) = encode_args(&value).unwrap();
+        assert_eq!(decode_args::<WithOptional>(&a, &k).unwrap(), value);
+        let (a, k) = encode_args(&(1u8, vec!["x".to_owned()])).unwrap();
+        assert_eq!(
+            decode_args::<(u8, Vec<String>)>(&a, &k).unwrap(),
+            (1, vec!["x".to_owned()])
+        );
+    }
+
+    #[test]
+    fn encode_errors() {
+        let mut bad = BTreeMap::new();
+        bad.insert(vec![1], 1);
+        let error = encode_args(&bad).unwrap_err();
+        assert!(
+            error.to_string().starts_with("cannot encode arguments: "),
+            "{error}"
+        );
     }
 }
