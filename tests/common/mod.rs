@@ -33,8 +33,16 @@ pub fn config(concurrency: usize) -> Config {
     }
 }
 
+/// Sends log lines to the test's captured output (shown when a test fails).
+pub fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .is_test(true)
+        .try_init();
+}
+
 /// Connects to the test broker.
 pub async fn connect(config: &Config) -> BrokerClient {
+    init_logging();
     match connect_broker(config).await {
         Ok(broker) => broker,
         Err(error) => panic!("cannot connect to the test RabbitMQ: {error}"),

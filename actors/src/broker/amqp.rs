@@ -133,8 +133,14 @@ pub struct AmqpBrokerActor {
     publish_channel: ChannelSlot,
     /// The channel for declarations and deletions.
     topology_channel: ChannelSlot,
-    /// The channel of each open consumer, by consumer tag.
-    consumer_channels: HashMap<String, Channel>,
+    /// The channel of each open consumer and a handle on the consumer, by consumer tag.
+    consumer_channels: HashMap<String, (Channel, lapin::Consumer)>,
+    /// Consumers whose channel failed, kept until the connection closes. lapin 4.12 sends
+    /// `basic.cancel` when the last handle on a consumer is dropped; if the channel was
+    /// closed by the broker and is already forgotten, that fails with `InvalidChannel`
+    /// and lapin then tears down and recovers the whole connection. Keeping one handle
+    /// here avoids that; the cost is a few hundred bytes per failed consumer.
+    retired_consumers: Vec<lapin::Consumer>,
     /// Set once `CloseBroker` ran: every later request fails with `BrokerError::Closed`.
     closed: bool,
 }
@@ -176,6 +182,7 @@ impl AmqpBrokerActor {
                 connection,
                 url,
                 consumer_channels: HashMap::new(),
+                retired_consumers: Vec::new(),
                 closed: false,
             }
         }))
@@ -318,9 +325,6 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
         if let Err(error) = self.check_open() {
             return Box::pin(fut::ready(Err(error)));
         }
-        // Forget the channels of consumers that are gone.
-        self.consumer_channels
-            .retain(|_, channel| !channel.status().closing() && channel.status().connected());
         let connection = self.connection.clone();
         let queue = open.queue.clone();
         let tag = open.consumer_tag.clone();
@@ -349,7 +353,9 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
         let tag = open.consumer_tag;
         Box::pin(opening.into_actor(self).map(move |opened, actor, _| {
             let (channel, consumer) = opened?;
-            actor.consumer_channels.insert(tag, channel);
+            actor
+                .consumer_channels
+                .insert(tag, (channel, consumer.clone()));
             let stream = consumer.map(move |item| match item {
                 Ok(delivery) => Ok(Delivery {
                     queue: queue.clone(),
@@ -376,7 +382,10 @@ impl Handler<CancelConsumer> for AmqpBrokerActor {
     fn handle(&mut self, cancel: CancelConsumer, _: &mut Context<Self>) -> Self::Result {
         // The channel stays open so that deliveries in progress can still be settled; it
         // closes with the connection.
-        let channel = self.consumer_channels.get(&cancel.consumer_tag).cloned();
+        let channel = self
+            .consumer_channels
+            .get(&cancel.consumer_tag)
+            .map(|(channel, _)| channel.clone());
         Box::pin(async move {
             let Some(channel) = channel else {
                 return Ok(());
@@ -401,9 +410,10 @@ impl Handler<CloseConsumer> for AmqpBrokerActor {
     type Result = ();
 
     fn handle(&mut self, close: CloseConsumer, ctx: &mut Context<Self>) {
-        let Some(channel) = self.consumer_channels.remove(&close.consumer_tag) else {
+        let Some((channel, consumer)) = self.consumer_channels.remove(&close.consumer_tag) else {
             return;
         };
+        self.retired_consumers.push(consumer);
         if channel.status().connected() {
             ctx.spawn(
                 async move {
@@ -486,10 +496,17 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
             return Box::pin(async { Ok(()) });
         }
         self.closed = true;
-        self.consumer_channels.clear();
+        let consumers: Vec<_> = self
+            .consumer_channels
+            .drain()
+            .map(|(_, (_, consumer))| consumer)
+            .chain(self.retired_consumers.drain(..))
+            .collect();
         let connection = self.connection.clone();
         let url = self.url.clone();
         Box::pin(async move {
+            // Dropped once the connection is closed, when lapin no longer sends for them.
+            let _consumers = consumers;
             let status = connection.status();
             if status.closed() || status.closing() || status.errored() {
                 return Ok(());
@@ -508,7 +525,10 @@ impl Handler<BreakConsumerChannel> for AmqpBrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, request: BreakConsumerChannel, _: &mut Context<Self>) -> Self::Result {
-        let channel = self.consumer_channels.get(&request.consumer_tag).cloned();
+        let channel = self
+            .consumer_channels
+            .get(&request.consumer_tag)
+            .map(|(channel, _)| channel.clone());
         Box::pin(async move {
             let channel = channel.ok_or_else(|| BrokerError::Amqp {
                 operation: "breaking a consumer channel".into(),
