@@ -4,7 +4,9 @@
 
 use actix::prelude::*;
 
-use crate::broker::{BrokerClient, CancelConsumer, CloseConsumer, DeliveryStream, OpenConsumer};
+use crate::broker::{
+    BrokerClient, CancelConsumer, CloseConsumer, DeliveryStream, OpenConsumer, QueueSpec,
+};
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
 
@@ -20,6 +22,9 @@ pub struct ConsumerSpec {
     pub queue: String,
     /// The prefetch window: unsettled deliveries the broker may hand over at once.
     pub prefetch: u16,
+    /// Declared before each (re)start, when set: needed for queues the broker deletes
+    /// with their last consumer (auto-delete reply queues).
+    pub declare: Option<QueueSpec>,
 }
 
 /// Sent by a consumer to its supervisor when it stopped.
@@ -97,31 +102,37 @@ impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let open = self.broker.open_consumer.send(OpenConsumer {
+        let broker = self.broker.clone();
+        let declare = self.spec.declare.clone();
+        let open = OpenConsumer {
             queue: self.spec.queue.clone(),
             prefetch: self.spec.prefetch,
             consumer_tag: self.consumer_tag.clone(),
-        });
-        ctx.wait(open.into_actor(self).map(
-            |opened: Result<Result<DeliveryStream, BrokerError>, MailboxError>, actor, ctx| {
-                match opened.map_err(BrokerError::from).and_then(|inner| inner) {
-                    Ok(stream) => {
-                        log::info!(
-                            "consuming queue \"{}\" (prefetch {}, tag {})",
-                            actor.spec.queue,
-                            actor.spec.prefetch,
-                            actor.consumer_tag
-                        );
-                        ctx.add_stream(stream);
-                        actor.ready.do_send(ConsumerReady {
-                            queue: actor.spec.queue.clone(),
-                            consumer_tag: actor.consumer_tag.clone(),
-                        });
-                    }
-                    Err(error) => {
-                        actor.failure = Some(error.to_string());
-                        ctx.stop();
-                    }
+        };
+        let opening = async move {
+            if let Some(spec) = declare {
+                broker.declare_queue(spec).await?;
+            }
+            broker.open_consumer.send(open).await?
+        };
+        ctx.wait(opening.into_actor(self).map(
+            |opened: Result<DeliveryStream, BrokerError>, actor, ctx| match opened {
+                Ok(stream) => {
+                    log::info!(
+                        "consuming queue \"{}\" (prefetch {}, tag {})",
+                        actor.spec.queue,
+                        actor.spec.prefetch,
+                        actor.consumer_tag
+                    );
+                    ctx.add_stream(stream);
+                    actor.ready.do_send(ConsumerReady {
+                        queue: actor.spec.queue.clone(),
+                        consumer_tag: actor.consumer_tag.clone(),
+                    });
+                }
+                Err(error) => {
+                    actor.failure = Some(error.to_string());
+                    ctx.stop();
                 }
             },
         ));

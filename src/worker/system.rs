@@ -119,6 +119,7 @@ impl WorkerBuilder {
                 .send(Supervise(ConsumerSpec {
                     queue: queue.clone(),
                     prefetch,
+                    declare: Some(QueueSpec::durable(queue)),
                 }))
                 .await?;
         }
