@@ -19,6 +19,7 @@ pub mod compression;
 pub mod error;
 pub mod exception;
 pub mod headers;
+pub mod kombu;
 pub mod message;
 pub mod result;
 pub mod time;

@@ -1,7 +1,11 @@
 //! `TaskContext`: what a running task knows about its request.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::protocol::amqp::amqp_to_json;
 use crate::protocol::TaskHeaders;
 
 /// The request a task is running for.
@@ -23,6 +27,8 @@ pub struct TaskContext {
     pub root_id: Option<String>,
     /// The queue the task was consumed from.
     pub queue: String,
+    /// Custom headers the producer added (`apply_async(headers={...})` in Python), as JSON.
+    pub headers: BTreeMap<String, Value>,
 }
 
 impl TaskContext {
@@ -37,6 +43,11 @@ impl TaskContext {
             parent_id: headers.parent_id.clone(),
             root_id: headers.root_id.clone(),
             queue: queue.to_string(),
+            headers: headers
+                .extra
+                .iter()
+                .map(|(name, value)| (name.clone(), amqp_to_json(value)))
+                .collect(),
         }
     }
 }

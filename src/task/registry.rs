@@ -9,16 +9,18 @@ use serde_json::Value;
 
 use super::args::decode_args;
 use super::{Task, TaskContext, TaskError};
+use crate::protocol::kombu::unwrap_envelopes;
 use crate::protocol::TaskPayload;
 
 /// A task with its types erased: decodes its arguments and runs.
 pub trait ErasedTask: Send + Sync {
-    /// Decodes the arguments (a `TypeError` naming the argument when they do not fit) and
-    /// returns the run, whose output is already encoded as JSON.
+    /// Decodes the arguments (a `TypeError` naming the argument when they do not fit;
+    /// kombu's typed values unwrapped first) and returns the run, whose output is already
+    /// encoded as JSON.
     fn prepare(
         &self,
         context: TaskContext,
-        payload: &TaskPayload,
+        payload: TaskPayload,
     ) -> Result<BoxFuture<'static, Result<Value, TaskError>>, TaskError>;
 }
 
@@ -29,13 +31,21 @@ impl<T: Task> ErasedTask for Registered<T> {
     fn prepare(
         &self,
         context: TaskContext,
-        payload: &TaskPayload,
+        payload: TaskPayload,
     ) -> Result<BoxFuture<'static, Result<Value, TaskError>>, TaskError> {
         let args: T::Args = match payload {
-            TaskPayload::Json { args, kwargs, .. } => decode_args(args, kwargs)
-                .map_err(|error| TaskError::type_error(format!("task {}: {error}", T::NAME)))?,
+            TaskPayload::Json {
+                mut args,
+                mut kwargs,
+                ..
+            } => {
+                args.iter_mut().for_each(unwrap_envelopes);
+                kwargs.values_mut().for_each(unwrap_envelopes);
+                decode_args(&args, &kwargs)
+                    .map_err(|error| TaskError::type_error(format!("task {}: {error}", T::NAME)))?
+            }
             TaskPayload::Bincode(bytes) => {
-                bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+                bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
                     .map(|(args, _)| args)
                     .map_err(|error| {
                         TaskError::type_error(format!(

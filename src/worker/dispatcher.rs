@@ -4,17 +4,20 @@
 //! without requeue when it cannot be run at all, requeued when the worker stops first.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::channel::oneshot;
 use futures::FutureExt;
+use serde_json::Value;
 
 use super::events::{EventSink, TaskEventKind};
+use super::results::{exception_of, ReplyAddress, ResultStore};
 use crate::actors::consumer::Deliver;
 use crate::actors::executor::{Execute, ExecutionReport};
 use crate::actors::{Delivery, ExecutorPool, Settlement};
-use crate::protocol::TaskMessage;
+use crate::protocol::{ExceptionInfo, TaskMessage, TaskState};
 use crate::task::{TaskContext, TaskError, TaskRegistry};
 
 /// Answers once every delivery received so far is settled.
@@ -29,11 +32,10 @@ pub struct BeginDrain;
 
 /// Routes deliveries to tasks.
 pub struct Dispatcher {
-    registry: Arc<TaskRegistry>,
+    /// The registry, pool, event sink and result store every delivery uses.
+    services: Arc<Services>,
     /// Turns true when the worker stops: held ETA tasks are then requeued.
     draining: tokio::sync::watch::Sender<bool>,
-    pool: Addr<ExecutorPool>,
-    events: EventSink,
     /// Deliveries received and not settled yet.
     in_flight: usize,
     /// Answered when `in_flight` drops to zero.
@@ -41,16 +43,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(
-        registry: Arc<TaskRegistry>,
-        pool: Addr<ExecutorPool>,
-        events: EventSink,
-    ) -> Self {
+    /// A dispatcher that runs deliveries with `services`.
+    pub(crate) fn new(services: Services) -> Self {
         Dispatcher {
-            registry,
+            services: Arc::new(services),
             draining: tokio::sync::watch::Sender::new(false),
-            pool,
-            events,
             in_flight: 0,
             idle_waiters: Vec::new(),
         }
@@ -70,13 +67,7 @@ impl Handler<Deliver> for Dispatcher {
 
     fn handle(&mut self, Deliver(delivery): Deliver, ctx: &mut Context<Self>) {
         self.in_flight += 1;
-        let work = process(
-            delivery,
-            self.registry.clone(),
-            self.pool.clone(),
-            self.events.clone(),
-            self.draining.subscribe(),
-        );
+        let work = process(delivery, self.services.clone(), self.draining.subscribe());
         ctx.spawn(work.into_actor(self).map(|_, dispatcher, _| {
             dispatcher.in_flight -= 1;
             if dispatcher.in_flight == 0 {
@@ -124,15 +115,60 @@ async fn settle(delivery: &Delivery, settlement: Settlement, task_id: Option<&st
     }
 }
 
+/// The outcome of a run that the pool completed, or why it did not complete.
+fn outcome_of(
+    report: Result<ExecutionReport, MailboxError>,
+    outcome: Option<Result<Value, TaskError>>,
+    hard_limit: Option<Duration>,
+) -> Option<Result<Value, TaskError>> {
+    match report {
+        Ok(ExecutionReport::Completed) => Some(outcome.unwrap_or_else(|| {
+            Err(TaskError::runtime_error(
+                "the task ended without an outcome",
+            ))
+        })),
+        Ok(ExecutionReport::Panicked(panic)) => Some(Err(TaskError::panicked(panic))),
+        Ok(ExecutionReport::TimedOut) => Some(Err(TaskError::new(
+            "TimeLimitExceeded",
+            "billiard.exceptions",
+            format!(
+                "hard time limit ({}s) exceeded",
+                hard_limit.map_or(0.0, |limit| limit.as_secs_f64())
+            ),
+        ))),
+        Ok(ExecutionReport::Cancelled) | Err(_) => None,
+    }
+}
+
+/// The message's time limits `(hard, soft)`, ignoring values that are not positive.
+fn time_limits(message: &TaskMessage) -> (Option<Duration>, Option<Duration>) {
+    let limit = |seconds: Option<f64>| {
+        seconds
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    };
+    (
+        limit(message.headers.timelimit.0),
+        limit(message.headers.timelimit.1),
+    )
+}
+
+/// What one delivery needs besides itself.
+pub(crate) struct Services {
+    pub(crate) registry: Arc<TaskRegistry>,
+    pub(crate) pool: Addr<ExecutorPool>,
+    pub(crate) events: EventSink,
+    pub(crate) results: ResultStore,
+}
+
 /// Everything that happens to one delivery.
 async fn process(
     delivery: Delivery,
-    registry: Arc<TaskRegistry>,
-    pool: Addr<ExecutorPool>,
-    events: EventSink,
+    services: Arc<Services>,
     mut draining: tokio::sync::watch::Receiver<bool>,
 ) {
     let queue = delivery.queue.clone();
+    let events = &services.events;
     let message = match TaskMessage::decode(&delivery.properties, &delivery.body) {
         Ok(message) => message,
         Err(error) => {
@@ -162,27 +198,46 @@ async fn process(
     let id = message.headers.id.clone();
     let name = message.headers.task.clone();
     let emit = |kind| events.emit(Some(&id), Some(&name), &queue, kind);
+    let reply = ReplyAddress::of(&message);
+    let store_failure = |error: TaskError| {
+        let reply = reply.clone();
+        let results = services.results.clone();
+        async move {
+            if let Some(reply) = reply {
+                results
+                    .exception(&reply, TaskState::Failure, &exception_of(&error))
+                    .await;
+            }
+        }
+    };
 
-    let Some(task) = registry.get(&name) else {
+    let Some(task) = services.registry.get(&name) else {
         log::error!(
             "Received unregistered task of type '{name}' (id {id}) from queue \"{queue}\": rejected without requeue"
         );
         settle(&delivery, Settlement::Reject { requeue: false }, Some(&id)).await;
+        let error = TaskError::not_registered(&name);
+        store_failure(error.clone()).await;
         emit(TaskEventKind::Rejected {
-            reason: TaskError::not_registered(&name).to_string(),
+            reason: error.to_string(),
         });
         return;
     };
 
-    if let Some(expires) = message.headers.expires {
-        if expires <= Utc::now() {
-            log::info!("task {name}[{id}] expired at {expires}: not run");
-            settle(&delivery, Settlement::Ack, Some(&id)).await;
-            emit(TaskEventKind::Revoked {
-                reason: "expired".into(),
-            });
-            return;
+    let expired = |at: DateTime<Utc>| at <= Utc::now();
+    if let Some(expires) = message.headers.expires.filter(|at| expired(*at)) {
+        log::info!("task {name}[{id}] expired at {expires}: not run");
+        settle(&delivery, Settlement::Ack, Some(&id)).await;
+        if let Some(reply) = &reply {
+            services
+                .results
+                .exception(reply, TaskState::Revoked, &ExceptionInfo::revoked_expired())
+                .await;
         }
+        emit(TaskEventKind::Revoked {
+            reason: "expired".into(),
+        });
+        return;
     }
     if let Some(eta) = message.headers.eta {
         if let Ok(wait) = (eta - Utc::now()).to_std() {
@@ -197,12 +252,14 @@ async fn process(
         }
     }
 
+    let (hard_limit, soft_limit) = time_limits(&message);
     let context = TaskContext::from_headers(&message.headers, &queue);
-    let run = match task.prepare(context, &message.payload) {
+    let run = match task.prepare(context, message.payload) {
         Ok(run) => run,
         Err(error) => {
             log::error!("task {name}[{id}] failed before it ran: {error}");
             settle(&delivery, Settlement::Ack, Some(&id)).await;
+            store_failure(error.clone()).await;
             emit(TaskEventKind::Failed { error });
             return;
         }
@@ -210,13 +267,26 @@ async fn process(
 
     let (outcome_tx, outcome_rx) = oneshot::channel();
     let job = async move {
-        let _ = outcome_tx.send(run.await);
+        let outcome = match soft_limit {
+            Some(limit) if hard_limit.is_none_or(|hard| limit < hard) => {
+                match tokio::time::timeout(limit, run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(TaskError::new(
+                        "SoftTimeLimitExceeded",
+                        "celery.exceptions",
+                        format!("soft time limit ({}s) exceeded", limit.as_secs_f64()),
+                    )),
+                }
+            }
+            _ => run.await,
+        };
+        let _ = outcome_tx.send(outcome);
     }
     .boxed();
     let (started_tx, started_rx) = oneshot::channel::<()>();
-    let execution = pool.send(Execute {
+    let execution = services.pool.send(Execute {
         job,
-        hard_limit: None,
+        hard_limit,
         on_start: Some(Box::new(move || {
             let _ = started_tx.send(());
         })),
@@ -229,37 +299,24 @@ async fn process(
     };
     let (report, ()) = futures::join!(execution, early_ack);
 
-    match report {
-        Ok(ExecutionReport::Completed) => match outcome_rx.await {
-            Ok(Ok(result)) => {
-                log::info!("task {name}[{id}] succeeded");
-                emit(TaskEventKind::Succeeded { result });
+    match outcome_of(report, outcome_rx.await.ok(), hard_limit) {
+        Some(Ok(result)) => {
+            log::info!("task {name}[{id}] succeeded");
+            if let Some(reply) = &reply {
+                services.results.success(reply, result.clone()).await;
             }
-            Ok(Err(error)) => {
+            emit(TaskEventKind::Succeeded { result });
+        }
+        Some(Err(error)) => {
+            if error.exc_type == "TaskPanicked" {
+                log::error!("task {name}[{id}] panicked: {}", error.message);
+            } else {
                 log::warn!("task {name}[{id}] failed: {error}");
-                emit(TaskEventKind::Failed { error });
             }
-            Err(_) => emit(TaskEventKind::Failed {
-                error: TaskError::runtime_error("the task ended without an outcome"),
-            }),
-        },
-        Ok(ExecutionReport::Panicked(panic)) => {
-            log::error!("task {name}[{id}] panicked: {panic}");
-            emit(TaskEventKind::Failed {
-                error: TaskError::panicked(panic),
-            });
+            store_failure(error.clone()).await;
+            emit(TaskEventKind::Failed { error });
         }
-        Ok(ExecutionReport::TimedOut) => {
-            log::error!("task {name}[{id}] exceeded its hard time limit");
-            emit(TaskEventKind::Failed {
-                error: TaskError::new(
-                    "TimeLimitExceeded",
-                    "billiard.exceptions",
-                    "hard time limit exceeded",
-                ),
-            });
-        }
-        Ok(ExecutionReport::Cancelled) | Err(_) => {
+        None => {
             settle(&delivery, Settlement::Reject { requeue: true }, Some(&id)).await;
             emit(TaskEventKind::Requeued);
         }

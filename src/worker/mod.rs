@@ -3,6 +3,7 @@
 
 mod dispatcher;
 mod events;
+mod results;
 mod system;
 
 use derive_more::{Display, Error, From};

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
+use super::dispatcher::{BeginDrain, Dispatcher, Services, WaitIdle};
 use super::events::{EventSink, TaskEvent};
+use super::results::ResultStore;
 use super::WorkerError;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
 use crate::actors::supervisor::{BreakConsumer, StopConsumers, SubscribeSupervisor, Supervise};
@@ -90,11 +91,12 @@ impl WorkerBuilder {
         let pool = ExecutorPool::start_in_arbiter(&pool_arbiter.handle(), move |_| {
             ExecutorPool::new(concurrency)
         });
-        let dispatcher = Dispatcher::new(
-            Arc::new(self.registry.clone()),
-            pool.clone(),
-            EventSink::new(self.task_listeners),
-        )
+        let dispatcher = Dispatcher::new(Services {
+            registry: Arc::new(self.registry.clone()),
+            pool: pool.clone(),
+            events: EventSink::new(self.task_listeners),
+            results: ResultStore::new(self.broker.clone()),
+        })
         .start();
         let supervisor = ConsumerSupervisor::new(
             self.broker.clone(),
