@@ -16,10 +16,12 @@ pub use celeriac_actors as actors;
 
 pub mod app;
 pub mod protocol;
+pub mod result;
 pub mod task;
 pub mod worker;
 
 pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent};
 pub use app::{connect_broker, Config, Producer, SendError, Signature};
+pub use result::{AsyncResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};
 pub use worker::{task_event_channel, TaskEvent, TaskEventKind, WorkerError, WorkerSystem};

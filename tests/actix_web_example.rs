@@ -5,38 +5,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use celeriac::{task_event_channel, TaskEventKind, WorkerSystem};
 use common::*;
-
-/// The example binary that `cargo test` built next to this test.
-fn example_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = test_binary
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let binary = profile_dir.join("examples").join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test` (which builds the examples)",
-        binary.display()
-    );
-    binary
-}
-
-/// Kills the child process when the test ends, whatever happens.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// POSTs to the example and returns the response (status line and body).
 fn post(addr: &str, path: &str) -> std::io::Result<String> {

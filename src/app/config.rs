@@ -18,6 +18,9 @@ pub struct Config {
     pub prefetch_multiplier: usize,
     /// The name shown for this client in RabbitMQ.
     pub connection_name: String,
+    /// Where producers get task results (Celery's `result_backend`): `Some("rpc://")`, the
+    /// only backend supported, or `None` for no results.
+    pub result_backend: Option<String>,
 }
 
 impl Default for Config {
@@ -29,14 +32,15 @@ impl Default for Config {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
+            result_backend: None,
         }
     }
 }
 
 impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
-    /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER` and
-    /// `CELERIAC_CONNECT_TIMEOUT_MS` where set. Values that do not parse are ignored with
+    /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
+    /// `CELERIAC_CONNECT_TIMEOUT_MS` and `CELERIAC_RESULT_BACKEND` where set. Values that do not parse are ignored with
     /// a warning.
     pub fn from_env() -> Self {
         let mut config = Config::default();
@@ -54,6 +58,9 @@ impl Config {
         }
         if let Some(ms) = env_number("CELERIAC_CONNECT_TIMEOUT_MS") {
             config.connect_timeout = Duration::from_millis(ms);
+        }
+        if let Some(backend) = env_string("CELERIAC_RESULT_BACKEND") {
+            config.result_backend = Some(backend.trim().to_string());
         }
         config
     }

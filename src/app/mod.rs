@@ -24,6 +24,26 @@ pub enum SendError {
     /// The message could not be encoded.
     #[display("encoding the task message failed: {_0}")]
     Protocol(ProtocolError),
+    /// The configured result backend is not one celeriac supports.
+    #[display(
+        "unsupported result backend {backend:?}: only \"rpc://\" is supported \
+         (set CELERIAC_RESULT_BACKEND=rpc:// or leave it unset)"
+    )]
+    #[from(ignore)]
+    UnsupportedResultBackend {
+        /// The configured value.
+        backend: String,
+    },
+    /// A result was asked of a producer that has no result backend.
+    #[display(
+        "task {task} was not sent: results need a result backend; build the producer with \
+         `with_rpc_results()`, or `Producer::from_config` with result_backend \"rpc://\""
+    )]
+    #[from(ignore)]
+    NoResultBackend {
+        /// The task name.
+        task: String,
+    },
     /// The typed arguments could not be encoded.
     #[display("arguments of task {task} cannot be encoded: {reason}")]
     #[from(ignore)]

@@ -8,12 +8,17 @@ use chrono::Utc;
 
 use crate::actors::{BrokerClient, OutboundMessage, Publish, PublisherActor, QueueSpec};
 use crate::protocol::{TaskMessage, TaskPayload};
+use crate::result::{AsyncResult, RpcResults, RPC_BACKEND};
 use crate::task::Task;
 
 use super::{Config, SendError, Signature};
 
 /// Sends tasks through a `PublisherActor`, declaring each queue (as Celery does: durable,
 /// no arguments) before its first use.
+///
+/// With `rpc://` results ([`Producer::with_rpc_results`]), every task it sends carries its
+/// reply queue as `reply_to`, and [`Producer::send_signature_with_result`] answers an
+/// [`AsyncResult`].
 #[derive(Clone)]
 pub struct Producer {
     publisher: Addr<PublisherActor>,
@@ -21,6 +26,8 @@ pub struct Producer {
     default_queue: String,
     /// Queues already declared by this producer.
     declared: Arc<Mutex<HashSet<String>>>,
+    /// The reply queue and its collector, once `rpc://` results are enabled.
+    results: Option<RpcResults>,
 }
 
 impl Producer {
@@ -31,7 +38,55 @@ impl Producer {
             broker,
             default_queue: config.default_queue.clone(),
             declared: Arc::default(),
+            results: None,
         }
+    }
+
+    /// A producer as `config` says: with `rpc://` results when `config.result_backend` is
+    /// `Some("rpc://")`. Any other backend is [`SendError::UnsupportedResultBackend`].
+    pub async fn from_config(broker: BrokerClient, config: &Config) -> Result<Self, SendError> {
+        let producer = Producer::new(broker, config);
+        match config.result_backend.as_deref().map(str::trim) {
+            None | Some("") => Ok(producer),
+            Some(RPC_BACKEND) => producer.with_rpc_results().await,
+            Some(other) => Err(SendError::UnsupportedResultBackend {
+                backend: other.to_string(),
+            }),
+        }
+    }
+
+    /// Enables `rpc://` results: declares a reply queue of this producer's own (a UUID
+    /// name, durable, auto-delete, `x-expires` one day, as Celery's client does) and
+    /// consumes it under supervision. From then on every task sent carries it as
+    /// `reply_to`. Does nothing when results are already enabled.
+    pub async fn with_rpc_results(mut self) -> Result<Self, SendError> {
+        if self.results.is_none() {
+            self.results = Some(RpcResults::start(&self.broker).await?);
+        }
+        Ok(self)
+    }
+
+    /// The reply queue results arrive on, when `rpc://` results are enabled.
+    pub fn reply_queue(&self) -> Option<&str> {
+        self.results.as_ref().map(RpcResults::reply_queue)
+    }
+
+    /// A handle on the result of task `id`; `None` without `rpc://` results. The result
+    /// arrives only if the task was sent with this producer's reply queue as `reply_to`.
+    pub fn async_result(&self, id: impl Into<String>) -> Option<AsyncResult> {
+        self.results
+            .as_ref()
+            .map(|results| results.async_result(id))
+    }
+
+    /// Stops consuming the reply queue; RabbitMQ then deletes it (it is auto-delete).
+    /// Pending `get`s fail. Tasks sent afterwards still carry the queue as `reply_to`, so
+    /// call this when done with the producer. Does nothing without `rpc://` results.
+    pub async fn close_results(&self) -> Result<(), SendError> {
+        if let Some(results) = &self.results {
+            results.stop().await?;
+        }
+        Ok(())
     }
 
     /// The broker this producer publishes to.
@@ -57,6 +112,22 @@ impl Producer {
             .await
     }
 
+    /// Sends a signature and answers a handle on its result, once the broker confirmed the
+    /// message. Needs `rpc://` results ([`SendError::NoResultBackend`] otherwise, before
+    /// anything is sent).
+    pub async fn send_signature_with_result(
+        &self,
+        signature: Signature,
+    ) -> Result<AsyncResult, SendError> {
+        let Some(results) = &self.results else {
+            return Err(SendError::NoResultBackend {
+                task: signature.task,
+            });
+        };
+        let id = self.send_signature(signature).await?;
+        Ok(results.async_result(id))
+    }
+
     /// Sends a signature; answers its task id once the broker confirmed the message.
     pub async fn send_signature(&self, signature: Signature) -> Result<String, SendError> {
         let queue = signature
@@ -68,7 +139,12 @@ impl Producer {
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let message = encode_signature(&signature, &id)?;
+        let reply_to = signature.reply_to.clone().or_else(|| {
+            self.results
+                .as_ref()
+                .map(|results| results.reply_queue().to_string())
+        });
+        let message = encode_signature(&signature, &id, reply_to)?;
         self.publisher
             .send(Publish(OutboundMessage {
                 exchange: String::new(),
@@ -102,6 +178,7 @@ impl Producer {
 fn encode_signature(
     signature: &Signature,
     id: &str,
+    reply_to: Option<String>,
 ) -> Result<(crate::actors::amqp::BasicProperties, Vec<u8>), SendError> {
     let mut message = TaskMessage::new_json(
         &signature.task,
@@ -116,6 +193,7 @@ fn encode_signature(
     message.headers.eta = signature.eta;
     message.headers.expires = signature.expires;
     message.priority = signature.priority;
+    message.reply_to = reply_to;
     if let Some(expires) = signature.expires {
         let remaining = (expires - Utc::now()).num_milliseconds().max(0);
         message.expiration_ms = Some(remaining as u64);
@@ -127,6 +205,7 @@ impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("default_queue", &self.default_queue)
+            .field("reply_queue", &self.reply_queue())
             .finish()
     }
 }

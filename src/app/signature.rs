@@ -32,6 +32,9 @@ pub struct Signature {
     pub expires: Option<DateTime<Utc>>,
     /// AMQP priority (0-255; RabbitMQ honours it on queues with `x-max-priority`).
     pub priority: Option<u8>,
+    /// Where the worker publishes the result (AMQP `reply_to`); when not given, the
+    /// producer's reply queue if it has `rpc://` results, else none.
+    pub reply_to: Option<String>,
 }
 
 impl Signature {
@@ -47,6 +50,7 @@ impl Signature {
             eta: None,
             expires: None,
             priority: None,
+            reply_to: None,
         }
     }
 
@@ -112,6 +116,21 @@ impl Signature {
     /// Is not run after `expires`.
     pub fn with_expires(mut self, expires: DateTime<Utc>) -> Self {
         self.expires = Some(expires);
+        self
+    }
+
+    /// Is not run after `expires_in` from now (Celery's `expires` given in seconds).
+    pub fn with_expires_in(self, expires_in: Duration) -> Self {
+        let expires = chrono::Duration::from_std(expires_in)
+            .ok()
+            .and_then(|delta| Utc::now().checked_add_signed(delta))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.with_expires(expires)
+    }
+
+    /// Has the worker publish the result to `queue` instead of the producer's reply queue.
+    pub fn with_reply_to(mut self, queue: impl Into<String>) -> Self {
+        self.reply_to = Some(queue.into());
         self
     }
 

@@ -27,6 +27,8 @@ pub struct TaskContext {
     pub root_id: Option<String>,
     /// The queue the task was consumed from.
     pub queue: String,
+    /// The message's AMQP priority, if it had one.
+    pub priority: Option<u8>,
     /// Custom headers the producer added (`apply_async(headers={...})` in Python), as JSON.
     pub headers: BTreeMap<String, Value>,
 }
@@ -43,6 +45,7 @@ impl TaskContext {
             parent_id: headers.parent_id.clone(),
             root_id: headers.root_id.clone(),
             queue: queue.to_string(),
+            priority: None,
             headers: headers
                 .extra
                 .iter()

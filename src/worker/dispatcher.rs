@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::channel::oneshot;
 use futures::FutureExt;
 use serde_json::Value;
@@ -224,8 +224,10 @@ async fn process(
         return;
     };
 
-    let expired = |at: DateTime<Utc>| at <= Utc::now();
-    if let Some(expires) = message.headers.expires.filter(|at| expired(*at)) {
+    // Expiry is checked on receipt and again when an ETA task comes due, as Celery does.
+    let expires = message.headers.expires;
+    let revoke_if_expired = || async {
+        let expires = expires.filter(|at| *at <= Utc::now())?;
         log::info!("task {name}[{id}] expired at {expires}: not run");
         settle(&delivery, Settlement::Ack, Some(&id)).await;
         if let Some(reply) = &reply {
@@ -237,6 +239,9 @@ async fn process(
         emit(TaskEventKind::Revoked {
             reason: "expired".into(),
         });
+        Some(())
+    };
+    if revoke_if_expired().await.is_some() {
         return;
     }
     if let Some(eta) = message.headers.eta {
@@ -250,10 +255,14 @@ async fn process(
                 }
             }
         }
+        if revoke_if_expired().await.is_some() {
+            return;
+        }
     }
 
     let (hard_limit, soft_limit) = time_limits(&message);
-    let context = TaskContext::from_headers(&message.headers, &queue);
+    let mut context = TaskContext::from_headers(&message.headers, &queue);
+    context.priority = message.priority;
     let run = match task.prepare(context, message.payload) {
         Ok(run) => run,
         Err(error) => {

@@ -132,6 +132,72 @@ pub async fn recv_matching<M>(
     }
 }
 
+/// The example binary that `cargo test` built (it builds the examples next to the tests).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test` (which builds the examples)",
+        binary.display()
+    );
+    binary
+}
+
+/// A child process that is killed when the test ends, whatever happens.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl KillOnDrop {
+    /// Sends SIGTERM and waits for the process to exit, failing after `timeout`.
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(exit) = self.0.try_wait().expect("wait on the child") {
+                return exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} did not exit within {timeout:?} of SIGTERM"
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The Python with the pinned Celery (scripts/python-venv prints it; scripts/test sets it).
+pub fn python() -> String {
+    match std::env::var("CELERIAC_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => python,
+        _ => panic!(
+            "CELERIAC_TEST_PYTHON is not set: the interop tests need Python with celery==5.7.0. \
+             Run scripts/test (it creates the virtualenv), or \
+             export CELERIAC_TEST_PYTHON=$(scripts/python-venv)"
+        ),
+    }
+}
+
+/// The directory of the Python scripts the interop tests run.
+pub fn python_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
 /// `test.add(x, y)`.
 pub struct Add;
 

@@ -1,0 +1,233 @@
+//! A worker for checking compatibility with Python Celery: it serves the `interop.*` tasks
+//! on RabbitMQ, so a Python client can call them and compare results.
+//!
+//! ```text
+//! CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example interop
+//! ```
+//!
+//! ```python
+//! from celery import Celery
+//! app = Celery(broker="amqp://guest:guest@127.0.0.1:5672//", backend="rpc://")
+//! app.send_task("interop.add", args=[2, 3]).get(timeout=10)   # 5
+//! ```
+//!
+//! | task | does |
+//! |---|---|
+//! | `interop.add(x, y)` | `x + y` (integers stay integers) |
+//! | `interop.echo(*args, **kwargs)` | returns `[args, kwargs]` (kombu typed values unwrapped) |
+//! | `interop.fail(message)` | fails; Python raises `ValueError(message)` |
+//! | `interop.sleep(seconds)` | waits without blocking the worker, returns `seconds` |
+//! | `interop.touch(path, token)` | appends `token` and a newline to the file, returns `token` |
+//! | `interop.request()` | returns what the task knows of its request (id, retries, eta, ...) |
+//! | `interop.panic(message)` | panics; Python sees a failure (`TaskPanicked`) |
+//!
+//! Queue from `CELERIAC_QUEUE` (default `celery`), broker from `CELERIAC_BROKER_URL`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use celeriac::protocol::time::format_datetime;
+use celeriac::{connect_broker, Config, Task, TaskContext, TaskError, WorkerSystem};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// A number as Python sends it: an integer or a float.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl Visitor<'_> for NumberVisitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                i64::try_from(v)
+                    .map(Number::Int)
+                    .or(Ok(Number::Float(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+                Ok(Number::Float(v))
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
+
+/// `interop.add(x, y)`.
+struct Add;
+
+#[derive(Serialize, Deserialize)]
+struct AddArgs {
+    x: Number,
+    y: Number,
+}
+
+impl Task for Add {
+    const NAME: &'static str = "interop.add";
+    type Args = AddArgs;
+    type Output = Number;
+    async fn run(_: TaskContext, AddArgs { x, y }: AddArgs) -> Result<Number, TaskError> {
+        Ok(match (x, y) {
+            (Number::Int(x), Number::Int(y)) => x
+                .checked_add(y)
+                .map_or(Number::Float(x as f64 + y as f64), Number::Int),
+            (Number::Int(x), Number::Float(y)) => Number::Float(x as f64 + y),
+            (Number::Float(x), Number::Int(y)) => Number::Float(x + y as f64),
+            (Number::Float(x), Number::Float(y)) => Number::Float(x + y),
+        })
+    }
+}
+
+/// `interop.echo(*args, **kwargs)`: a `Value` receives `[args, kwargs]`.
+struct Echo;
+
+impl Task for Echo {
+    const NAME: &'static str = "interop.echo";
+    type Args = Value;
+    type Output = Value;
+    async fn run(_: TaskContext, args_and_kwargs: Value) -> Result<Value, TaskError> {
+        Ok(args_and_kwargs)
+    }
+}
+
+/// `interop.fail(message)`.
+struct Fail;
+
+impl Task for Fail {
+    const NAME: &'static str = "interop.fail";
+    type Args = (String,);
+    type Output = ();
+    async fn run(_: TaskContext, (message,): (String,)) -> Result<(), TaskError> {
+        Err(TaskError::value_error(message))
+    }
+}
+
+/// `interop.sleep(seconds)`.
+struct Sleep;
+
+impl Task for Sleep {
+    const NAME: &'static str = "interop.sleep";
+    type Args = (f64,);
+    type Output = f64;
+    async fn run(_: TaskContext, (seconds,): (f64,)) -> Result<f64, TaskError> {
+        let wait = Duration::try_from_secs_f64(seconds)
+            .map_err(|error| TaskError::value_error(format!("seconds: {error}")))?;
+        actix_rt::time::sleep(wait).await;
+        Ok(seconds)
+    }
+}
+
+/// `interop.touch(path, token)`.
+struct Touch;
+
+#[derive(Serialize, Deserialize)]
+struct TouchArgs {
+    path: String,
+    token: String,
+}
+
+impl Task for Touch {
+    const NAME: &'static str = "interop.touch";
+    type Args = TouchArgs;
+    type Output = String;
+    async fn run(
+        _: TaskContext,
+        TouchArgs { path, token }: TouchArgs,
+    ) -> Result<String, TaskError> {
+        let line = format!("{token}\n");
+        let written = actix_rt::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(line.as_bytes()))
+                .map_err(|error| format!("{path}: {error}"))
+        })
+        .await
+        .map_err(|error| TaskError::runtime_error(error.to_string()))?;
+        written.map_err(|error| TaskError::new("OSError", "builtins", error))?;
+        Ok(token)
+    }
+}
+
+/// `interop.request()`.
+struct Request;
+
+impl Task for Request {
+    const NAME: &'static str = "interop.request";
+    type Args = ();
+    type Output = Value;
+    async fn run(ctx: TaskContext, (): ()) -> Result<Value, TaskError> {
+        Ok(json!({
+            "id": ctx.id,
+            "name": ctx.name,
+            "retries": ctx.retries,
+            "eta": ctx.eta.as_ref().map(format_datetime),
+            "expires": ctx.expires.as_ref().map(format_datetime),
+            "parent_id": ctx.parent_id,
+            "root_id": ctx.root_id,
+            "queue": ctx.queue,
+            "priority": ctx.priority,
+            "headers": ctx.headers,
+        }))
+    }
+}
+
+/// `interop.panic(message)`.
+struct Panic;
+
+impl Task for Panic {
+    const NAME: &'static str = "interop.panic";
+    type Args = (String,);
+    type Output = ();
+    async fn run(_: TaskContext, (message,): (String,)) -> Result<(), TaskError> {
+        panic!("{message}")
+    }
+}
+
+#[actix::main]
+async fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = Config::from_env();
+    if config.broker_url.is_none() {
+        eprintln!("set CELERIAC_BROKER_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("interop worker failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let queue = std::env::var("CELERIAC_QUEUE").unwrap_or_else(|_| config.default_queue.clone());
+    let broker = connect_broker(&config).await?;
+    let worker = WorkerSystem::builder(broker, &config)
+        .queue(queue)
+        .register::<Add>()
+        .register::<Echo>()
+        .register::<Fail>()
+        .register::<Sleep>()
+        .register::<Touch>()
+        .register::<Request>()
+        .register::<Panic>()
+        .start()
+        .await?;
+    worker.run_until_signal().await?;
+    Ok(())
+}

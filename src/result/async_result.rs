@@ -1,0 +1,153 @@
+//! `AsyncResult`: a handle on the result of one sent task.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::sync::oneshot;
+
+use crate::protocol::{ExceptionInfo, ResultMessage, TaskState};
+
+use super::collector::{AwaitReady, ForgetWaiters, Latest, ResultCollector};
+use super::ResultError;
+
+/// The result of one task, as its worker reports it on the producer's reply queue.
+///
+/// Cheap to clone; clones share what `get` received. As with Celery's `rpc://` backend, a
+/// ready result is handed over once: after a `get` returned it, this handle (and its clones)
+/// remember it, but a new handle for the same id would see `PENDING`.
+#[derive(Clone)]
+pub struct AsyncResult {
+    /// The task id.
+    id: Arc<str>,
+    /// The collector of the reply queue the result arrives on.
+    collector: Addr<ResultCollector>,
+    /// The ready result once a `get` received it (the collector then forgets it).
+    received: Arc<Mutex<Option<ResultMessage>>>,
+}
+
+impl AsyncResult {
+    /// A handle on the result of task `id`, arriving through `collector`.
+    pub fn new(id: impl Into<String>, collector: Addr<ResultCollector>) -> Self {
+        AsyncResult {
+            id: Arc::from(id.into()),
+            collector,
+            received: Arc::default(),
+        }
+    }
+
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits up to `timeout` for the task to finish. SUCCESS answers the return value;
+    /// FAILURE and REVOKED answer the exception the worker reported.
+    pub async fn get(&self, timeout: Duration) -> Result<serde_json::Value, ResultError> {
+        if let Some(message) = self.received() {
+            return self.outcome(message);
+        }
+        let (reply, ready) = oneshot::channel();
+        let waiting = async {
+            self.collector
+                .send(AwaitReady {
+                    task_id: self.id.to_string(),
+                    reply,
+                })
+                .await
+                .map_err(|error| format!("the result collector stopped: {error}"))?;
+            ready
+                .await
+                .map_err(|_| "the result collector stopped".to_string())?
+        };
+        match tokio::time::timeout(timeout, waiting).await {
+            Ok(Ok(message)) => {
+                if let Ok(mut received) = self.received.lock() {
+                    *received = Some(message.clone());
+                }
+                self.outcome(message)
+            }
+            Ok(Err(reason)) => Err(ResultError::Unavailable {
+                task_id: self.id.to_string(),
+                reason,
+            }),
+            Err(_) => {
+                self.collector.do_send(ForgetWaiters(self.id.to_string()));
+                Err(ResultError::Timeout {
+                    task_id: self.id.to_string(),
+                    waited: timeout,
+                })
+            }
+        }
+    }
+
+    /// The task's latest known state: PENDING until a result arrives, then STARTED, RETRY,
+    /// SUCCESS... as the worker reports them.
+    pub async fn state(&self) -> TaskState {
+        self.latest()
+            .await
+            .map_or(TaskState::Pending, |message| message.status)
+    }
+
+    /// Whether the task finished (SUCCESS, FAILURE or REVOKED).
+    pub async fn ready(&self) -> bool {
+        self.state().await.is_ready()
+    }
+
+    /// The latest result document received for the task, if any (for STARTED, its
+    /// `result` holds the worker's `pid` and `hostname`).
+    pub async fn latest(&self) -> Option<ResultMessage> {
+        if let Some(message) = self.received() {
+            return Some(message);
+        }
+        match self.collector.send(Latest(self.id.to_string())).await {
+            Ok(latest) => latest,
+            Err(error) => {
+                log::warn!(
+                    "the state of task {} is unknown: the result collector stopped ({error})",
+                    self.id
+                );
+                None
+            }
+        }
+    }
+
+    fn received(&self) -> Option<ResultMessage> {
+        self.received
+            .lock()
+            .ok()
+            .and_then(|received| received.clone())
+    }
+
+    /// A ready result as `get` answers it.
+    fn outcome(&self, message: ResultMessage) -> Result<serde_json::Value, ResultError> {
+        match message.status {
+            TaskState::Revoked => Err(ResultError::Revoked {
+                task_id: self.id.to_string(),
+                exception: exception_of(&message),
+            }),
+            TaskState::Failure => Err(ResultError::Failed {
+                task_id: self.id.to_string(),
+                exception: exception_of(&message),
+                traceback: message.traceback,
+            }),
+            _ => Ok(message.result),
+        }
+    }
+}
+
+/// The exception of a FAILURE/REVOKED result; a `result` that is not an exception
+/// document is kept as the message of a generic `Exception`.
+fn exception_of(message: &ResultMessage) -> ExceptionInfo {
+    message.exception_info().unwrap_or_else(|| ExceptionInfo {
+        exc_type: "Exception".into(),
+        exc_message: vec![message.result.clone()],
+        exc_module: String::new(),
+    })
+}
+
+impl std::fmt::Debug for AsyncResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult").field("id", &self.id).finish()
+    }
+}
