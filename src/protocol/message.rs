@@ -11,6 +11,7 @@ use super::body::{
 use super::compression::decompress;
 use super::error::ProtocolError;
 use super::headers::{timelimit_from_json, TaskHeaders, COMPRESSION_HEADER};
+use super::repr::{args_repr, kwargs_repr, origin};
 use super::time::parse_datetime;
 
 /// A whole task message: what a producer sends and a worker receives.
@@ -42,8 +43,11 @@ impl TaskMessage {
     /// A v2 JSON message with positional args and kwargs, embed null-filled
     /// as Python sends it (`{"callbacks":null,"errbacks":null,"chain":null,"chord":null}`),
     /// `correlation_id` = `id`, `delivery_mode` 2.
+    ///
+    /// Like Python's `apply_async`, it also sets `argsrepr`, `kwargsrepr`, `origin` and
+    /// `ignore_result: false`, so Celery's logs, events and Flower show the call.
     pub fn new_json(task: &str, id: &str, args: Vec<Value>, kwargs: Map<String, Value>) -> Self {
-        Self::with_payload(
+        let mut message = Self::with_payload(
             task,
             id,
             TaskPayload::Json {
@@ -52,7 +56,14 @@ impl TaskMessage {
                 embed: empty_embed(),
             },
             ContentType::Json,
-        )
+        );
+        if let TaskPayload::Json { args, kwargs, .. } = &message.payload {
+            message.headers.argsrepr = Some(args_repr(args));
+            message.headers.kwargsrepr = Some(kwargs_repr(kwargs));
+        }
+        message.headers.origin = Some(origin());
+        message.headers.ignore_result = Some(false);
+        message
     }
 
     /// A v2 bincode message whose body is `encoded` (the bincode encoding

@@ -21,6 +21,7 @@ pub mod exception;
 pub mod headers;
 pub mod kombu;
 pub mod message;
+pub mod repr;
 pub mod result;
 pub mod time;
 

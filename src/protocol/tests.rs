@@ -498,7 +498,13 @@ fn new_json_encodes_like_python() {
     assert_eq!(type_tree(&table["timelimit"]), json!({"A": ["I", "d"]}));
     assert_eq!(type_tree(&table["group_index"]), json!("L"));
     assert_eq!(type_tree(&table["retries"]), json!("I"));
-    assert_eq!(type_tree(&table["ignore_result"]), json!("V"));
+    assert_eq!(type_tree(&table["ignore_result"]), json!("t"));
+    assert_eq!(table["ignore_result"], AMQPValue::Boolean(false));
+    assert_eq!(table["argsrepr"], string_value("(2,)"));
+    assert_eq!(table["kwargsrepr"], string_value("{'y': 3}"));
+    assert!(
+        matches!(&table["origin"], AMQPValue::LongString(origin) if origin.to_string().starts_with("gen"))
+    );
     assert_eq!(type_tree(&table["stamps"]), json!({"F": {}}));
     assert_eq!(TaskMessage::decode(&props, &body).unwrap(), msg);
 }
