@@ -1,7 +1,7 @@
 //! `ResultCollector`: receives the result messages of the reply queue, keeps the latest
 //! state of each task, and hands ready results to whoever waits for them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -49,6 +49,11 @@ pub struct ResultCollector {
     capacity: usize,
     /// Waiters for ready results, by task id.
     waiters: HashMap<String, Vec<oneshot::Sender<ReadyOutcome>>>,
+    /// Tasks whose ready result was handed to a `get` (and forgotten): a late non-ready
+    /// message for one of them is dropped instead of kept. Bounded like `results`.
+    handed: HashSet<String>,
+    /// `handed` in insertion order, oldest first.
+    handed_order: VecDeque<String>,
     /// Set when the reply queue's consumer was given up: no result can arrive any more.
     broken: Option<String>,
 }
@@ -63,6 +68,8 @@ impl ResultCollector {
             order: VecDeque::new(),
             capacity: capacity.max(1),
             waiters: HashMap::new(),
+            handed: HashSet::new(),
+            handed_order: VecDeque::new(),
             broken: None,
         }
     }
@@ -70,6 +77,13 @@ impl ResultCollector {
     /// Records a decoded result: wakes the waiters of a ready one, else keeps the latest.
     fn record(&mut self, message: ResultMessage) {
         let task_id = message.task_id.clone();
+        if !message.status.is_ready() && self.handed.contains(&task_id) {
+            log::debug!(
+                "ignoring {} for task {task_id}: its ready result was already handed over",
+                message.status
+            );
+            return;
+        }
         if let Some(current) = self.results.get(&task_id) {
             if current.status.is_ready() && !message.status.is_ready() {
                 log::debug!(
@@ -88,6 +102,7 @@ impl ResultCollector {
                 }
                 if handed {
                     self.results.remove(&task_id);
+                    self.mark_handed(task_id);
                     return;
                 }
             }
@@ -95,6 +110,19 @@ impl ResultCollector {
         if self.results.insert(task_id.clone(), message).is_none() {
             self.order.push_back(task_id);
             self.enforce_capacity();
+        }
+    }
+
+    /// Remembers that the ready result of `task_id` was handed over.
+    fn mark_handed(&mut self, task_id: String) {
+        if self.handed.insert(task_id.clone()) {
+            self.handed_order.push_back(task_id);
+        }
+        while self.handed.len() > self.capacity {
+            match self.handed_order.pop_front() {
+                Some(oldest) => self.handed.remove(&oldest),
+                None => break,
+            };
         }
     }
 
@@ -225,9 +253,13 @@ impl Handler<AwaitReady> for ResultCollector {
             .is_some_and(|message| message.status.is_ready());
         if ready {
             if let Some(message) = self.results.remove(&request.task_id) {
-                if let Err(Ok(message)) = request.reply.send(Ok(message)) {
+                match request.reply.send(Ok(message)) {
+                    Ok(()) => self.mark_handed(request.task_id),
                     // The waiter is gone already: keep the result for the next one.
-                    self.results.insert(request.task_id, message);
+                    Err(Ok(message)) => {
+                        self.results.insert(request.task_id, message);
+                    }
+                    Err(Err(_)) => {}
                 }
             }
             return;
@@ -272,12 +304,36 @@ impl Handler<SupervisorEvent> for ResultCollector {
             }
             SupervisorEvent::Restarting { .. } => return,
         };
-        log::warn!("{reason}");
+        // The supervisor already logged a give-up as an error; a stop was asked for.
+        log::debug!("{reason}");
         for (_, waiters) in self.waiters.drain() {
             for waiter in waiters {
                 let _ = waiter.send(Err(reason.clone()));
             }
         }
         self.broken = Some(reason);
+    }
+}
+
+#[cfg(test)]
+impl ResultCollector {
+    /// `record`, for unit tests.
+    pub(crate) fn record_for_test(&mut self, message: ResultMessage) {
+        self.record(message);
+    }
+
+    /// Registers a waiter as `AwaitReady` does, for unit tests (no result is kept yet).
+    pub(crate) fn await_for_test(&mut self, task_id: &str, reply: oneshot::Sender<ReadyOutcome>) {
+        self.waiters
+            .entry(task_id.to_string())
+            .or_default()
+            .push(reply);
+    }
+
+    /// The task ids of the kept results, sorted.
+    pub(crate) fn kept_for_test(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.results.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 }

@@ -6,9 +6,9 @@
 //! each result document (2.1) to the queue; the [`ResultCollector`] matches it to its task
 //! by the body's `task_id` (else the AMQP `correlation_id`), and an [`AsyncResult`] reads it.
 //!
-//! - [`async_result`]: [`AsyncResult`], the handle returned for a sent task.
-//! - [`collector`]: [`ResultCollector`], the actor that receives the reply queue.
-//! - [`error`]: [`ResultError`].
+//! - [`async_result`] holds [`AsyncResult`], the handle returned for a sent task;
+//! - [`collector`] holds [`ResultCollector`], the actor that receives the reply queue;
+//! - [`error`] holds [`ResultError`], why `get` gave no value.
 
 pub mod async_result;
 pub mod collector;
@@ -123,3 +123,6 @@ impl std::fmt::Debug for RpcResults {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
