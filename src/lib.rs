@@ -9,7 +9,8 @@
 //! | [`protocol`] | Celery messages: encode and decode, headers, content types, results |
 //! | [`task`] | the [`Task`] trait, [`TaskContext`], [`TaskError`], the registry, argument decoding |
 //! | [`app`] | [`Config`], connecting to the broker, [`Producer`] and [`Signature`] for sending |
-//! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown |
+//! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown; results stored as `rpc://` does |
+//! | [`result`] | the `rpc://` result client: [`AsyncResult`] and [`ResultError`] |
 //! | [`actors`] | the actix actors underneath (re-export of `celeriac-actors`) |
 
 pub use celeriac_actors as actors;
