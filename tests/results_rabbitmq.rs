@@ -370,6 +370,7 @@ async fn sent_tasks_carry_the_reply_queue_and_their_result_comes_back() {
             queue: task_queue.clone(),
             prefetch: 1,
             consumer_tag: tag.clone(),
+            global_qos: false,
         })
         .await
         .expect("the broker actor answers")

@@ -6,6 +6,7 @@ use actix::prelude::*;
 
 use crate::broker::{
     BrokerClient, CancelConsumer, CloseConsumer, DeliveryStream, OpenConsumer, QueueSpec,
+    SetPrefetch,
 };
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
@@ -25,7 +26,16 @@ pub struct ConsumerSpec {
     /// Declared before each (re)start, when set: needed for queues the broker deletes
     /// with their last consumer (auto-delete reply queues).
     pub declare: Option<QueueSpec>,
+    /// Channel-wide (global) QoS, so the window can be raised while consuming (for held
+    /// ETA tasks, as Celery does). Must be false for quorum queues, which refuse it.
+    pub global_qos: bool,
 }
+
+/// Widens (positive) or narrows (negative) a consumer's prefetch window, e.g. by one for
+/// each ETA task held in the worker. Needs `ConsumerSpec::global_qos`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AdjustPrefetch(pub i32);
 
 /// Sent by a consumer to its supervisor when it stopped.
 #[derive(Debug, Message)]
@@ -73,6 +83,8 @@ pub struct ConsumerActor {
     stopping: bool,
     /// The failure that ended the stream, reported to the supervisor.
     failure: Option<String>,
+    /// The current window: `spec.prefetch` plus the adjustments.
+    prefetch: i64,
 }
 
 impl ConsumerActor {
@@ -85,6 +97,7 @@ impl ConsumerActor {
         supervisor: Recipient<ConsumerExited>,
         ready: Recipient<ConsumerReady>,
     ) -> Self {
+        let spec_prefetch = spec.prefetch;
         ConsumerActor {
             spec,
             consumer_tag,
@@ -94,6 +107,7 @@ impl ConsumerActor {
             ready,
             stopping: false,
             failure: None,
+            prefetch: i64::from(spec_prefetch),
         }
     }
 }
@@ -108,6 +122,7 @@ impl Actor for ConsumerActor {
             queue: self.spec.queue.clone(),
             prefetch: self.spec.prefetch,
             consumer_tag: self.consumer_tag.clone(),
+            global_qos: self.spec.global_qos,
         };
         let opening = async move {
             if let Some(spec) = declare {
@@ -178,6 +193,32 @@ impl StreamHandler<Result<Delivery, BrokerError>> for ConsumerActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl Handler<AdjustPrefetch> for ConsumerActor {
+    type Result = ();
+
+    fn handle(&mut self, AdjustPrefetch(delta): AdjustPrefetch, ctx: &mut Context<Self>) {
+        if !self.spec.global_qos || delta == 0 {
+            return;
+        }
+        self.prefetch = (self.prefetch + i64::from(delta)).max(i64::from(self.spec.prefetch));
+        let prefetch = u16::try_from(self.prefetch).unwrap_or(u16::MAX);
+        let set = self.broker.set_prefetch.send(SetPrefetch {
+            consumer_tag: self.consumer_tag.clone(),
+            prefetch,
+        });
+        let queue = self.spec.queue.clone();
+        ctx.spawn(
+            async move {
+                match set.await.map_err(BrokerError::from).and_then(|inner| inner) {
+                    Ok(()) => log::debug!("prefetch of queue \"{queue}\" is now {prefetch}"),
+                    Err(error) => log::warn!("changing the prefetch of queue \"{queue}\": {error}"),
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 

@@ -65,6 +65,15 @@ impl std::fmt::Debug for Acker {
 }
 
 impl Acker {
+    /// Whether the delivery can still be settled: false once its channel has closed (the
+    /// broker then redelivers it, so it must not be processed here any more).
+    pub fn is_usable(&self) -> bool {
+        match self {
+            Acker::Amqp(acker) => acker.usable(),
+            Acker::Memory { .. } => true,
+        }
+    }
+
     /// Settles the delivery. A delivery whose channel has died is not settled (the broker
     /// redelivers it); that is reported as an error, not replayed on another channel.
     pub async fn settle(&self, settlement: Settlement) -> Result<(), BrokerError> {
@@ -107,6 +116,8 @@ impl Acker {
 pub struct Delivery {
     /// The queue it was consumed from.
     pub queue: String,
+    /// The tag of the consumer it was delivered to (consumers change on restart).
+    pub consumer_tag: String,
     /// The exchange it was published to.
     pub exchange: String,
     /// The routing key it was published with.

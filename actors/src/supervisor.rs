@@ -9,7 +9,8 @@ use actix::prelude::*;
 
 use crate::broker::{BreakConsumerChannel, BrokerClient};
 use crate::consumer::{
-    ConsumerActor, ConsumerExited, ConsumerReady, ConsumerSpec, Deliver, StopConsuming,
+    AdjustPrefetch, ConsumerActor, ConsumerExited, ConsumerReady, ConsumerSpec, Deliver,
+    StopConsuming,
 };
 use crate::error::BrokerError;
 
@@ -83,6 +84,19 @@ pub struct SubscribeSupervisor(pub Recipient<SupervisorEvent>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopConsumers;
+
+/// Widens or narrows the prefetch window of the consumer with this tag, if it is still
+/// the queue's current consumer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AdjustConsumerPrefetch {
+    /// The queue.
+    pub queue: String,
+    /// The consumer the adjustment is about (a restarted consumer starts afresh).
+    pub consumer_tag: String,
+    /// By how much.
+    pub delta: i32,
+}
 
 /// Fault injection: closes the channel of the queue's current consumer with a channel error.
 #[derive(Debug, Message)]
@@ -294,6 +308,22 @@ impl Handler<StopConsumers> for ConsumerSupervisor {
                 let _ = stopped;
             }
         })
+    }
+}
+
+impl Handler<AdjustConsumerPrefetch> for ConsumerSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, adjust: AdjustConsumerPrefetch, _: &mut Context<Self>) {
+        let current = self
+            .consumers
+            .get(&adjust.queue)
+            .and_then(|entry| entry.current.as_ref());
+        if let Some((tag, consumer)) = current {
+            if *tag == adjust.consumer_tag {
+                consumer.do_send(AdjustPrefetch(adjust.delta));
+            }
+        }
     }
 }
 

@@ -54,6 +54,7 @@ async fn the_prefetch_window_limits_unsettled_deliveries_and_reject_requeues() {
             queue: "q".into(),
             prefetch: 2,
             consumer_tag: "t".into(),
+            global_qos: false,
         })
         .await
         .expect("mailbox")
@@ -103,6 +104,7 @@ async fn a_broken_channel_ends_the_stream_with_an_error_and_requeues_its_deliver
             queue: "q".into(),
             prefetch: 1,
             consumer_tag: "t".into(),
+            global_qos: false,
         })
         .await
         .expect("mailbox")

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::routing::{QueueConfig, TaskRoute};
+
 /// Settings shared by producers and workers.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +23,27 @@ pub struct Config {
     /// Where producers get task results (Celery's `result_backend`): `Some("rpc://")`, the
     /// only backend supported, or `None` for no results.
     pub result_backend: Option<String>,
+    /// Task routes by glob, first match wins (Celery's `task_routes`).
+    pub task_routes: Vec<TaskRoute>,
+    /// Queues that are not declared plain (priorities, quorum, dead-lettering).
+    pub queues: Vec<QueueConfig>,
+    /// Acknowledge messages after the run rather than when it starts (Celery's
+    /// `task_acks_late`, default false); tasks may override it.
+    pub acks_late: bool,
+    /// With `acks_late`, ack failed and timed-out runs (true, Celery's default) or reject
+    /// them without requeue (false); tasks may override it.
+    pub acks_on_failure_or_timeout: bool,
+    /// Default hard time limit of every task (Celery's `task_time_limit`).
+    pub time_limit: Option<Duration>,
+    /// Default soft time limit of every task (Celery's `task_soft_time_limit`).
+    pub soft_time_limit: Option<Duration>,
+    /// ETA tasks due further ahead than this are not held unacked in the worker (RabbitMQ
+    /// would close the channel after its `consumer_timeout`, 30 minutes by default): they
+    /// wait in a wait queue of the broker and come back to be looked at again.
+    pub eta_horizon: Duration,
+    /// At most this many ETA tasks are held in the worker (each raising the prefetch window
+    /// by one); more go to the wait queue (Celery's `worker_eta_task_limit`).
+    pub eta_task_limit: usize,
 }
 
 impl Default for Config {
@@ -33,6 +56,14 @@ impl Default for Config {
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
             result_backend: None,
+            task_routes: Vec::new(),
+            queues: Vec::new(),
+            acks_late: false,
+            acks_on_failure_or_timeout: true,
+            time_limit: None,
+            soft_time_limit: None,
+            eta_horizon: Duration::from_secs(10 * 60),
+            eta_task_limit: 10_000,
         }
     }
 }
@@ -40,10 +71,20 @@ impl Default for Config {
 impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
-    /// `CELERIAC_CONNECT_TIMEOUT_MS` and `CELERIAC_RESULT_BACKEND` where set. Values that do not parse are ignored with
-    /// a warning.
+    /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
+    /// (`pattern=queue,...`) and `CELERIAC_ACKS_LATE` where set. Values that do not parse
+    /// are ignored with a warning.
     pub fn from_env() -> Self {
         let mut config = Config::default();
+        if let Some(routes) = env_string("CELERIAC_TASK_ROUTES") {
+            match TaskRoute::parse_list(&routes) {
+                Ok(routes) => config.task_routes = routes,
+                Err(error) => log::warn!("ignoring CELERIAC_TASK_ROUTES: {error}"),
+            }
+        }
+        if let Some(acks_late) = env_string("CELERIAC_ACKS_LATE") {
+            config.acks_late = matches!(acks_late.trim(), "1" | "true" | "yes" | "on");
+        }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
             config.broker_url = Some(url);
         }
@@ -90,5 +131,20 @@ fn env_number(name: &str) -> Option<u64> {
             log::warn!("ignoring {name}={value:?}: not a whole number");
             None
         }
+    }
+}
+
+impl Config {
+    /// How `queue` is declared under this configuration.
+    pub fn queue_spec(&self, queue: &str) -> crate::actors::QueueSpec {
+        super::routing::queue_spec(&self.queues, queue)
+    }
+
+    /// The queue a task goes to when its call names none: the first matching route, else
+    /// the task's own default queue, else `default_queue`.
+    pub fn route<'a>(&'a self, task: &str, task_default: Option<&'a str>) -> &'a str {
+        super::routing::route(&self.task_routes, task)
+            .or(task_default)
+            .unwrap_or(&self.default_queue)
     }
 }

@@ -3,6 +3,7 @@
 mod broker;
 mod config;
 mod producer;
+mod routing;
 mod signature;
 
 use derive_more::{Display, Error, From};
@@ -10,6 +11,7 @@ use derive_more::{Display, Error, From};
 pub use broker::connect_broker;
 pub use config::Config;
 pub use producer::Producer;
+pub use routing::{QueueConfig, TaskRoute};
 pub use signature::Signature;
 
 use crate::actors::BrokerError;
@@ -44,6 +46,11 @@ pub enum SendError {
         /// The task name.
         task: String,
     },
+    /// A task tried to send a task outside a worker (its context has no producer).
+    #[display(
+        "this task context has no producer: tasks can send tasks only inside a WorkerSystem"
+    )]
+    NoProducer,
     /// The typed arguments could not be encoded.
     #[display("arguments of task {task} cannot be encoded: {reason}")]
     #[from(ignore)]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix::{Actor, Addr};
 use chrono::Utc;
 
-use crate::actors::{BrokerClient, OutboundMessage, Publish, PublisherActor, QueueSpec};
+use crate::actors::{BrokerClient, OutboundMessage, Publish, PublisherActor};
 use crate::protocol::{TaskMessage, TaskPayload};
 use crate::result::{AsyncResult, RpcResults, RPC_BACKEND};
 use crate::task::Task;
@@ -23,7 +23,8 @@ use super::{Config, SendError, Signature};
 pub struct Producer {
     publisher: Addr<PublisherActor>,
     broker: BrokerClient,
-    default_queue: String,
+    /// Routes and queue declarations.
+    config: Arc<Config>,
     /// Queues already declared by this producer.
     declared: Arc<Mutex<HashSet<String>>>,
     /// The reply queue and its collector, once `rpc://` results are enabled.
@@ -36,7 +37,7 @@ impl Producer {
         Producer {
             publisher: PublisherActor::new(broker.clone()).start(),
             broker,
-            default_queue: config.default_queue.clone(),
+            config: Arc::new(config.clone()),
             declared: Arc::default(),
             results: None,
         }
@@ -128,12 +129,23 @@ impl Producer {
         Ok(results.async_result(id))
     }
 
+    /// Publishes an already encoded message through this producer's publisher; answers
+    /// once the broker confirmed it. The target queue must exist.
+    pub(crate) async fn publish_raw(&self, message: OutboundMessage) -> Result<(), SendError> {
+        self.publisher
+            .send(Publish(message))
+            .await
+            .map_err(crate::actors::BrokerError::from)??;
+        Ok(())
+    }
+
     /// Sends a signature; answers its task id once the broker confirmed the message.
     pub async fn send_signature(&self, signature: Signature) -> Result<String, SendError> {
-        let queue = signature
-            .queue
-            .clone()
-            .unwrap_or_else(|| self.default_queue.clone());
+        let queue = signature.queue.clone().unwrap_or_else(|| {
+            self.config
+                .route(&signature.task, signature.default_queue.as_deref())
+                .to_string()
+        });
         self.ensure_queue(&queue).await?;
         let id = signature
             .id
@@ -166,7 +178,9 @@ impl Producer {
         if known {
             return Ok(());
         }
-        self.broker.declare_queue(QueueSpec::durable(queue)).await?;
+        self.broker
+            .declare_queue(self.config.queue_spec(queue))
+            .await?;
         if let Ok(mut declared) = self.declared.lock() {
             declared.insert(queue.to_string());
         }
@@ -192,6 +206,14 @@ fn encode_signature(
     }
     message.headers.eta = signature.eta;
     message.headers.expires = signature.expires;
+    message.headers.parent_id = signature.parent_id.clone();
+    if let Some(root_id) = &signature.root_id {
+        message.headers.root_id = Some(root_id.clone());
+    }
+    message.headers.timelimit = (
+        signature.time_limit.map(|limit| limit.as_secs_f64()),
+        signature.soft_time_limit.map(|limit| limit.as_secs_f64()),
+    );
     message.priority = signature.priority;
     message.reply_to = reply_to;
     if let Some(expires) = signature.expires {
@@ -204,7 +226,7 @@ fn encode_signature(
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("default_queue", &self.default_queue)
+            .field("default_queue", &self.config.default_queue)
             .field("reply_queue", &self.reply_queue())
             .finish()
     }

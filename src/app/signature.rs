@@ -35,6 +35,17 @@ pub struct Signature {
     /// Where the worker publishes the result (AMQP `reply_to`); when not given, the
     /// producer's reply queue if it has `rpc://` results, else none.
     pub reply_to: Option<String>,
+    /// The task that sends this one (set by `TaskContext::send`).
+    pub parent_id: Option<String>,
+    /// The first task of the workflow; the task's own id when not given.
+    pub root_id: Option<String>,
+    /// Hard time limit for this call (the `timelimit` header), overriding the task's.
+    pub time_limit: Option<Duration>,
+    /// Soft time limit for this call (the `timelimit` header), overriding the task's.
+    pub soft_time_limit: Option<Duration>,
+    /// Default queue of the task type (`TaskOptions::queue`), used when neither the call
+    /// nor a route names one.
+    pub default_queue: Option<String>,
 }
 
 impl Signature {
@@ -51,7 +62,24 @@ impl Signature {
             expires: None,
             priority: None,
             reply_to: None,
+            parent_id: None,
+            root_id: None,
+            time_limit: None,
+            soft_time_limit: None,
+            default_queue: None,
         }
+    }
+
+    /// Sets the hard time limit of this call.
+    pub fn with_time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Sets the soft time limit of this call.
+    pub fn with_soft_time_limit(mut self, limit: Duration) -> Self {
+        self.soft_time_limit = Some(limit);
+        self
     }
 
     /// A call of `T` with typed arguments, sent as positional JSON args.
@@ -60,7 +88,9 @@ impl Signature {
             task: T::NAME.to_string(),
             reason: error.to_string(),
         })?;
-        Ok(Signature::new(T::NAME).with_args(args).with_kwargs(kwargs))
+        let mut signature = Signature::new(T::NAME).with_args(args).with_kwargs(kwargs);
+        signature.default_queue = T::options().queue;
+        Ok(signature)
     }
 
     /// A call of `T` with typed arguments sent as `application/x-bincode` (Rust workers only).
@@ -73,6 +103,7 @@ impl Signature {
                 }
             })?;
         let mut signature = Signature::new(T::NAME);
+        signature.default_queue = T::options().queue;
         signature.bincode_args = Some(bytes);
         Ok(signature)
     }

@@ -88,6 +88,7 @@ impl RpcResults {
                 queue: reply_queue.clone(),
                 prefetch: REPLY_PREFETCH,
                 declare: Some(spec),
+                global_qos: false,
             }))
             .await?;
         log::info!("rpc:// results arrive on reply queue \"{reply_queue}\"");

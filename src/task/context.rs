@@ -1,12 +1,47 @@
 //! `TaskContext`: what a running task knows about its request.
 
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::TaskError;
+use crate::app::{Producer, SendError, Signature};
 use crate::protocol::amqp::amqp_to_json;
 use crate::protocol::TaskHeaders;
+
+/// Application state shared with every task, by type, like actix-web's `Data<T>`: a
+/// database pool, an HTTP client. Registered on the worker with
+/// `WorkerBuilder::app_data`, read in a task with `TaskContext::data`.
+#[derive(Clone, Default)]
+pub struct AppState {
+    values: Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl AppState {
+    /// State holding `values`.
+    pub(crate) fn new(values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>) -> Self {
+        AppState {
+            values: Arc::new(values),
+        }
+    }
+
+    /// The value of type `T`, if one was registered.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.values
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|value| value.downcast::<T>().ok())
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppState({} values)", self.values.len())
+    }
+}
 
 /// The request a task is running for.
 #[derive(Debug, Clone)]
@@ -31,6 +66,32 @@ pub struct TaskContext {
     pub priority: Option<u8>,
     /// Custom headers the producer added (`apply_async(headers={...})` in Python), as JSON.
     pub headers: BTreeMap<String, Value>,
+    /// Application state registered on the worker.
+    pub state: AppState,
+    /// Sends further tasks from inside this one (see `send`); `None` outside a worker.
+    pub producer: Option<Producer>,
+}
+
+impl TaskContext {
+    /// The application state of type `T`; a `RuntimeError` naming the type when the worker
+    /// has none (register it with `WorkerBuilder::app_data`).
+    pub fn data<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, TaskError> {
+        self.state.get::<T>().ok_or_else(|| {
+            TaskError::runtime_error(format!(
+                "no app data of type {} is registered on this worker (WorkerBuilder::app_data)",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// Sends a task from inside this one: its parent is this task and its root this
+    /// task's root. Answers the new task's id once the broker confirmed it.
+    pub async fn send(&self, mut signature: Signature) -> Result<String, SendError> {
+        let producer = self.producer.as_ref().ok_or(SendError::NoProducer)?;
+        signature.parent_id = Some(self.id.clone());
+        signature.root_id = Some(self.root_id.clone().unwrap_or_else(|| self.id.clone()));
+        producer.send_signature(signature).await
+    }
 }
 
 impl TaskContext {
@@ -46,6 +107,8 @@ impl TaskContext {
             root_id: headers.root_id.clone(),
             queue: queue.to_string(),
             priority: None,
+            state: AppState::default(),
+            producer: None,
             headers: headers
                 .extra
                 .iter()

@@ -2,6 +2,37 @@
 //! and its module, PROTOCOL.md section 2.3).
 
 use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// What the worker does with a task that ended in a `TaskError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorAction {
+    /// The task failed: FAILURE result, `on_failure`.
+    #[default]
+    Fail,
+    /// Run it again later (same id, retries + 1), within the task's `max_retries`.
+    Retry(RetryAt),
+    /// Reject the message: requeued, or dropped / dead-lettered (Celery's `Reject`).
+    Reject {
+        /// Put the message back in its queue.
+        requeue: bool,
+    },
+    /// Ack the message and store nothing (Celery's `Ignore`).
+    Ignore,
+}
+
+/// When a retried task runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAt {
+    /// After the task's backoff delay for this attempt.
+    Backoff,
+    /// After this delay (Celery's `countdown`).
+    After(Duration),
+    /// At this instant (Celery's `eta`).
+    Eta(DateTime<Utc>),
+}
 
 /// A task's failure. `exc_type` and `exc_module` say which Python exception a Python
 /// client raises for it: builtins such as `ValueError` map to the real class; any other
@@ -14,6 +45,8 @@ pub struct TaskError {
     pub exc_module: String,
     /// The error message (the exception's single argument).
     pub message: String,
+    /// What the worker does next: fail (default), retry, reject or ignore.
+    pub action: ErrorAction,
 }
 
 impl TaskError {
@@ -27,7 +60,42 @@ impl TaskError {
             exc_type: exc_type.into(),
             exc_module: exc_module.into(),
             message: message.into(),
+            action: ErrorAction::Fail,
         }
+    }
+
+    /// Marks the error retryable: the task runs again after its backoff delay, unless it
+    /// has used up its `max_retries` (then it fails with this error).
+    pub fn retryable(mut self) -> Self {
+        self.action = ErrorAction::Retry(RetryAt::Backoff);
+        self
+    }
+
+    /// Retries the task after `countdown` (Celery's `self.retry(countdown=...)`).
+    pub fn retry_in(mut self, countdown: Duration) -> Self {
+        self.action = ErrorAction::Retry(RetryAt::After(countdown));
+        self
+    }
+
+    /// Retries the task at `eta` (Celery's `self.retry(eta=...)`).
+    pub fn retry_at(mut self, eta: DateTime<Utc>) -> Self {
+        self.action = ErrorAction::Retry(RetryAt::Eta(eta));
+        self
+    }
+
+    /// Celery's `Reject(reason, requeue)`: the message is rejected; without requeue it is
+    /// dropped or dead-lettered and the task gets a FAILURE `Reject` result.
+    pub fn reject(reason: impl Into<String>, requeue: bool) -> Self {
+        let mut error = Self::new("Reject", "celery.exceptions", reason);
+        error.action = ErrorAction::Reject { requeue };
+        error
+    }
+
+    /// Celery's `Ignore()`: the message is acked and no result is stored.
+    pub fn ignore() -> Self {
+        let mut error = Self::new("Ignore", "celery.exceptions", "ignored");
+        error.action = ErrorAction::Ignore;
+        error
     }
 
     /// Python's `ValueError(message)`.

@@ -25,8 +25,10 @@
 //! ```
 
 pub mod args;
+mod blocking;
 mod context;
 mod error;
+mod options;
 mod registry;
 
 use std::future::Future;
@@ -34,8 +36,10 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use context::TaskContext;
-pub use error::TaskError;
+pub use blocking::{Blocking, BlockingTask};
+pub use context::{AppState, TaskContext};
+pub use error::{ErrorAction, RetryAt, TaskError};
+pub use options::{RetryBackoff, TaskOptions, DEFAULT_MAX_RETRIES};
 pub use registry::{ErasedTask, TaskRegistry};
 
 /// A task: a name, typed arguments, a typed output and an async run.
@@ -51,9 +55,25 @@ pub trait Task: Send + Sync + 'static {
     /// What a successful run returns; encoded as JSON in results.
     type Output: Serialize + Send + 'static;
 
-    /// Runs the task.
+    /// Runs the task. Return `Err(error.retryable())` (or `retry_in`, `retry_at`) to be
+    /// run again, `Err(TaskError::reject(..))` or `Err(TaskError::ignore())` to settle the
+    /// message without a normal result.
     fn run(
         ctx: TaskContext,
         args: Self::Args,
     ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send + 'static;
+
+    /// Retries, time limits, acknowledgement and default queue of this task.
+    fn options() -> TaskOptions {
+        TaskOptions::default()
+    }
+
+    /// Called after a successful run, before the result is stored.
+    fn on_success(_ctx: &TaskContext, _output: &Self::Output) {}
+
+    /// Called when the task failed for good (retries used up included).
+    fn on_failure(_ctx: &TaskContext, _error: &TaskError) {}
+
+    /// Called when the task is about to be retried.
+    fn on_retry(_ctx: &TaskContext, _error: &TaskError) {}
 }

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use serde_json::Value;
 
 use super::args::decode_args;
-use super::{Task, TaskContext, TaskError};
+use super::{Task, TaskContext, TaskError, TaskOptions};
 use crate::protocol::kombu::unwrap_envelopes;
 use crate::protocol::TaskPayload;
 
@@ -22,10 +22,23 @@ pub trait ErasedTask: Send + Sync {
         context: TaskContext,
         payload: TaskPayload,
     ) -> Result<BoxFuture<'static, Result<Value, TaskError>>, TaskError>;
+
+    /// The task's options.
+    fn options(&self) -> &TaskOptions;
+
+    /// Calls the task's `on_failure` hook.
+    fn on_failure(&self, context: &TaskContext, error: &TaskError);
+
+    /// Calls the task's `on_retry` hook.
+    fn on_retry(&self, context: &TaskContext, error: &TaskError);
 }
 
 /// Adapts a `Task` type to `ErasedTask`.
-struct Registered<T>(std::marker::PhantomData<fn() -> T>);
+struct Registered<T> {
+    /// `T::options()`, read once at registration.
+    options: TaskOptions,
+    task: std::marker::PhantomData<fn() -> T>,
+}
 
 impl<T: Task> ErasedTask for Registered<T> {
     fn prepare(
@@ -56,7 +69,9 @@ impl<T: Task> ErasedTask for Registered<T> {
             }
         };
         Ok(async move {
+            let hook_context = context.clone();
             let output = T::run(context, args).await?;
+            T::on_success(&hook_context, &output);
             serde_json::to_value(output).map_err(|error| {
                 TaskError::type_error(format!(
                     "task {}: its result cannot be encoded as JSON: {error}",
@@ -65,6 +80,18 @@ impl<T: Task> ErasedTask for Registered<T> {
             })
         }
         .boxed())
+    }
+
+    fn options(&self) -> &TaskOptions {
+        &self.options
+    }
+
+    fn on_failure(&self, context: &TaskContext, error: &TaskError) {
+        T::on_failure(context, error);
+    }
+
+    fn on_retry(&self, context: &TaskContext, error: &TaskError) {
+        T::on_retry(context, error);
     }
 }
 
@@ -84,7 +111,10 @@ impl TaskRegistry {
     pub fn register<T: Task>(&mut self) {
         self.tasks.insert(
             T::NAME.to_string(),
-            Arc::new(Registered::<T>(std::marker::PhantomData)),
+            Arc::new(Registered::<T> {
+                options: T::options(),
+                task: std::marker::PhantomData,
+            }),
         );
     }
 

@@ -33,6 +33,22 @@ pub enum TaskEventKind {
     },
     /// The message went back to its queue unexecuted (the worker was shutting down).
     Requeued,
+    /// The task asked to be retried: it was published again for `eta`.
+    Retried {
+        /// When it runs again.
+        eta: chrono::DateTime<chrono::Utc>,
+        /// The error it was retried for.
+        error: TaskError,
+    },
+    /// The task is due too far ahead to be held: it waits in a wait queue of the broker.
+    Deferred {
+        /// When it is due.
+        eta: chrono::DateTime<chrono::Utc>,
+        /// The wait queue.
+        wait_queue: String,
+    },
+    /// The task ended with `TaskError::ignore()`: acked, no result.
+    Ignored,
 }
 
 /// An event about one message.

@@ -2,8 +2,11 @@
 //! the dispatcher turns deliveries into task runs, and `TaskEvent`s report what happened.
 
 mod dispatcher;
+mod eta;
 mod events;
+mod processing;
 mod results;
+mod retry;
 mod system;
 
 use derive_more::{Display, Error, From};

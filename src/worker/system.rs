@@ -6,13 +6,17 @@
 //! Stop order (warm): consumers cancelled, ETA tasks requeued, waiting jobs requeued,
 //! running tasks finish, every message settled, broker connection closed.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use super::dispatcher::{BeginDrain, Dispatcher, Services, WaitIdle};
+use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
+use super::eta::EtaScheduler;
 use super::events::{EventSink, TaskEvent};
+use super::processing::{Services, WorkerDefaults};
 use super::results::ResultStore;
 use super::WorkerError;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
@@ -21,8 +25,8 @@ use crate::actors::{
     BrokerClient, ConsumerSpec, ConsumerSupervisor, ExecutorPool, QueueSpec, RestartPolicy,
     SupervisorEvent,
 };
-use crate::app::Config;
-use crate::task::{Task, TaskRegistry};
+use crate::app::{Config, Producer, QueueConfig};
+use crate::task::{AppState, Blocking, BlockingTask, Task, TaskRegistry};
 
 /// Configures a `WorkerSystem`.
 pub struct WorkerBuilder {
@@ -35,9 +39,31 @@ pub struct WorkerBuilder {
     supervisor_listeners: Vec<Recipient<SupervisorEvent>>,
     /// Whether `stop` closes the broker connection (off when the broker is shared).
     close_broker_on_stop: bool,
+    /// Application state for the tasks, by type.
+    app_data: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
 impl WorkerBuilder {
+    /// Consumes a queue declared with `config` (priorities, quorum, dead-lettering);
+    /// producers built from the same `Config` should list it in `Config::queues` too.
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.queues.push(config.name.clone());
+        self.config.queues.retain(|known| known.name != config.name);
+        self.config.queues.push(config);
+        self
+    }
+
+    /// Registers a blocking task: it runs on the blocking thread pool.
+    pub fn register_blocking<T: BlockingTask>(self) -> Self {
+        self.register::<Blocking<T>>()
+    }
+
+    /// Shares `value` with every task, which reads it with `ctx.data::<T>()` (one value per
+    /// type; a second registration of the same type replaces the first).
+    pub fn app_data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.app_data.insert(TypeId::of::<T>(), Arc::new(value));
+        self
+    }
     /// Consumes `queue` too (the default queue of the config when none is given).
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queues.push(queue.into());
@@ -83,27 +109,51 @@ impl WorkerBuilder {
         if self.registry.names().is_empty() {
             return Err(WorkerError::NoTasks);
         }
-        for queue in &self.queues {
-            self.broker.declare_queue(QueueSpec::durable(queue)).await?;
+        let specs: Vec<QueueSpec> = self
+            .queues
+            .iter()
+            .map(|queue| self.config.queue_spec(queue))
+            .collect();
+        for spec in &specs {
+            self.broker.declare_queue(spec.clone()).await?;
         }
         let pool_arbiter = Arbiter::new();
         let concurrency = self.config.concurrency;
         let pool = ExecutorPool::start_in_arbiter(&pool_arbiter.handle(), move |_| {
             ExecutorPool::new(concurrency)
         });
-        let dispatcher = Dispatcher::new(Services {
-            registry: Arc::new(self.registry.clone()),
-            pool: pool.clone(),
-            events: EventSink::new(self.task_listeners),
-            results: ResultStore::new(self.broker.clone()),
-        })
-        .start();
-        let supervisor = ConsumerSupervisor::new(
-            self.broker.clone(),
-            dispatcher.clone().recipient(),
-            self.restart_policy,
-        )
-        .start();
+        let defaults = WorkerDefaults {
+            acks_late: self.config.acks_late,
+            acks_on_failure_or_timeout: self.config.acks_on_failure_or_timeout,
+            time_limit: self.config.time_limit,
+            soft_time_limit: self.config.soft_time_limit,
+        };
+        let producer = Producer::new(self.broker.clone(), &self.config);
+        let state = AppState::new(std::mem::take(&mut self.app_data));
+        let registry = Arc::new(self.registry.clone());
+        let events = EventSink::new(std::mem::take(&mut self.task_listeners));
+        let broker = self.broker.clone();
+        let policy = self.restart_policy.clone();
+        let (horizon, eta_limit) = (self.config.eta_horizon, self.config.eta_task_limit);
+        let mut supervisor_slot = None;
+        let dispatcher = Dispatcher::create(|ctx| {
+            let supervisor =
+                ConsumerSupervisor::new(broker.clone(), ctx.address().recipient(), policy).start();
+            supervisor_slot = Some(supervisor.clone());
+            Dispatcher::new(Services {
+                registry,
+                pool: pool.clone(),
+                events,
+                results: ResultStore::new(broker.clone()),
+                eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
+                defaults,
+                state,
+                producer,
+            })
+        });
+        let supervisor = supervisor_slot.ok_or(WorkerError::Broker(
+            crate::actors::BrokerError::Mailbox("the consumer supervisor did not start".into()),
+        ))?;
         let (gave_up_tx, gave_up) = watch::channel(None);
         let watcher = GiveUpWatch {
             gave_up: gave_up_tx,
@@ -116,12 +166,18 @@ impl WorkerBuilder {
             supervisor.send(SubscribeSupervisor(listener)).await?;
         }
         let prefetch = self.config.prefetch();
-        for queue in &self.queues {
+        for spec in specs {
+            // Quorum queues refuse channel-wide QoS, so their window cannot be widened.
+            let quorum = matches!(
+                spec.arguments.inner().get("x-queue-type"),
+                Some(crate::actors::amqp::AMQPValue::LongString(kind)) if kind.to_string() == "quorum"
+            );
             supervisor
                 .send(Supervise(ConsumerSpec {
-                    queue: queue.clone(),
+                    queue: spec.name.clone(),
                     prefetch,
-                    declare: Some(QueueSpec::durable(queue)),
+                    declare: Some(spec),
+                    global_qos: !quorum,
                 }))
                 .await?;
         }
@@ -195,6 +251,7 @@ impl WorkerSystem {
             task_listeners: Vec::new(),
             supervisor_listeners: Vec::new(),
             close_broker_on_stop: true,
+            app_data: HashMap::new(),
         }
     }
 

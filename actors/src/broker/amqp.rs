@@ -19,7 +19,7 @@ use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
 
 use super::{
     BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage,
+    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, SetPrefetch,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -335,7 +335,12 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                 .await
                 .map_err(|error| BrokerError::amqp(operation("channel.open"), &error))?;
             channel
-                .basic_qos(open.prefetch, BasicQosOptions { global: false })
+                .basic_qos(
+                    open.prefetch,
+                    BasicQosOptions {
+                        global: open.global_qos,
+                    },
+                )
                 .await
                 .map_err(|error| BrokerError::amqp(operation("basic.qos"), &error))?;
             let consumer = channel
@@ -355,10 +360,12 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
             let (channel, consumer) = opened?;
             actor
                 .consumer_channels
-                .insert(tag, (channel, consumer.clone()));
+                .insert(tag.clone(), (channel, consumer.clone()));
+            let consumer_tag = tag.clone();
             let stream = consumer.map(move |item| match item {
                 Ok(delivery) => Ok(Delivery {
                     queue: queue.clone(),
+                    consumer_tag: consumer_tag.clone(),
                     exchange: delivery.exchange.to_string(),
                     routing_key: delivery.routing_key.to_string(),
                     redelivered: delivery.redelivered,
@@ -424,6 +431,27 @@ impl Handler<CloseConsumer> for AmqpBrokerActor {
                 .into_actor(self),
             );
         }
+    }
+}
+
+impl Handler<SetPrefetch> for AmqpBrokerActor {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, request: SetPrefetch, _: &mut Context<Self>) -> Self::Result {
+        let channel = self
+            .consumer_channels
+            .get(&request.consumer_tag)
+            .map(|(channel, _)| channel.clone());
+        Box::pin(async move {
+            let Some(channel) = channel else {
+                // The consumer is gone: its successor starts with its own window.
+                return Ok(());
+            };
+            channel
+                .basic_qos(request.prefetch, BasicQosOptions { global: true })
+                .await
+                .map_err(|error| BrokerError::amqp("basic.qos", &error))
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use lapin::BasicProperties;
 
 use super::{
     BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage,
+    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, SetPrefetch,
 };
 use crate::delivery::{Acker, Delivery, Settlement};
 use crate::error::BrokerError;
@@ -102,6 +102,7 @@ impl MemoryBrokerActor {
             consumer.unsettled += 1;
             let delivery = Delivery {
                 queue: queue_name.to_string(),
+                consumer_tag: consumer.tag.clone(),
                 exchange: message.exchange.clone(),
                 routing_key: message.routing_key.clone(),
                 redelivered: message.redelivered,
@@ -203,6 +204,27 @@ impl Handler<CancelConsumer> for MemoryBrokerActor {
             queue
                 .consumers
                 .retain(|consumer| consumer.tag != cancel.consumer_tag);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<SetPrefetch> for MemoryBrokerActor {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, request: SetPrefetch, ctx: &mut Context<Self>) -> Self::Result {
+        let mut touched = Vec::new();
+        for (name, queue) in self.queues.iter_mut() {
+            for consumer in &mut queue.consumers {
+                if consumer.tag == request.consumer_tag {
+                    consumer.prefetch = usize::from(request.prefetch.max(1));
+                    touched.push(name.clone());
+                }
+            }
+        }
+        let me = ctx.address();
+        for name in touched {
+            self.dispatch(&name, &me);
         }
         Ok(())
     }

@@ -69,6 +69,19 @@ pub struct OpenConsumer {
     pub prefetch: u16,
     /// A tag unique on this broker connection; `CancelConsumer` uses it.
     pub consumer_tag: String,
+    /// Apply the prefetch window to the consumer's channel (`global` QoS, which can be
+    /// changed while consuming) rather than to the consumer alone. Quorum queues refuse it.
+    pub global_qos: bool,
+}
+
+/// Changes the prefetch window of a consumer's channel (needs `global_qos`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct SetPrefetch {
+    /// The tag given to `OpenConsumer`.
+    pub consumer_tag: String,
+    /// The new window.
+    pub prefetch: u16,
 }
 
 /// Stops a consumer's deliveries. Its unsettled deliveries can still be settled.
@@ -126,6 +139,8 @@ pub struct BrokerClient {
     pub cancel_consumer: Recipient<CancelConsumer>,
     /// Closes the channels of failed consumers.
     pub close_consumer: Recipient<CloseConsumer>,
+    /// Changes prefetch windows.
+    pub set_prefetch: Recipient<SetPrefetch>,
     /// Counts ready messages.
     pub count: Recipient<CountMessages>,
     /// Deletes queues.
@@ -146,6 +161,7 @@ impl BrokerClient {
             + Handler<OpenConsumer>
             + Handler<CancelConsumer>
             + Handler<CloseConsumer>
+            + Handler<SetPrefetch>
             + Handler<CountMessages>
             + Handler<DeleteQueue>
             + Handler<CloseBroker>
@@ -157,6 +173,7 @@ impl BrokerClient {
             open_consumer: addr.clone().recipient(),
             cancel_consumer: addr.clone().recipient(),
             close_consumer: addr.clone().recipient(),
+            set_prefetch: addr.clone().recipient(),
             count: addr.clone().recipient(),
             delete: addr.clone().recipient(),
             close: addr.clone().recipient(),

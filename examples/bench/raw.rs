@@ -1,0 +1,216 @@
+//! The raw lapin baseline: a minimal publisher with pipelined confirms and a minimal
+//! consumer that acks with `multiple=true`. It also manages the bench's queues.
+
+use std::error::Error;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
+
+type BoxError = Box<dyn Error>;
+
+/// lapin's runtime for the baseline: a multi-threaded tokio runtime of its own, as
+/// celeriac gives its connection (one per process).
+fn runtime() -> Result<async_rs::TokioRuntime, BoxError> {
+    static RUNTIME: OnceLock<async_rs::TokioRuntime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.clone());
+    }
+    let runtime = async_rs::Runtime::tokio()
+        .map_err(|error| format!("starting a tokio runtime for lapin: {error}"))?;
+    Ok(RUNTIME.get_or_init(|| runtime).clone())
+}
+
+/// A lapin connection on its own runtime.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, BoxError> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect_with_runtime(url, properties, runtime()?)
+        .await
+        .map_err(|error| format!("connecting to {} failed: {error}", redact(url)).into())
+}
+
+/// The URL with its password masked.
+pub fn redact(url: &str) -> String {
+    celeriac::actors::broker::amqp::redact_url(url)
+}
+
+/// Declares `queue` as Celery does (durable, no arguments).
+pub async fn declare(channel: &Channel, queue: &str) -> Result<(), BoxError> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|error| format!("declaring queue {queue}: {error}"))?;
+    Ok(())
+}
+
+/// Deletes `queue`; answers how many messages it still held.
+pub async fn delete(channel: &Channel, queue: &str) -> Result<u32, BoxError> {
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .map_err(|error| format!("deleting queue {queue}: {error}").into())
+}
+
+/// Messages ready in `queue` (a passive declare on a channel of its own).
+pub async fn ready_count(connection: &Connection, queue: &str) -> Result<u32, BoxError> {
+    let channel = connection.create_channel().await?;
+    let queue_info = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|error| format!("counting messages of queue {queue}: {error}"))?;
+    let _ = channel.close(200, "OK".into()).await;
+    Ok(queue_info.message_count())
+}
+
+/// A channel in publisher-confirm mode.
+pub async fn confirm_channel(connection: &Connection) -> Result<Channel, BoxError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|error| format!("confirm.select: {error}"))?;
+    Ok(channel)
+}
+
+/// Publishes one message to `queue` and waits for its confirm.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    properties: BasicProperties,
+    body: &[u8],
+) -> Result<(), BoxError> {
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            body,
+            properties,
+        )
+        .await
+        .map_err(|error| format!("basic.publish to {queue}: {error}"))?;
+    match confirm
+        .await
+        .map_err(|error| format!("confirm of a publish to {queue}: {error}"))?
+    {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(format!("a publish to {queue} was returned").into()),
+        Confirmation::Nack(_) => Err(format!("the broker nacked a publish to {queue}").into()),
+    }
+}
+
+/// Publishes every message of `messages` to `queue` with at most `in_flight`
+/// unconfirmed at a time; answers how long it took.
+pub async fn publish_all(
+    channel: &Channel,
+    queue: &str,
+    messages: &[(BasicProperties, Vec<u8>)],
+    in_flight: usize,
+) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    let mut confirms = futures::stream::iter(
+        messages
+            .iter()
+            .map(|(properties, body)| publish_confirmed(channel, queue, properties.clone(), body)),
+    )
+    .buffer_unordered(in_flight);
+    while let Some(confirmed) = confirms.next().await {
+        confirmed?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Starts consuming `queue` with `prefetch` on a new channel.
+pub async fn consume(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(Channel, Consumer), BoxError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions { global: false })
+        .await
+        .map_err(|error| format!("basic.qos: {error}"))?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            format!("bench-raw-{}", std::process::id()).as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|error| format!("basic.consume on {queue}: {error}"))?;
+    Ok((channel, consumer))
+}
+
+/// Receives `expect` deliveries, calling `on_delivery` for each, and acks with
+/// `multiple=true` every `batch` deliveries or when no further delivery is ready.
+pub async fn receive(
+    consumer: &mut Consumer,
+    expect: usize,
+    batch: usize,
+    mut on_delivery: impl FnMut(),
+) -> Result<(), BoxError> {
+    let mut received = 0;
+    let mut unacked: Option<lapin::message::Delivery> = None;
+    let mut pending = 0;
+    while received < expect {
+        let next = match consumer.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                // The batch ended: ack what we hold before waiting.
+                if let Some(last) = unacked.take() {
+                    ack_up_to(&last).await?;
+                    pending = 0;
+                }
+                consumer.next().await
+            }
+        };
+        let delivery = next
+            .ok_or("the consumer ended before every message arrived")?
+            .map_err(|error| format!("consuming: {error}"))?;
+        on_delivery();
+        received += 1;
+        pending += 1;
+        unacked = Some(delivery);
+        if pending >= batch || received == expect {
+            if let Some(last) = unacked.take() {
+                ack_up_to(&last).await?;
+                pending = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ack_up_to(delivery: &lapin::message::Delivery) -> Result<(), BoxError> {
+    delivery
+        .acker
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .map_err(|error| format!("basic.ack: {error}"))?;
+    Ok(())
+}

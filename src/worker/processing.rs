@@ -1,0 +1,503 @@
+//! Everything that happens to one delivery: decode, look the task up, skip it if expired,
+//! hold or defer it if it has an ETA, run it in the executor pool within its time limits,
+//! then settle the message and store the result according to the outcome: success,
+//! failure, retry, reject or ignore, with early or late acknowledgement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use futures::channel::oneshot;
+use futures::FutureExt;
+use serde_json::Value;
+
+use super::eta::{hold_until, EtaDecision, EtaScheduler};
+use super::events::{EventSink, TaskEventKind};
+use super::results::{exception_of, ReplyAddress, ResultStore};
+use super::retry::republish_for_retry;
+use crate::actors::executor::{Execute, ExecutionReport};
+use crate::actors::{Delivery, ExecutorPool, Settlement};
+use crate::app::Producer;
+use crate::protocol::{ExceptionInfo, TaskMessage, TaskState};
+use crate::task::{
+    AppState, ErasedTask, ErrorAction, RetryAt, TaskContext, TaskError, TaskRegistry,
+};
+
+/// Worker-wide settings a task's own options override.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerDefaults {
+    /// Acknowledge after the run.
+    pub(crate) acks_late: bool,
+    /// With late acks, ack failures (else reject them without requeue).
+    pub(crate) acks_on_failure_or_timeout: bool,
+    /// Hard time limit.
+    pub(crate) time_limit: Option<Duration>,
+    /// Soft time limit.
+    pub(crate) soft_time_limit: Option<Duration>,
+}
+
+/// What every delivery needs besides itself.
+pub(crate) struct Services {
+    pub(crate) registry: Arc<TaskRegistry>,
+    pub(crate) pool: Addr<ExecutorPool>,
+    pub(crate) events: EventSink,
+    pub(crate) results: ResultStore,
+    pub(crate) eta: EtaScheduler,
+    pub(crate) defaults: WorkerDefaults,
+    pub(crate) state: AppState,
+    /// Lets tasks send tasks (`TaskContext::send`) and republishes retries.
+    pub(crate) producer: Producer,
+}
+
+/// Settles a delivery, logging (not failing) when its channel is gone: the broker then
+/// redelivers the message.
+pub(crate) async fn settle(delivery: &Delivery, settlement: Settlement, task_id: Option<&str>) {
+    if let Err(error) = delivery.acker.settle(settlement).await {
+        log::warn!(
+            "could not settle message {} from queue \"{}\" ({settlement:?}): {error}",
+            task_id.unwrap_or("?"),
+            delivery.queue
+        );
+    }
+}
+
+/// The effective limits: the message's `timelimit` header, else the task's options, else
+/// the worker's defaults. Values that are not positive are ignored.
+fn time_limits(
+    message: &TaskMessage,
+    task: &dyn ErasedTask,
+    defaults: &WorkerDefaults,
+) -> (Option<Duration>, Option<Duration>) {
+    let header = |seconds: Option<f64>| {
+        seconds
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    };
+    let options = task.options();
+    (
+        header(message.headers.timelimit.0)
+            .or(options.time_limit)
+            .or(defaults.time_limit),
+        header(message.headers.timelimit.1)
+            .or(options.soft_time_limit)
+            .or(defaults.soft_time_limit),
+    )
+}
+
+/// The outcome of a run the pool completed; `None` when it never started.
+fn outcome_of(
+    report: Result<ExecutionReport, MailboxError>,
+    outcome: Option<Result<Value, TaskError>>,
+    hard_limit: Option<Duration>,
+) -> Option<Result<Value, TaskError>> {
+    match report {
+        Ok(ExecutionReport::Completed) => Some(outcome.unwrap_or_else(|| {
+            Err(TaskError::runtime_error(
+                "the task ended without an outcome",
+            ))
+        })),
+        Ok(ExecutionReport::Panicked(panic)) => Some(Err(TaskError::panicked(panic))),
+        Ok(ExecutionReport::TimedOut) => Some(Err(TaskError::new(
+            "TimeLimitExceeded",
+            "billiard.exceptions",
+            format!(
+                "hard time limit ({}s) exceeded",
+                hard_limit.map_or(0.0, |limit| limit.as_secs_f64())
+            ),
+        ))),
+        Ok(ExecutionReport::Cancelled) | Err(_) => None,
+    }
+}
+
+/// One delivery being processed, with what its outcome handling needs.
+struct Request<'a> {
+    delivery: &'a Delivery,
+    services: &'a Services,
+    id: String,
+    name: String,
+    reply: Option<ReplyAddress>,
+    /// Whether the message is still unacked when the run ends.
+    acks_late: bool,
+    acks_on_failure: bool,
+}
+
+impl Request<'_> {
+    fn emit(&self, kind: TaskEventKind) {
+        self.services
+            .events
+            .emit(Some(&self.id), Some(&self.name), &self.delivery.queue, kind);
+    }
+
+    async fn settle(&self, settlement: Settlement) {
+        settle(self.delivery, settlement, Some(&self.id)).await;
+    }
+
+    async fn store_exception(&self, state: TaskState, exception: &ExceptionInfo) {
+        if let Some(reply) = &self.reply {
+            self.services
+                .results
+                .exception(reply, state, exception)
+                .await;
+        }
+    }
+
+    /// A failure for good: FAILURE result, then the message is acked (or, with late acks
+    /// and `acks_on_failure_or_timeout` off, rejected without requeue).
+    async fn fail(&self, task: Option<(&dyn ErasedTask, &TaskContext)>, error: TaskError) {
+        if error.exc_type == "TaskPanicked" {
+            log::error!(
+                "task {}[{}] panicked: {}",
+                self.name,
+                self.id,
+                error.message
+            );
+        } else {
+            log::warn!("task {}[{}] failed: {error}", self.name, self.id);
+        }
+        self.store_exception(TaskState::Failure, &exception_of(&error))
+            .await;
+        if let Some((task, context)) = task {
+            task.on_failure(context, &error);
+        }
+        if self.acks_late {
+            let settlement = if self.acks_on_failure {
+                Settlement::Ack
+            } else {
+                Settlement::Reject { requeue: false }
+            };
+            self.settle(settlement).await;
+        }
+        self.emit(TaskEventKind::Failed { error });
+    }
+}
+
+/// Everything that happens to one delivery.
+pub(crate) async fn process(
+    delivery: Delivery,
+    services: Arc<Services>,
+    draining: tokio::sync::watch::Receiver<bool>,
+) {
+    let queue = delivery.queue.clone();
+    let message = match TaskMessage::decode(&delivery.properties, &delivery.body) {
+        Ok(message) => message,
+        Err(error) => {
+            let (id, name) = TaskMessage::peek_identity(&delivery.properties);
+            log::error!(
+                "rejecting message {} (task {}) from queue \"{queue}\": {error}",
+                id.as_deref().unwrap_or("without id"),
+                name.as_deref().unwrap_or("unknown"),
+            );
+            settle(
+                &delivery,
+                Settlement::Reject { requeue: false },
+                id.as_deref(),
+            )
+            .await;
+            services.events.emit(
+                id.as_deref(),
+                name.as_deref(),
+                &queue,
+                TaskEventKind::Rejected {
+                    reason: error.to_string(),
+                },
+            );
+            return;
+        }
+    };
+    let task = services.registry.get(&message.headers.task);
+    let options = task.as_ref().map(|task| task.options().clone());
+    let request = Request {
+        delivery: &delivery,
+        services: &services,
+        id: message.headers.id.clone(),
+        name: message.headers.task.clone(),
+        reply: ReplyAddress::of(&message),
+        acks_late: options
+            .as_ref()
+            .and_then(|o| o.acks_late)
+            .unwrap_or(services.defaults.acks_late),
+        acks_on_failure: options
+            .as_ref()
+            .and_then(|o| o.acks_on_failure_or_timeout)
+            .unwrap_or(services.defaults.acks_on_failure_or_timeout),
+    };
+
+    let Some(task) = task else {
+        log::error!(
+            "Received unregistered task of type '{}' (id {}) from queue \"{queue}\": rejected without requeue",
+            request.name,
+            request.id
+        );
+        request.settle(Settlement::Reject { requeue: false }).await;
+        let error = TaskError::not_registered(&request.name);
+        request
+            .store_exception(TaskState::Failure, &exception_of(&error))
+            .await;
+        request.emit(TaskEventKind::Rejected {
+            reason: error.to_string(),
+        });
+        return;
+    };
+
+    if revoke_if_expired(&request, message.headers.expires).await {
+        return;
+    }
+    if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
+        match services.eta.decide(&delivery, eta) {
+            EtaDecision::Defer => {
+                match services.eta.defer(&delivery, eta).await {
+                    Ok(wait_queue) => {
+                        request.settle(Settlement::Ack).await;
+                        request.emit(TaskEventKind::Deferred {
+                            eta,
+                            wait_queue,
+                        });
+                        return;
+                    }
+                    Err(error) => log::error!(
+                        "task {}[{}]: could not move it to the wait queue ({error}); holding it in the worker",
+                        request.name,
+                        request.id
+                    ),
+                }
+                if !hold_until(&services.eta, &delivery, eta, draining).await {
+                    request.settle(Settlement::Reject { requeue: true }).await;
+                    request.emit(TaskEventKind::Requeued);
+                    return;
+                }
+            }
+            EtaDecision::Hold => {
+                if !hold_until(&services.eta, &delivery, eta, draining).await {
+                    request.settle(Settlement::Reject { requeue: true }).await;
+                    request.emit(TaskEventKind::Requeued);
+                    return;
+                }
+            }
+        }
+        if !delivery.acker.is_usable() {
+            log::info!(
+                "task {}[{}]: its channel closed while it waited for its ETA; the broker redelivers it",
+                request.name,
+                request.id
+            );
+            return;
+        }
+        if revoke_if_expired(&request, message.headers.expires).await {
+            return;
+        }
+    }
+
+    run(&request, task.as_ref(), message).await;
+}
+
+/// Acks an expired task with a REVOKED result; true when it was expired.
+async fn revoke_if_expired(request: &Request<'_>, expires: Option<DateTime<Utc>>) -> bool {
+    let Some(expires) = expires.filter(|at| *at <= Utc::now()) else {
+        return false;
+    };
+    log::info!(
+        "task {}[{}] expired at {expires}: not run",
+        request.name,
+        request.id
+    );
+    request.settle(Settlement::Ack).await;
+    request
+        .store_exception(TaskState::Revoked, &ExceptionInfo::revoked_expired())
+        .await;
+    request.emit(TaskEventKind::Revoked {
+        reason: "expired".into(),
+    });
+    true
+}
+
+/// Runs the task and handles its outcome.
+async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage) {
+    let services = request.services;
+    let (hard_limit, soft_limit) = time_limits(&message, task, &services.defaults);
+    let mut context = TaskContext::from_headers(&message.headers, &request.delivery.queue);
+    context.priority = message.priority;
+    context.state = services.state.clone();
+    context.producer = Some(services.producer.clone());
+    let hook_context = context.clone();
+    // A v1 message has no headers to update for a retry: keep what re-encoding needs.
+    let v1_copy = (message.protocol_version == 1).then(|| message.clone());
+    let retries = message.headers.retries;
+
+    let prepared = match task.prepare(context, message.payload) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            if !request.acks_late {
+                request.settle(Settlement::Ack).await;
+            }
+            request.fail(Some((task, &hook_context)), error).await;
+            return;
+        }
+    };
+
+    let (outcome_tx, outcome_rx) = oneshot::channel();
+    let job = async move {
+        let outcome = match soft_limit {
+            Some(limit) if hard_limit.is_none_or(|hard| limit < hard) => {
+                match tokio::time::timeout(limit, prepared).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(TaskError::new(
+                        "SoftTimeLimitExceeded",
+                        "celery.exceptions",
+                        format!("soft time limit ({}s) exceeded", limit.as_secs_f64()),
+                    )),
+                }
+            }
+            _ => prepared.await,
+        };
+        let _ = outcome_tx.send(outcome);
+    }
+    .boxed();
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let execution = services.pool.send(Execute {
+        job,
+        hard_limit,
+        on_start: Some(Box::new(move || {
+            let _ = started_tx.send(());
+        })),
+    });
+    let on_start = async {
+        if started_rx.await.is_ok() {
+            if !request.acks_late {
+                request.settle(Settlement::Ack).await;
+            }
+            request.emit(TaskEventKind::Started);
+        }
+    };
+    let (report, ()) = futures::join!(execution, on_start);
+
+    let Some(outcome) = outcome_of(report, outcome_rx.await.ok(), hard_limit) else {
+        // Never started (the worker is stopping): back to the queue, unacked.
+        request.settle(Settlement::Reject { requeue: true }).await;
+        request.emit(TaskEventKind::Requeued);
+        return;
+    };
+    let error = match outcome {
+        Ok(result) => {
+            log::info!("task {}[{}] succeeded", request.name, request.id);
+            if let Some(reply) = &request.reply {
+                services.results.success(reply, result.clone()).await;
+            }
+            if request.acks_late {
+                request.settle(Settlement::Ack).await;
+            }
+            request.emit(TaskEventKind::Succeeded { result });
+            return;
+        }
+        Err(error) => error,
+    };
+
+    match error.action {
+        ErrorAction::Fail => request.fail(Some((task, &hook_context)), error).await,
+        ErrorAction::Retry(at) => {
+            let max_retries = task.options().max_retries();
+            if retries >= max_retries {
+                log::warn!(
+                    "task {}[{}]: max retries ({max_retries}) exceeded",
+                    request.name,
+                    request.id
+                );
+                request.fail(Some((task, &hook_context)), error).await;
+                return;
+            }
+            let eta = match at {
+                RetryAt::Eta(eta) => eta,
+                RetryAt::After(countdown) => {
+                    Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default()
+                }
+                RetryAt::Backoff => {
+                    let delay = task.options().retry_backoff.delay(retries);
+                    Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+                }
+            };
+            retry(request, task, &hook_context, error, eta, v1_copy).await;
+        }
+        ErrorAction::Reject { requeue } => {
+            if request.acks_late {
+                request.settle(Settlement::Reject { requeue }).await;
+            } else {
+                log::warn!(
+                    "task {}[{}] asked to reject its message, but it was acknowledged when it started (early ack); use acks_late for Reject to take effect",
+                    request.name,
+                    request.id
+                );
+            }
+            if !requeue {
+                let exception = ExceptionInfo {
+                    exc_type: "Reject".into(),
+                    exc_module: "celery.exceptions".into(),
+                    exc_message: vec![Value::String(error.message.clone()), Value::Bool(false)],
+                };
+                request
+                    .store_exception(TaskState::Failure, &exception)
+                    .await;
+            }
+            request.emit(TaskEventKind::Rejected {
+                reason: error.message,
+            });
+        }
+        ErrorAction::Ignore => {
+            if request.acks_late {
+                request.settle(Settlement::Ack).await;
+            }
+            request.emit(TaskEventKind::Ignored);
+        }
+    }
+}
+
+/// Publishes the task again (same id, retries + 1, the new eta) to the queue it came from,
+/// then stores RETRY and settles the original.
+async fn retry(
+    request: &Request<'_>,
+    task: &dyn ErasedTask,
+    context: &TaskContext,
+    error: TaskError,
+    eta: DateTime<Utc>,
+    v1_copy: Option<TaskMessage>,
+) {
+    let republished = republish_for_retry(
+        &request.services.producer,
+        request.delivery,
+        &request.id,
+        eta,
+        v1_copy,
+    )
+    .await;
+    if let Err(failure) = republished {
+        log::error!(
+            "task {}[{}]: the retry could not be published: {failure}",
+            request.name,
+            request.id
+        );
+        if request.acks_late {
+            // Unacked: the broker delivers it again and it is retried then.
+            request.settle(Settlement::Reject { requeue: true }).await;
+            request.emit(TaskEventKind::Requeued);
+        } else {
+            let lost = TaskError::runtime_error(format!(
+                "{error}; its retry could not be published: {failure}"
+            ));
+            request.fail(Some((task, context)), lost).await;
+        }
+        return;
+    }
+    log::info!(
+        "task {}[{}] retry {} at {eta}: {error}",
+        request.name,
+        request.id,
+        context.retries + 1
+    );
+    request
+        .store_exception(TaskState::Retry, &exception_of(&error))
+        .await;
+    task.on_retry(context, &error);
+    if request.acks_late {
+        request.settle(Settlement::Ack).await;
+    }
+    request.emit(TaskEventKind::Retried { eta, error });
+}
