@@ -9,7 +9,9 @@
 //! Environment: `CELERIAC_BROKER_URL` (required), `BENCH_N` (messages per throughput
 //! phase, default 20000), `BENCH_LATENCY_N` (tasks sent one at a time, default 1000),
 //! `BENCH_CONCURRENCY` (worker concurrency, default 8; prefetch = concurrency x 4 as
-//! celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed publishes, default 512).
+//! celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed publishes, default 512),
+//! `BENCH_ROUNDS` (publish and drain rounds, raw and celeriac alternating; the median
+//! counts; default 3).
 //!
 //! Figures:
 //! - publish: N Celery-format `bench.add(x, y)` messages with publisher confirms, at most
@@ -23,6 +25,10 @@
 //!   send until the task starts (raw: until the consumer receives it); p50 and p99.
 //! - footprint: a worker process on an empty queue: VmRSS once idle after startup; then N
 //!   tasks are published to it; CPU seconds (utime + stime) per 1,000 tasks, and VmHWM.
+//!
+//! Profiling aids: `BENCH_ROLE=fill BENCH_QUEUE=q` publishes N messages to `q`;
+//! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUE=q BENCH_EXPECT=n` consumes them
+//! (see BENCHMARKS.md).
 //!
 //! It prints every figure and the celeriac/raw ratios against the targets, and never
 //! exits non-zero because of a figure: only when the broker or a worker process fails.
@@ -99,6 +105,7 @@ struct Settings {
     concurrency: usize,
     prefetch: u16,
     in_flight: usize,
+    rounds: usize,
 }
 
 impl Settings {
@@ -134,6 +141,7 @@ impl Settings {
             concurrency,
             prefetch: u16::try_from(concurrency.saturating_mul(4)).unwrap_or(u16::MAX),
             in_flight: number("BENCH_IN_FLIGHT", 512)?,
+            rounds: number("BENCH_ROUNDS", 3)?,
         })
     }
 
@@ -168,6 +176,12 @@ fn encode_messages(count: usize) -> Result<Vec<(BasicProperties, Vec<u8>)>, BoxE
         .collect()
 }
 
+/// The median of `values` (the upper one of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -181,7 +195,8 @@ async fn main() -> ExitCode {
     let outcome = match role.as_str() {
         "" => orchestrate().await,
         "worker" => worker_role().await,
-        other => Err(format!("unknown BENCH_ROLE={other:?} (only \"worker\" is used)").into()),
+        "fill" => fill_role().await,
+        other => Err(format!("unknown BENCH_ROLE={other:?} (\"worker\" or \"fill\")").into()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,17 +238,43 @@ async fn orchestrate() -> Result<(), BoxError> {
     let connection = raw::connect(&settings.url, "celeriac-bench-admin").await?;
     let admin = connection.create_channel().await?;
 
-    println!("\n-- publish with confirms, N = {}", settings.n);
-    let raw_publish = publish_raw(&settings, &connection).await?;
-    println!("raw lapin : {raw_publish:>9.0} msg/s");
-    let celeriac_publish = publish_celeriac(&settings, &admin).await?;
-    println!("celeriac  : {celeriac_publish:>9.0} msg/s");
+    println!(
+        "\n-- publish with confirms, N = {}, {} rounds",
+        settings.n, settings.rounds
+    );
+    let (mut raw_publishes, mut celeriac_publishes) = (Vec::new(), Vec::new());
+    for round in 1..=settings.rounds {
+        let raw_rate = publish_raw(&settings, &connection).await?;
+        let celeriac_rate = publish_celeriac(&settings, &admin).await?;
+        println!(
+            "round {round}: raw lapin {raw_rate:>7.0} msg/s, celeriac {celeriac_rate:>7.0} msg/s"
+        );
+        raw_publishes.push(raw_rate);
+        celeriac_publishes.push(celeriac_rate);
+    }
+    let (raw_publish, celeriac_publish) = (median(raw_publishes), median(celeriac_publishes));
+    println!("median : raw lapin {raw_publish:>7.0} msg/s, celeriac {celeriac_publish:>7.0} msg/s");
 
-    println!("\n-- drain a pre-filled queue, N = {}", settings.n);
-    let raw_drain = drain(&settings, &connection, &admin, Side::Raw).await?;
-    println!("raw lapin : {:>9.0} msg/s", raw_drain.rate);
-    let celeriac_drain = drain(&settings, &connection, &admin, Side::Celeriac).await?;
-    println!("celeriac  : {:>9.0} msg/s", celeriac_drain.rate);
+    println!(
+        "\n-- drain a pre-filled queue, N = {}, {} rounds",
+        settings.n, settings.rounds
+    );
+    let (mut raw_drains, mut celeriac_drains) = (Vec::new(), Vec::new());
+    let (mut raw_drain_peak, mut celeriac_drain_peak) = (0, 0);
+    for round in 1..=settings.rounds {
+        let raw_drain = drain(&settings, &connection, &admin, Side::Raw).await?;
+        let celeriac_drain = drain(&settings, &connection, &admin, Side::Celeriac).await?;
+        println!(
+            "round {round}: raw lapin {:>7.0} msg/s, celeriac {:>7.0} msg/s",
+            raw_drain.rate, celeriac_drain.rate
+        );
+        raw_drains.push(raw_drain.rate);
+        celeriac_drains.push(celeriac_drain.rate);
+        raw_drain_peak = raw_drain_peak.max(raw_drain.peak_kib);
+        celeriac_drain_peak = celeriac_drain_peak.max(celeriac_drain.peak_kib);
+    }
+    let (raw_drain, celeriac_drain) = (median(raw_drains), median(celeriac_drains));
+    println!("median : raw lapin {raw_drain:>7.0} msg/s, celeriac {celeriac_drain:>7.0} msg/s");
 
     println!(
         "\n-- latency, send to task start, {} tasks one at a time",
@@ -267,8 +308,8 @@ async fn orchestrate() -> Result<(), BoxError> {
         },
         Row {
             figure: "drain, executed + acked (msg/s)".into(),
-            celeriac: celeriac_drain.rate,
-            raw: raw_drain.rate,
+            celeriac: celeriac_drain,
+            raw: raw_drain,
             decimals: 0,
             target: Target::RatioAtLeast(0.95),
         },
@@ -295,8 +336,8 @@ async fn orchestrate() -> Result<(), BoxError> {
         },
         Row {
             figure: "worker peak RSS, VmHWM (MiB)".into(),
-            celeriac: mib(celeriac_footprint.peak_kib.max(celeriac_drain.peak_kib)),
-            raw: mib(raw_footprint.peak_kib.max(raw_drain.peak_kib)),
+            celeriac: mib(celeriac_footprint.peak_kib.max(celeriac_drain_peak)),
+            raw: mib(raw_footprint.peak_kib.max(raw_drain_peak)),
             decimals: 1,
             target: Target::None,
         },
@@ -619,6 +660,21 @@ async fn worker_role() -> Result<(), BoxError> {
         other => return Err(format!("unknown BENCH_SIDE={other:?}").into()),
     }
     say("STOPPED".into())
+}
+
+/// For profiling a worker by hand: declares `BENCH_QUEUE` and publishes `BENCH_N`
+/// messages to it (see BENCHMARKS.md).
+async fn fill_role() -> Result<(), BoxError> {
+    let settings = Settings::from_env()?;
+    let queue = std::env::var("BENCH_QUEUE").map_err(|_| "BENCH_QUEUE is not set")?;
+    let connection = raw::connect(&settings.url, "celeriac-bench-fill").await?;
+    let channel = raw::confirm_channel(&connection).await?;
+    raw::declare(&channel, &queue).await?;
+    let messages = encode_messages(settings.n)?;
+    raw::publish_all(&channel, &queue, &messages, settings.in_flight).await?;
+    println!("{} messages published to {queue}", settings.n);
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,14 +20,19 @@
 //! | `interop.touch(path, token)` | appends `token` and a newline to the file, returns `token` |
 //! | `interop.request()` | returns what the task knows of its request (id, retries, eta, ...) |
 //! | `interop.panic(message)` | panics; Python sees a failure (`TaskPanicked`) |
+//! | `interop.flaky(key, failures)` | fails with a retryable error the first `failures` times it runs for `key` (retried with a 0.1-0.5 s backoff, at most 3 times), then returns the number of attempts |
+//! | `interop.block(seconds)` | a blocking task: sleeps its thread, returns `seconds` (for time limits) |
 //!
 //! Queue from `CELERIAC_QUEUE` (default `celery`), broker from `CELERIAC_BROKER_URL`.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use celeriac::protocol::time::format_datetime;
+use celeriac::task::{BlockingTask, RetryBackoff, TaskOptions};
 use celeriac::{connect_broker, Config, Task, TaskContext, TaskError, WorkerSystem};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -197,6 +202,70 @@ impl Task for Panic {
     }
 }
 
+/// `interop.flaky(key, failures)`.
+struct Flaky;
+
+/// Attempts so far, by key.
+static FLAKY_ATTEMPTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+#[derive(Serialize, Deserialize)]
+struct FlakyArgs {
+    key: String,
+    failures: u32,
+}
+
+impl Task for Flaky {
+    const NAME: &'static str = "interop.flaky";
+    type Args = FlakyArgs;
+    type Output = u32;
+    async fn run(_: TaskContext, FlakyArgs { key, failures }: FlakyArgs) -> Result<u32, TaskError> {
+        let attempts = {
+            let mut attempts = FLAKY_ATTEMPTS
+                .lock()
+                .map_err(|_| TaskError::runtime_error("attempt counter poisoned"))?;
+            let count = attempts
+                .get_or_insert_with(HashMap::new)
+                .entry(key.clone())
+                .or_insert(0);
+            *count += 1;
+            *count
+        };
+        if attempts <= failures {
+            return Err(TaskError::runtime_error(format!(
+                "flaky {key}: attempt {attempts} of {failures} planned failures"
+            ))
+            .retryable());
+        }
+        Ok(attempts)
+    }
+
+    fn options() -> TaskOptions {
+        TaskOptions {
+            retry_backoff: RetryBackoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_millis(500),
+                jitter: true,
+            },
+            ..TaskOptions::default()
+        }
+    }
+}
+
+/// `interop.block(seconds)`: a blocking task.
+struct Block;
+
+impl BlockingTask for Block {
+    const NAME: &'static str = "interop.block";
+    type Args = (f64,);
+    type Output = f64;
+    fn run(_: TaskContext, (seconds,): (f64,)) -> Result<f64, TaskError> {
+        let wait = Duration::try_from_secs_f64(seconds)
+            .map_err(|error| TaskError::value_error(format!("seconds: {error}")))?;
+        std::thread::sleep(wait);
+        Ok(seconds)
+    }
+}
+
 #[actix::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -226,6 +295,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .register::<Touch>()
         .register::<Request>()
         .register::<Panic>()
+        .register::<Flaky>()
+        .register_blocking::<Block>()
         .start()
         .await?;
     worker.run_until_signal().await?;

@@ -77,3 +77,8 @@ async fn python_gzip_protocol_v1_and_kombu_typed_values() {
 async fn python_sees_rust_errors_panics_unknown_tasks_and_bad_arguments_as_exceptions() {
     run_scenario("errors").await;
 }
+
+#[actix_rt::test]
+async fn python_sees_retries_with_backoff_max_retries_and_blocking_tasks_past_their_limit() {
+    run_scenario("semantics").await;
+}

@@ -70,9 +70,27 @@ pub struct TaskContext {
     pub state: AppState,
     /// Sends further tasks from inside this one (see `send`); `None` outside a worker.
     pub producer: Option<Producer>,
+    /// Turns true when the run passes its soft time limit (see `soft_limit_reached`).
+    pub soft_limit: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl TaskContext {
+    /// Resolves when the run passes its soft time limit; never, without one. A task that
+    /// waits on it (in a `select!` with its work) can clean up and return its own outcome
+    /// before the worker cancels it: after the soft limit the run gets until its hard
+    /// limit, or one more second without one, then fails with `SoftTimeLimitExceeded`.
+    pub async fn soft_limit_reached(&self) {
+        match &self.soft_limit {
+            Some(signal) => {
+                let mut signal = signal.clone();
+                if signal.wait_for(|reached| *reached).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+
     /// The application state of type `T`; a `RuntimeError` naming the type when the worker
     /// has none (register it with `WorkerBuilder::app_data`).
     pub fn data<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, TaskError> {
@@ -109,6 +127,7 @@ impl TaskContext {
             priority: None,
             state: AppState::default(),
             producer: None,
+            soft_limit: None,
             headers: headers
                 .extra
                 .iter()

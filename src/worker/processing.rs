@@ -319,6 +319,10 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     context.priority = message.priority;
     context.state = services.state.clone();
     context.producer = Some(services.producer.clone());
+    let (soft_signal, soft_observer) = tokio::sync::watch::channel(false);
+    if soft_limit.is_some() {
+        context.soft_limit = Some(soft_observer);
+    }
     let hook_context = context.clone();
     // A v1 message has no headers to update for a retry: keep what re-encoding needs.
     let v1_copy = (message.protocol_version == 1).then(|| message.clone());
@@ -339,14 +343,7 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let job = async move {
         let outcome = match soft_limit {
             Some(limit) if hard_limit.is_none_or(|hard| limit < hard) => {
-                match tokio::time::timeout(limit, prepared).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(TaskError::new(
-                        "SoftTimeLimitExceeded",
-                        "celery.exceptions",
-                        format!("soft time limit ({}s) exceeded", limit.as_secs_f64()),
-                    )),
-                }
+                within_soft_limit(prepared, limit, hard_limit, soft_signal).await
             }
             _ => prepared.await,
         };
@@ -447,6 +444,37 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
             }
             request.emit(TaskEventKind::Ignored);
         }
+    }
+}
+
+/// How long a run may go on after its soft limit when it has no hard limit.
+const SOFT_LIMIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs `run`; at `soft` it signals the task (`TaskContext::soft_limit_reached`) and lets
+/// it go on until its hard limit (then the pool drops it: `TimeLimitExceeded`), or, without
+/// one, for `SOFT_LIMIT_GRACE` before cancelling it with `SoftTimeLimitExceeded`.
+async fn within_soft_limit(
+    run: futures::future::BoxFuture<'static, Result<Value, TaskError>>,
+    soft: Duration,
+    hard: Option<Duration>,
+    signal: tokio::sync::watch::Sender<bool>,
+) -> Result<Value, TaskError> {
+    let mut run = run;
+    if let Ok(outcome) = tokio::time::timeout(soft, &mut run).await {
+        return outcome;
+    }
+    signal.send_replace(true);
+    if hard.is_some() {
+        // The pool drops the run at its hard limit (TimeLimitExceeded).
+        return run.await;
+    }
+    match tokio::time::timeout(SOFT_LIMIT_GRACE, run).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(TaskError::new(
+            "SoftTimeLimitExceeded",
+            "celery.exceptions",
+            format!("soft time limit ({}s) exceeded", soft.as_secs_f64()),
+        )),
     }
 }
 

@@ -5,7 +5,7 @@
 Env: CELERIAC_TEST_AMQP_URL (the broker), CELERIAC_QUEUE (the queue the Rust worker
 consumes), CELERIAC_TOUCH_DIR (a directory for interop.touch). Each check prints
 "ok <name>"; the first failing check raises, so the exit status is non-zero and the
-traceback says what did not happen. Scenarios: arguments, scheduling, encoding, errors.
+traceback says what did not happen. Scenarios: arguments, scheduling, encoding, errors, semantics.
 """
 
 import datetime
@@ -35,7 +35,7 @@ def make_app(protocol=2):
     app.conf.task_default_queue = QUEUE
     app.conf.task_protocol = protocol
     stubs = {}
-    for name in ["add", "echo", "fail", "sleep", "touch", "request", "panic"]:
+    for name in ["add", "echo", "fail", "sleep", "touch", "request", "panic", "flaky", "block"]:
 
         def stub(*args, **kwargs):
             raise NotImplementedError("runs on the Rust worker")
@@ -169,6 +169,21 @@ def scenario_errors():
     )
     expect_raises("missing argument", app.send_task("interop.add", args=[1]), TypeError, "interop.add", "y")
     expect("the worker goes on", t["add"].delay(1, 1).get(timeout=TIMEOUT), 2)
+
+
+def scenario_semantics():
+    app, t = make_app()
+    key = str(uuid.uuid4())
+    start = time.monotonic()
+    flaky = t["flaky"].delay(key, 2)
+    expect("a retried task succeeds on its third attempt", flaky.get(timeout=TIMEOUT), 3)
+    assert time.monotonic() - start >= 0.2, "two retries with a >= 0.1 s backoff came too fast"
+    ok("retries wait for their backoff")
+    exc = expect_raises("past max_retries the last error is the failure", t["flaky"].delay(str(uuid.uuid4()), 10), RuntimeError, "attempt 4 of 10")
+    expect("the failure is the builtin RuntimeError", type(exc).__module__, "builtins")
+    expect_raises("a blocking task past its hard limit", t["block"].apply_async((5,), time_limit=0.5), TimeLimitExceeded)
+    expect("a blocking task within its limit", t["block"].apply_async((0.1,), time_limit=5).get(timeout=TIMEOUT), 0.1)
+    expect("the slot of the abandoned task is free again", t["add"].delay(2, 2).get(timeout=TIMEOUT), 4)
 
 
 if __name__ == "__main__":
