@@ -198,6 +198,54 @@ pub fn python_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
 }
 
+/// `(ready, unacked)` message counts of `queue`, read with rabbitmqctl from the private
+/// node that scripts/test started (`CELERIAC_TEST_RABBIT_DIR`).
+pub fn queue_counts(queue: &str) -> (u64, u64) {
+    let dir = match std::env::var("CELERIAC_TEST_RABBIT_DIR") {
+        Ok(dir) if !dir.is_empty() => dir,
+        _ => panic!(
+            "CELERIAC_TEST_RABBIT_DIR is not set: this test reads unacked counts with \
+             rabbitmqctl from the private node of scripts/test; run scripts/test"
+        ),
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq");
+    let output = std::process::Command::new(script)
+        .args(["ctl", &dir, "list_queues", "-q", "--no-table-headers"])
+        .args(["name", "messages_ready", "messages_unacknowledged"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_queues failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if let [name, ready, unacked] = fields[..] {
+            if name == queue {
+                return (
+                    ready.trim().parse().expect("a count"),
+                    unacked.trim().parse().expect("a count"),
+                );
+            }
+        }
+    }
+    panic!("queue {queue} is not in rabbitmqctl's listing:\n{listing}");
+}
+
+/// Polls `condition` until it holds, failing after `timeout` with `what`.
+pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `test.add(x, y)`.
 pub struct Add;
 
