@@ -22,7 +22,7 @@ pub mod task;
 pub mod worker;
 
 pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent};
-pub use app::{connect_broker, Config, Producer, SendError, Signature};
+pub use app::{connect_broker, Config, Producer, QueueConfig, SendError, Signature, TaskRoute};
 pub use result::{AsyncResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};
 pub use worker::{task_event_channel, TaskEvent, TaskEventKind, WorkerError, WorkerSystem};
