@@ -236,3 +236,56 @@ async fn the_wait_queue_keeps_the_channel_alive_past_a_short_consumer_timeout() 
         broker.close().await.expect("close");
     }
 }
+
+#[actix_rt::test]
+async fn a_task_that_expires_while_it_waits_is_acked_revoked_and_not_run() {
+    let config = config(2);
+    let broker = connect(&config).await;
+    let queue = unique_queue("expires");
+    let (events, mut received) = task_event_channel();
+    let worker = WorkerSystem::builder(broker.clone(), &config)
+        .queue(&queue)
+        .register::<Add>()
+        .on_task_event(events)
+        .close_broker_on_stop(false)
+        .start()
+        .await
+        .expect("worker");
+    let producer = Producer::new(broker.clone(), &config)
+        .with_rpc_results()
+        .await
+        .expect("results");
+    let signature = Signature::of::<Add>(&AddArgs { x: 1, y: 1 })
+        .expect("encodes")
+        .with_countdown(Duration::from_millis(1500))
+        .with_expires(chrono::Utc::now() + chrono::Duration::milliseconds(500))
+        .with_queue(queue.clone());
+    let result = producer
+        .send_signature_with_result(signature)
+        .await
+        .expect("sent");
+    match result.get(WAIT).await {
+        Err(celeriac::ResultError::Revoked { exception, .. }) => {
+            assert_eq!(exception.exc_type, "TaskRevokedError");
+            assert_eq!(exception.exc_message, vec![json!("expired")]);
+        }
+        other => panic!("expected REVOKED, got {other:?}"),
+    }
+    let mut ran = false;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(100), received.next()).await
+    {
+        ran |= matches!(
+            event.kind,
+            TaskEventKind::Started | TaskEventKind::Succeeded { .. }
+        );
+    }
+    assert!(!ran, "an expired task ran");
+    wait_until("the expired message to be acked", WAIT, || {
+        queue_counts(&queue) == (0, 0)
+    })
+    .await;
+    worker.stop().await.expect("stop");
+    producer.close_results().await.expect("close");
+    delete_queues(&broker, &[&queue]).await;
+}
