@@ -47,6 +47,10 @@ pub struct ConsumerExited {
     pub consumer_tag: String,
     /// Why it stopped; `None` when it was asked to (`StopConsuming`).
     pub failure: Option<String>,
+    /// The failure was the connection going away (broker restart, network): the consumer
+    /// is restarted without counting against the restart limit, since the broker actor's
+    /// own reconnection policy governs that case.
+    pub connection_lost: bool,
 }
 
 /// Sent by a consumer to its supervisor once the broker is delivering to it.
@@ -82,7 +86,7 @@ pub struct ConsumerActor {
     /// Set by `StopConsuming`: the end of the stream is then expected.
     stopping: bool,
     /// The failure that ended the stream, reported to the supervisor.
-    failure: Option<String>,
+    failure: Option<BrokerError>,
     /// The current window: `spec.prefetch` plus the adjustments.
     prefetch: i64,
 }
@@ -146,7 +150,7 @@ impl Actor for ConsumerActor {
                     });
                 }
                 Err(error) => {
-                    actor.failure = Some(error.to_string());
+                    actor.failure = Some(error);
                     ctx.stop();
                 }
             },
@@ -154,14 +158,17 @@ impl Actor for ConsumerActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        let connection_lost = self
+            .failure
+            .as_ref()
+            .is_some_and(BrokerError::is_connection_loss);
         let failure = if self.stopping {
             None
         } else {
-            Some(
-                self.failure
-                    .take()
-                    .unwrap_or_else(|| "the broker cancelled the consumer".to_string()),
-            )
+            Some(self.failure.take().map_or_else(
+                || "the broker cancelled the consumer".to_string(),
+                |error| error.to_string(),
+            ))
         };
         if failure.is_some() {
             // Whatever this consumer still held goes back to the queue with its channel.
@@ -173,6 +180,7 @@ impl Actor for ConsumerActor {
             queue: self.spec.queue.clone(),
             consumer_tag: self.consumer_tag.clone(),
             failure,
+            connection_lost,
         });
     }
 }
@@ -185,7 +193,7 @@ impl StreamHandler<Result<Delivery, BrokerError>> for ConsumerActor {
                 // lapin does not always end the stream after an error (a channel closed by
                 // a soft error stays closed): stop, and let the supervisor start afresh.
                 log::warn!("consumer of queue \"{}\" failed: {error}", self.spec.queue);
-                self.failure = Some(error.to_string());
+                self.failure = Some(error);
                 ctx.stop();
             }
         }

@@ -31,6 +31,25 @@ pub enum BrokerError {
         /// lapin's description of the failure.
         reason: String,
     },
+    /// The connection (or the channel with it) went away during the operation: the broker
+    /// restarted, the network dropped. Retrying after reconnection can succeed.
+    #[display("{operation} failed, the broker connection was lost: {reason}")]
+    ConnectionLost {
+        /// What celeriac was doing.
+        operation: String,
+        /// lapin's description of the failure.
+        reason: String,
+    },
+    /// The broker stayed unreachable for longer than the operation may wait.
+    #[display("the broker has been unreachable for {waited_ms} ms ({operation}): {reason}")]
+    Unavailable {
+        /// What celeriac was doing.
+        operation: String,
+        /// How long it waited.
+        waited_ms: u128,
+        /// The last failure seen.
+        reason: String,
+    },
     /// The broker answered a publish with a negative acknowledgement.
     #[display("the broker nacked the publish to exchange \"{exchange}\" with routing key \"{routing_key}\"")]
     Nacked {
@@ -65,11 +84,36 @@ impl From<actix::MailboxError> for BrokerError {
 }
 
 impl BrokerError {
-    /// Wraps a lapin error with the operation that failed.
+    /// Wraps a lapin error with the operation that failed: `ConnectionLost` when the
+    /// connection or its channel went away (worth retrying after reconnection), `Amqp`
+    /// otherwise (a channel error such as 404 or 406, a protocol problem).
     pub fn amqp(operation: impl Into<String>, error: &lapin::Error) -> Self {
-        BrokerError::Amqp {
-            operation: operation.into(),
-            reason: error.to_string(),
+        let operation = operation.into();
+        let reason = error.to_string();
+        if is_connection_loss(error) {
+            BrokerError::ConnectionLost { operation, reason }
+        } else {
+            BrokerError::Amqp { operation, reason }
         }
+    }
+
+    /// Whether the failure came from losing the connection (so retrying can succeed).
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(self, BrokerError::ConnectionLost { .. })
+    }
+}
+
+/// Whether a lapin error means the connection (or the channel with it) went away, rather
+/// than the broker refusing the operation on a live channel.
+pub fn is_connection_loss(error: &lapin::Error) -> bool {
+    use lapin::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidChannelState(..)
+        | ErrorKind::InvalidConnectionState(..)
+        | ErrorKind::InvalidChannel(..)
+        | ErrorKind::IOError(..)
+        | ErrorKind::MissingHeartbeatError => true,
+        ErrorKind::ProtocolError(_) => error.is_amqp_hard_error(),
+        _ => false,
     }
 }

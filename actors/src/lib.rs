@@ -19,7 +19,9 @@ pub mod executor;
 pub mod publisher;
 pub mod supervisor;
 
-pub use broker::amqp::{AmqpBrokerActor, AmqpConfig};
+pub use broker::amqp::{
+    AmqpBrokerActor, AmqpConfig, ConnectionEvent, ReconnectPolicy, SubscribeConnection,
+};
 pub use broker::memory::MemoryBrokerActor;
 pub use broker::{BrokerClient, QueueSpec};
 pub use consumer::{ConsumerActor, ConsumerSpec, Deliver};

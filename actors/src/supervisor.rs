@@ -245,6 +245,23 @@ impl Handler<ConsumerExited> for ConsumerSupervisor {
             }
             Some(reason) => reason,
         };
+        if exited.connection_lost {
+            let restarts_in_window = entry.restarts.len();
+            log::warn!(
+                "consumer of queue \"{}\" lost its connection ({reason}); restarting it once the broker is back",
+                exited.queue
+            );
+            self.emit(SupervisorEvent::Restarting {
+                queue: exited.queue.clone(),
+                reason,
+                restarts_in_window,
+            });
+            let queue = exited.queue;
+            ctx.run_later(self.policy.initial_delay, move |actor, ctx| {
+                actor.start_consumer(&queue, ctx)
+            });
+            return;
+        }
         let now = Instant::now();
         while entry
             .restarts

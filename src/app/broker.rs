@@ -17,6 +17,8 @@ pub async fn connect_broker(config: &Config) -> Result<BrokerClient, BrokerError
                 url: url.clone(),
                 connection_name: config.connection_name.clone(),
                 connect_timeout: config.connect_timeout,
+                send_timeout: config.send_timeout,
+                reconnect: config.reconnect.clone(),
             };
             Ok(BrokerClient::new(&AmqpBrokerActor::connect(amqp).await?))
         }

@@ -14,6 +14,15 @@ pub struct Config {
     pub default_queue: String,
     /// How long connecting to the broker may take before it fails.
     pub connect_timeout: Duration,
+    /// How long a send may wait for a broker that is away (reconnecting) before it fails
+    /// with a clear error. A send that returned `Ok` was confirmed by the broker.
+    pub send_timeout: Duration,
+    /// How the connection is rebuilt after it was lost (forever, by default).
+    pub reconnect: crate::actors::ReconnectPolicy,
+    /// Messages with a larger body (after decompression) are rejected without requeue.
+    pub max_message_size: usize,
+    /// How long a warm shutdown lets running tasks finish before it turns cold.
+    pub shutdown_timeout: Duration,
     /// Tasks a worker runs at once.
     pub concurrency: usize,
     /// Prefetch window = concurrency x this (Celery's `worker_prefetch_multiplier`).
@@ -52,6 +61,10 @@ impl Default for Config {
             broker_url: None,
             default_queue: "celery".to_string(),
             connect_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            reconnect: crate::actors::ReconnectPolicy::default(),
+            max_message_size: 16 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(60),
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
@@ -72,7 +85,8 @@ impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
-    /// (`pattern=queue,...`) and `CELERIAC_ACKS_LATE` where set. Values that do not parse
+    /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_SEND_TIMEOUT_MS`,
+    /// `CELERIAC_MAX_MESSAGE_SIZE` and `CELERIAC_SHUTDOWN_TIMEOUT_S` where set. Values that do not parse
     /// are ignored with a warning.
     pub fn from_env() -> Self {
         let mut config = Config::default();
@@ -81,6 +95,15 @@ impl Config {
                 Ok(routes) => config.task_routes = routes,
                 Err(error) => log::warn!("ignoring CELERIAC_TASK_ROUTES: {error}"),
             }
+        }
+        if let Some(ms) = env_number("CELERIAC_SEND_TIMEOUT_MS") {
+            config.send_timeout = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = env_number("CELERIAC_MAX_MESSAGE_SIZE") {
+            config.max_message_size = bytes as usize;
+        }
+        if let Some(seconds) = env_number("CELERIAC_SHUTDOWN_TIMEOUT_S") {
+            config.shutdown_timeout = Duration::from_secs(seconds);
         }
         if let Some(acks_late) = env_string("CELERIAC_ACKS_LATE") {
             config.acks_late = matches!(acks_late.trim(), "1" | "true" | "yes" | "on");

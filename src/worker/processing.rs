@@ -35,6 +35,52 @@ pub(crate) struct WorkerDefaults {
     pub(crate) time_limit: Option<Duration>,
     /// Soft time limit.
     pub(crate) soft_time_limit: Option<Duration>,
+    /// Larger bodies are rejected without requeue.
+    pub(crate) max_message_size: usize,
+}
+
+/// Deliveries acked early whose task is still running, by a per-worker number: a cold
+/// shutdown publishes them again so that they are not lost.
+#[derive(Clone, Default)]
+pub(crate) struct RunningTasks {
+    next: Arc<std::sync::atomic::AtomicU64>,
+    running: Arc<std::sync::Mutex<std::collections::HashMap<u64, Arc<Delivery>>>>,
+}
+
+impl RunningTasks {
+    /// Records a running, acked delivery; it is forgotten when the guard drops.
+    fn track(&self, delivery: &Arc<Delivery>) -> RunningGuard {
+        let number = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(number, delivery.clone());
+        }
+        RunningGuard {
+            tasks: self.clone(),
+            number,
+        }
+    }
+
+    /// The deliveries acked early and still running.
+    pub(crate) fn take(&self) -> Vec<Arc<Delivery>> {
+        self.running
+            .lock()
+            .map(|mut running| running.drain().map(|(_, delivery)| delivery).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Forgets a running delivery when its run ends.
+struct RunningGuard {
+    tasks: RunningTasks,
+    number: u64,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.tasks.running.lock() {
+            running.remove(&self.number);
+        }
+    }
 }
 
 /// What every delivery needs besides itself.
@@ -48,6 +94,8 @@ pub(crate) struct Services {
     pub(crate) state: AppState,
     /// Lets tasks send tasks (`TaskContext::send`) and republishes retries.
     pub(crate) producer: Producer,
+    /// Early-acked deliveries still running (for a cold shutdown).
+    pub(crate) running: RunningTasks,
 }
 
 /// Settles a delivery, logging (not failing) when its channel is gone: the broker then
@@ -112,7 +160,7 @@ fn outcome_of(
 
 /// One delivery being processed, with what its outcome handling needs.
 struct Request<'a> {
-    delivery: &'a Delivery,
+    delivery: &'a Arc<Delivery>,
     services: &'a Services,
     id: String,
     name: String,
@@ -178,7 +226,34 @@ pub(crate) async fn process(
     services: Arc<Services>,
     draining: tokio::sync::watch::Receiver<bool>,
 ) {
+    let delivery = Arc::new(delivery);
     let queue = delivery.queue.clone();
+    let limit = services.defaults.max_message_size;
+    if delivery.body.len() > limit {
+        let (id, name) = TaskMessage::peek_identity(&delivery.properties);
+        let reason = format!(
+            "message of {} bytes is over the size limit of {limit} bytes",
+            delivery.body.len()
+        );
+        log::error!(
+            "rejecting message {} (task {}) from queue \"{queue}\": {reason}",
+            id.as_deref().unwrap_or("without id"),
+            name.as_deref().unwrap_or("unknown"),
+        );
+        settle(
+            &delivery,
+            Settlement::Reject { requeue: false },
+            id.as_deref(),
+        )
+        .await;
+        services.events.emit(
+            id.as_deref(),
+            name.as_deref(),
+            &queue,
+            TaskEventKind::Rejected { reason },
+        );
+        return;
+    }
     let message = match TaskMessage::decode(&delivery.properties, &delivery.body) {
         Ok(message) => message,
         Err(error) => {
@@ -360,13 +435,21 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     });
     let on_start = async {
         if started_rx.await.is_ok() {
-            if !request.acks_late {
+            let guard = if request.acks_late {
+                None
+            } else {
+                let guard = services.running.track(request.delivery);
                 request.settle(Settlement::Ack).await;
-            }
+                Some(guard)
+            };
             request.emit(TaskEventKind::Started);
+            guard
+        } else {
+            None
         }
     };
-    let (report, ()) = futures::join!(execution, on_start);
+    let (report, running) = futures::join!(execution, on_start);
+    drop(running);
 
     let Some(outcome) = outcome_of(report, outcome_rx.await.ok(), hard_limit) else {
         // Never started (the worker is stopping): back to the queue, unacked.

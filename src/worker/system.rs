@@ -16,14 +16,14 @@ use tokio::sync::watch;
 use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
 use super::eta::EtaScheduler;
 use super::events::{EventSink, TaskEvent};
-use super::processing::{Services, WorkerDefaults};
+use super::processing::{RunningTasks, Services, WorkerDefaults};
 use super::results::ResultStore;
 use super::WorkerError;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
 use crate::actors::supervisor::{BreakConsumer, StopConsumers, SubscribeSupervisor, Supervise};
 use crate::actors::{
-    BrokerClient, ConsumerSpec, ConsumerSupervisor, ExecutorPool, QueueSpec, RestartPolicy,
-    SupervisorEvent,
+    BrokerClient, ConsumerSpec, ConsumerSupervisor, ExecutorPool, OutboundMessage, QueueSpec,
+    RestartPolicy, SupervisorEvent,
 };
 use crate::app::{Config, Producer, QueueConfig};
 use crate::task::{AppState, Blocking, BlockingTask, Task, TaskRegistry};
@@ -127,7 +127,9 @@ impl WorkerBuilder {
             acks_on_failure_or_timeout: self.config.acks_on_failure_or_timeout,
             time_limit: self.config.time_limit,
             soft_time_limit: self.config.soft_time_limit,
+            max_message_size: self.config.max_message_size,
         };
+        let running = RunningTasks::default();
         let producer = Producer::new(self.broker.clone(), &self.config);
         let state = AppState::new(std::mem::take(&mut self.app_data));
         let registry = Arc::new(self.registry.clone());
@@ -149,6 +151,7 @@ impl WorkerBuilder {
                 defaults,
                 state,
                 producer,
+                running: running.clone(),
             })
         });
         let supervisor = supervisor_slot.ok_or(WorkerError::Broker(
@@ -196,6 +199,8 @@ impl WorkerBuilder {
             pool_arbiter,
             gave_up,
             close_broker_on_stop: self.close_broker_on_stop,
+            running,
+            shutdown_timeout: self.config.shutdown_timeout,
         })
     }
 }
@@ -237,6 +242,10 @@ pub struct WorkerSystem {
     /// Set when the supervisor gave up on a consumer: the worker then has to exit.
     gave_up: watch::Receiver<Option<(String, String)>>,
     close_broker_on_stop: bool,
+    /// Early-acked deliveries still running: published again by a cold shutdown.
+    running: RunningTasks,
+    /// How long a warm shutdown may take before it turns cold.
+    shutdown_timeout: std::time::Duration,
 }
 
 impl WorkerSystem {
@@ -275,7 +284,9 @@ impl WorkerSystem {
             .await??)
     }
 
-    /// Runs until SIGINT or SIGTERM, then stops warmly. Fails when a consumer could not
+    /// Runs until SIGINT or SIGTERM, then stops: the first signal starts a warm shutdown
+    /// (see `stop`); a second signal, or a warm shutdown longer than the configured
+    /// `shutdown_timeout`, turns it cold (see `stop_cold`). Fails when a consumer could not
     /// be kept running (its supervisor gave up): the process should then exit non-zero.
     pub async fn run_until_signal(self) -> Result<(), WorkerError> {
         let mut terminate =
@@ -284,11 +295,11 @@ impl WorkerSystem {
         let mut gave_up = self.gave_up.clone();
         let outcome = tokio::select! {
             _ = actix_rt::signal::ctrl_c() => {
-                log::info!("SIGINT received: warm shutdown");
+                log::info!("SIGINT received: warm shutdown (a second signal makes it cold)");
                 Ok(())
             }
             _ = terminate.recv() => {
-                log::info!("SIGTERM received: warm shutdown");
+                log::info!("SIGTERM received: warm shutdown (a second signal makes it cold)");
                 Ok(())
             }
             changed = gave_up.wait_for(Option::is_some) => {
@@ -299,7 +310,31 @@ impl WorkerSystem {
                 Err(WorkerError::ConsumerGaveUp { queue, reason })
             }
         };
-        self.stop().await?;
+        let cold = Cold {
+            broker: self.broker.clone(),
+            supervisor: self.supervisor.clone(),
+            running: self.running.clone(),
+        };
+        let timeout = self.shutdown_timeout;
+        let warm = self.stop();
+        tokio::pin!(warm);
+        tokio::select! {
+            stopped = tokio::time::timeout(timeout, &mut warm) => match stopped {
+                Ok(stopped) => stopped?,
+                Err(_) => {
+                    log::warn!("warm shutdown took longer than {timeout:?}: cold shutdown");
+                    cold.stop().await?;
+                }
+            },
+            _ = actix_rt::signal::ctrl_c() => {
+                log::warn!("second signal: cold shutdown");
+                cold.stop().await?;
+            }
+            _ = terminate.recv() => {
+                log::warn!("second signal: cold shutdown");
+                cold.stop().await?;
+            }
+        }
         outcome
     }
 
@@ -315,6 +350,60 @@ impl WorkerSystem {
         }
         self.pool_arbiter.stop();
         log::info!("worker stopped");
+        Ok(())
+    }
+
+    /// Cold shutdown: stops at once. Tasks still running that were acked when they started
+    /// are published again to their queue; everything unacked goes back to its queue when
+    /// the connection closes. A task that was about to finish may so run twice
+    /// (at-least-once); none is lost.
+    pub async fn stop_cold(self) -> Result<(), WorkerError> {
+        Cold {
+            broker: self.broker.clone(),
+            supervisor: self.supervisor.clone(),
+            running: self.running.clone(),
+        }
+        .stop()
+        .await?;
+        self.pool_arbiter.stop();
+        Ok(())
+    }
+}
+
+/// What a cold shutdown needs.
+struct Cold {
+    broker: BrokerClient,
+    supervisor: Addr<ConsumerSupervisor>,
+    running: RunningTasks,
+}
+
+impl Cold {
+    async fn stop(self) -> Result<(), WorkerError> {
+        self.supervisor.send(StopConsumers).await?;
+        let running = self.running.take();
+        let count = running.len();
+        let republished = running.iter().map(|delivery| {
+            self.broker.publish(OutboundMessage {
+                exchange: String::new(),
+                routing_key: delivery.queue.clone(),
+                properties: delivery.properties.clone(),
+                body: delivery.body.clone(),
+            })
+        });
+        for (outcome, delivery) in futures::future::join_all(republished)
+            .await
+            .into_iter()
+            .zip(&running)
+        {
+            if let Err(error) = outcome {
+                log::error!(
+                    "cold shutdown: could not put a running task back in queue \"{}\": {error}",
+                    delivery.queue
+                );
+            }
+        }
+        log::warn!("cold shutdown: {count} running task(s) put back in their queues");
+        self.broker.close().await?;
         Ok(())
     }
 }

@@ -4,25 +4,86 @@
 //! actix arbiter that connected: a busy or stopped arbiter then cannot stall or silently
 //! hang the connection. lapin's auto-recovery is enabled.
 
+mod link;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
+use tokio::sync::watch;
 
+use self::link::{ChannelSlot, Link, LinkState};
 use super::{
     BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, SetPrefetch,
+    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
+
+/// How the broker actor reconnects after lapin's own recovery gave up: exponential
+/// backoff with jitter, forever unless `max_attempts` says otherwise.
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// Delay before the first attempt.
+    pub initial_delay: Duration,
+    /// Longest delay between attempts.
+    pub max_delay: Duration,
+    /// Give up after this many failed attempts (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// The delay before attempt `attempt` (0-based): doubling, capped, with up to 50%
+    /// jitter so that many clients do not reconnect in step.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial_delay
+            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+            .min(self.max_delay);
+        base.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+
+/// The state of the broker connection, for subscribers (`SubscribeConnection`).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub enum ConnectionEvent {
+    /// The connection was lost and could not be recovered by lapin: reconnecting.
+    Down {
+        /// Why.
+        reason: String,
+    },
+    /// Connected again (queues declared through this actor are declared again).
+    Up,
+    /// Reconnecting gave up (`ReconnectPolicy::max_attempts`): the broker is closed.
+    GaveUp {
+        /// The last failure.
+        reason: String,
+    },
+}
+
+/// Subscribes to `ConnectionEvent`s.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeConnection(pub Recipient<ConnectionEvent>);
 
 /// How to reach RabbitMQ.
 #[derive(Debug, Clone)]
@@ -31,8 +92,13 @@ pub struct AmqpConfig {
     pub url: String,
     /// Shown in RabbitMQ's management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
-    /// How long `connect` may take before it gives up with `BrokerError::ConnectTimeout`.
+    /// How long `connect` (and each reconnection attempt) may take.
     pub connect_timeout: Duration,
+    /// How long a publish (or a declaration) may wait for the broker while it is away
+    /// before it fails with `BrokerError::Unavailable`.
+    pub send_timeout: Duration,
+    /// How the connection is rebuilt when lapin's recovery gives up.
+    pub reconnect: ReconnectPolicy,
 }
 
 impl AmqpConfig {
@@ -42,6 +108,8 @@ impl AmqpConfig {
             url: url.into(),
             connection_name: "celeriac".into(),
             connect_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            reconnect: ReconnectPolicy::default(),
         }
     }
 }
@@ -78,57 +146,48 @@ fn lapin_runtime() -> Result<async_rs::TokioRuntime, BrokerError> {
     Ok(RUNTIME.get_or_init(|| runtime).clone())
 }
 
-/// A channel that is opened on first use and opened again after it was closed.
-#[derive(Clone)]
-struct ChannelSlot {
-    /// The connection new channels come from.
-    connection: Arc<Connection>,
-    /// Whether the channel is put in publisher-confirm mode.
-    confirms: bool,
-    /// The current channel, if one is open.
-    channel: Arc<tokio::sync::Mutex<Option<Channel>>>,
-}
-
-impl ChannelSlot {
-    fn new(connection: Arc<Connection>, confirms: bool) -> Self {
-        ChannelSlot {
-            connection,
-            confirms,
-            channel: Arc::default(),
-        }
-    }
-
-    /// The open channel, or a new one when the previous one was closed (by a soft error).
-    async fn get(&self) -> Result<Channel, BrokerError> {
-        let mut slot = self.channel.lock().await;
-        if let Some(channel) = slot.as_ref() {
-            let status = channel.status();
-            if status.connected() || status.reconnecting() || status.initializing() {
-                return Ok(channel.clone());
-            }
-        }
-        let channel = self
-            .connection
-            .create_channel()
-            .await
-            .map_err(|error| BrokerError::amqp("channel.open", &error))?;
-        if self.confirms {
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(|error| BrokerError::amqp("confirm.select", &error))?;
-        }
-        *slot = Some(channel.clone());
-        Ok(channel)
+/// Opens one connection: lapin on its own runtime, with its auto-recovery tuned to
+/// retry quickly for about a minute before the actor's own reconnection takes over.
+async fn connect_once(config: &AmqpConfig) -> Result<Connection, BrokerError> {
+    let url = redact_url(&config.url);
+    let runtime = lapin_runtime()?;
+    let properties = ConnectionProperties::default()
+        .enable_auto_recover()
+        .configure_backoff(|backoff| {
+            backoff
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(30)
+                .with_jitter()
+        })
+        .with_connection_name(config.connection_name.clone().into());
+    let connecting = Connection::connect_with_runtime(&config.url, properties, runtime);
+    match tokio::time::timeout(config.connect_timeout, connecting).await {
+        Err(_) => Err(BrokerError::ConnectTimeout {
+            url,
+            timeout_ms: config.connect_timeout.as_millis(),
+        }),
+        Ok(Err(error)) => Err(BrokerError::Connect {
+            url,
+            reason: error.to_string(),
+        }),
+        Ok(Ok(connection)) => Ok(connection),
     }
 }
 
 /// The actor that owns the RabbitMQ connection. Nothing else holds a `Connection`.
+///
+/// lapin recovers a dropped connection by itself (consumers and channels included); when
+/// its recovery gives up, this actor connects again with its `ReconnectPolicy`, declares
+/// the queues declared through it again, and tells subscribers. Meanwhile operations wait
+/// (publishes and declarations up to `AmqpConfig::send_timeout`).
 pub struct AmqpBrokerActor {
-    /// The connection; shared with the channel slots that open channels on it.
-    connection: Arc<Connection>,
+    config: AmqpConfig,
     /// The broker URL with the password masked.
     url: String,
+    /// Publishes where the connection stands; `link` reads it.
+    state: watch::Sender<LinkState>,
+    link: Link,
     /// The confirm-mode channel every publish goes through.
     publish_channel: ChannelSlot,
     /// The channel for declarations and deletions.
@@ -141,9 +200,18 @@ pub struct AmqpBrokerActor {
     /// and lapin then tears down and recovers the whole connection. Keeping one handle
     /// here avoids that; the cost is a few hundred bytes per failed consumer.
     retired_consumers: Vec<lapin::Consumer>,
+    /// Queues declared through this actor, declared again after a reconnection.
+    declared: HashMap<String, QueueSpec>,
+    /// Told when the connection goes down and comes back.
+    listeners: Vec<Recipient<ConnectionEvent>>,
+    /// A reconnection is under way.
+    reconnecting: bool,
     /// Set once `CloseBroker` ran: every later request fails with `BrokerError::Closed`.
     closed: bool,
 }
+
+/// How often the actor checks whether lapin gave up on the connection.
+const HEALTH_CHECK: Duration = Duration::from_millis(250);
 
 impl AmqpBrokerActor {
     /// Connects to RabbitMQ and starts the actor on the current arbiter.
@@ -152,37 +220,26 @@ impl AmqpBrokerActor {
     /// `config.connect_timeout`, and with `BrokerError::Connect` when it refuses us.
     pub async fn connect(config: AmqpConfig) -> Result<Addr<Self>, BrokerError> {
         let url = redact_url(&config.url);
-        let runtime = lapin_runtime()?;
-        let properties = ConnectionProperties::default()
-            .enable_auto_recover()
-            .with_connection_name(config.connection_name.clone().into());
-        let connecting = Connection::connect_with_runtime(&config.url, properties, runtime);
-        let connection = match tokio::time::timeout(config.connect_timeout, connecting).await {
-            Err(_) => {
-                return Err(BrokerError::ConnectTimeout {
-                    url,
-                    timeout_ms: config.connect_timeout.as_millis(),
-                })
-            }
-            Ok(Err(error)) => {
-                return Err(BrokerError::Connect {
-                    url,
-                    reason: error.to_string(),
-                })
-            }
-            Ok(Ok(connection)) => Arc::new(connection),
-        };
+        let connection = Arc::new(connect_once(&config).await?);
         log::info!("connected to the broker at {url}");
         Ok(AmqpBrokerActor::create(|ctx| {
             ctx.set_mailbox_capacity(1024);
             ctx.add_stream(connection.events_listener());
+            ctx.run_interval(HEALTH_CHECK, |actor, ctx| actor.check_health(ctx));
+            let (state, receiver) = watch::channel(LinkState::Up(connection));
+            let link = Link::new(receiver);
             AmqpBrokerActor {
-                publish_channel: ChannelSlot::new(connection.clone(), true),
-                topology_channel: ChannelSlot::new(connection.clone(), false),
-                connection,
+                publish_channel: ChannelSlot::new(link.clone(), true),
+                topology_channel: ChannelSlot::new(link.clone(), false),
+                link,
+                state,
+                config,
                 url,
                 consumer_channels: HashMap::new(),
                 retired_consumers: Vec::new(),
+                declared: HashMap::new(),
+                listeners: Vec::new(),
+                reconnecting: false,
                 closed: false,
             }
         }))
@@ -194,6 +251,167 @@ impl AmqpBrokerActor {
         } else {
             Ok(())
         }
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        for listener in &self.listeners {
+            listener.do_send(event.clone());
+        }
+    }
+
+    /// Starts reconnecting when lapin has given up on the connection.
+    fn check_health(&mut self, ctx: &mut Context<Self>) {
+        if self.closed || self.reconnecting {
+            return;
+        }
+        let failed = match &*self.state.borrow() {
+            LinkState::Up(connection) => {
+                let status = connection.status();
+                status.errored() || status.closed()
+            }
+            LinkState::Down(_) | LinkState::Closed(_) => false,
+        };
+        if failed {
+            self.reconnect(ctx, "lapin could not recover the connection".to_string());
+        }
+    }
+
+    fn reconnect(&mut self, ctx: &mut Context<Self>, reason: String) {
+        log::warn!(
+            "broker connection to {} lost ({reason}); reconnecting",
+            self.url
+        );
+        self.reconnecting = true;
+        self.state.send_replace(LinkState::Down(reason.clone()));
+        // The old connection's consumers are gone with it; their actors restart.
+        let dead: Vec<_> = self
+            .consumer_channels
+            .drain()
+            .map(|(_, (_, c))| c)
+            .collect();
+        self.retired_consumers.extend(dead);
+        self.emit(ConnectionEvent::Down { reason });
+        let config = self.config.clone();
+        let reconnecting = async move {
+            let mut attempt = 0u32;
+            loop {
+                actix_rt::time::sleep(config.reconnect.delay(attempt)).await;
+                match connect_once(&config).await {
+                    Ok(connection) => return Ok(Arc::new(connection)),
+                    Err(error) => {
+                        attempt += 1;
+                        log::warn!("reconnection attempt {attempt} failed: {error}");
+                        if config
+                            .reconnect
+                            .max_attempts
+                            .is_some_and(|max| attempt >= max)
+                        {
+                            return Err(format!("gave up after {attempt} attempts: {error}"));
+                        }
+                    }
+                }
+            }
+        };
+        ctx.spawn(reconnecting.into_actor(self).map(|outcome, actor, ctx| {
+            actor.reconnecting = false;
+            if actor.closed {
+                return;
+            }
+            match outcome {
+                Ok(connection) => {
+                    log::info!("reconnected to the broker at {}", actor.url);
+                    ctx.add_stream(connection.events_listener());
+                    actor.state.send_replace(LinkState::Up(connection));
+                    actor.retired_consumers.clear();
+                    actor.redeclare(ctx);
+                    actor.emit(ConnectionEvent::Up);
+                }
+                Err(reason) => {
+                    log::error!("the broker at {} stays unreachable: {reason}", actor.url);
+                    actor.state.send_replace(LinkState::Closed(reason.clone()));
+                    actor.emit(ConnectionEvent::GaveUp { reason });
+                }
+            }
+        }));
+    }
+
+    /// Declares again every queue declared through this actor (after a reconnection).
+    fn redeclare(&self, ctx: &mut Context<Self>) {
+        let specs: Vec<QueueSpec> = self
+            .declared
+            .values()
+            .filter(|spec| !spec.exclusive)
+            .cloned()
+            .collect();
+        let slot = self.topology_channel.clone();
+        let deadline = Instant::now() + self.config.send_timeout;
+        ctx.spawn(
+            async move {
+                for spec in specs {
+                    if let Err(error) = declare(&slot, &spec, deadline).await {
+                        log::warn!("declaring queue \"{}\" again: {error}", spec.name);
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Declares a queue on the topology channel.
+async fn declare(
+    slot: &ChannelSlot,
+    spec: &QueueSpec,
+    deadline: Instant,
+) -> Result<(), BrokerError> {
+    let channel = slot.get(Some(deadline)).await?;
+    let options = QueueDeclareOptions {
+        passive: false,
+        durable: spec.durable,
+        exclusive: spec.exclusive,
+        auto_delete: spec.auto_delete,
+        nowait: false,
+    };
+    channel
+        .queue_declare(spec.name.as_str().into(), options, spec.arguments.clone())
+        .await
+        .map(|_| ())
+        .map_err(|error| BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error))
+}
+
+/// Runs `operation` until it succeeds, fails for another reason than a lost connection, or
+/// `deadline` passes (then `BrokerError::Unavailable` with the last failure).
+async fn retry_until<T, F, Fut>(
+    what: &str,
+    deadline: Instant,
+    mut operation: F,
+) -> Result<T, BrokerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BrokerError>>,
+{
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let failure = match operation().await {
+            Ok(value) => return Ok(value),
+            Err(error @ (BrokerError::ConnectionLost { .. } | BrokerError::Nacked { .. })) => error,
+            Err(other) => return Err(other),
+        };
+        attempt += 1;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(BrokerError::Unavailable {
+                operation: what.to_string(),
+                waited_ms: now.duration_since(started).as_millis(),
+                reason: failure.to_string(),
+            });
+        }
+        log::debug!("{what}: attempt {attempt} failed ({failure}); retrying");
+        let pause = Duration::from_millis(50u64.saturating_mul(u64::from(attempt)))
+            .min(Duration::from_secs(1))
+            .min(deadline - now);
+        actix_rt::time::sleep(pause).await;
     }
 }
 
@@ -220,13 +438,14 @@ impl StreamHandler<Event> for AmqpBrokerActor {
 }
 
 /// Publishes one message on the confirm channel and waits for the broker's verdict.
-async fn publish_confirmed(
+async fn publish_once(
     slot: &ChannelSlot,
     message: &OutboundMessage,
+    deadline: Instant,
 ) -> Result<(), BrokerError> {
-    let channel = slot.get().await?;
+    let channel = slot.get(Some(deadline)).await?;
     let operation = || format!("basic.publish to \"{}\"", message.routing_key);
-    let mut attempt = channel
+    let confirm = channel
         .basic_publish(
             message.exchange.as_str().into(),
             message.routing_key.as_str().into(),
@@ -237,29 +456,8 @@ async fn publish_confirmed(
             &message.body,
             message.properties.clone(),
         )
-        .await;
-    if let Err(error) = attempt {
-        // During lapin's connection recovery: wait for it, then publish once more.
-        channel
-            .wait_for_recovery(error)
-            .await
-            .map_err(|error| BrokerError::amqp(operation(), &error))?;
-        attempt = slot
-            .get()
-            .await?
-            .basic_publish(
-                message.exchange.as_str().into(),
-                message.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &message.body,
-                message.properties.clone(),
-            )
-            .await;
-    }
-    let confirm = attempt.map_err(|error| BrokerError::amqp(operation(), &error))?;
+        .await
+        .map_err(|error| BrokerError::amqp(operation(), &error))?;
     match confirm.await {
         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
         Ok(Confirmation::Ack(Some(_returned))) => Err(BrokerError::Unroutable {
@@ -277,6 +475,9 @@ async fn publish_confirmed(
 impl Handler<PublishMessage> for AmqpBrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
+    /// Publishes and waits for the confirm. A publish that fails because the connection
+    /// went away, or that the broker nacks, is published again once the broker is back
+    /// (at-least-once), until `send_timeout` has passed.
     fn handle(
         &mut self,
         PublishMessage(message): PublishMessage,
@@ -286,35 +487,34 @@ impl Handler<PublishMessage> for AmqpBrokerActor {
             return Box::pin(async move { Err(error) });
         }
         let slot = self.publish_channel.clone();
-        Box::pin(async move { publish_confirmed(&slot, &message).await })
+        let deadline = Instant::now() + self.config.send_timeout;
+        Box::pin(async move {
+            let what = format!("publishing to \"{}\"", message.routing_key);
+            retry_until(&what, deadline, || publish_once(&slot, &message, deadline)).await
+        })
     }
 }
 
 impl Handler<DeclareQueue> for AmqpBrokerActor {
-    type Result = ResponseFuture<Result<(), BrokerError>>;
+    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
 
     fn handle(&mut self, DeclareQueue(spec): DeclareQueue, _: &mut Context<Self>) -> Self::Result {
         if let Err(error) = self.check_open() {
-            return Box::pin(async move { Err(error) });
+            return Box::pin(fut::ready(Err(error)));
         }
         let slot = self.topology_channel.clone();
-        Box::pin(async move {
-            let channel = slot.get().await?;
-            let options = QueueDeclareOptions {
-                passive: false,
-                durable: spec.durable,
-                exclusive: spec.exclusive,
-                auto_delete: spec.auto_delete,
-                nowait: false,
-            };
-            channel
-                .queue_declare(spec.name.as_str().into(), options, spec.arguments.clone())
+        let deadline = Instant::now() + self.config.send_timeout;
+        let declaring = async move {
+            let what = format!("declaring queue \"{}\"", spec.name);
+            retry_until(&what, deadline, || declare(&slot, &spec, deadline))
                 .await
-                .map(|_| ())
-                .map_err(|error| {
-                    BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error)
-                })
-        })
+                .map(|()| spec)
+        };
+        Box::pin(declaring.into_actor(self).map(|declared, actor, _| {
+            let spec = declared?;
+            actor.declared.insert(spec.name.clone(), spec);
+            Ok(())
+        }))
     }
 }
 
@@ -325,11 +525,13 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
         if let Err(error) = self.check_open() {
             return Box::pin(fut::ready(Err(error)));
         }
-        let connection = self.connection.clone();
+        let link = self.link.clone();
         let queue = open.queue.clone();
         let tag = open.consumer_tag.clone();
         let opening = async move {
             let operation = |what: &str| format!("{what} on queue \"{queue}\"");
+            // Waits while the broker is away, as long as the actor keeps reconnecting.
+            let connection = link.connection(&operation("basic.consume"), None).await?;
             let channel = connection
                 .create_channel()
                 .await
@@ -466,8 +668,12 @@ impl Handler<CountMessages> for AmqpBrokerActor {
         if let Err(error) = self.check_open() {
             return Box::pin(async move { Err(error) });
         }
-        let connection = self.connection.clone();
+        let link = self.link.clone();
+        let deadline = Instant::now() + self.config.send_timeout;
         Box::pin(async move {
+            let connection = link
+                .connection("queue.declare (passive)", Some(deadline))
+                .await?;
             // A passive declare of a missing queue closes its channel: use a channel of its own.
             let channel = connection
                 .create_channel()
@@ -506,12 +712,18 @@ impl Handler<DeleteQueue> for AmqpBrokerActor {
             return Box::pin(async move { Err(error) });
         }
         let slot = self.topology_channel.clone();
+        let deadline = Instant::now() + self.config.send_timeout;
+        self.declared.remove(&queue);
         Box::pin(async move {
-            slot.get()
-                .await?
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .map_err(|error| BrokerError::amqp(format!("queue.delete \"{queue}\""), &error))
+            let what = format!("queue.delete \"{queue}\"");
+            retry_until(&what, deadline, || async {
+                slot.get(Some(deadline))
+                    .await?
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(|error| BrokerError::amqp(what.clone(), &error))
+            })
+            .await
         })
     }
 }
@@ -530,11 +742,16 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
             .map(|(_, (_, consumer))| consumer)
             .chain(self.retired_consumers.drain(..))
             .collect();
-        let connection = self.connection.clone();
+        let current = self
+            .state
+            .send_replace(LinkState::Closed("closed by the application".into()));
         let url = self.url.clone();
         Box::pin(async move {
             // Dropped once the connection is closed, when lapin no longer sends for them.
             let _consumers = consumers;
+            let LinkState::Up(connection) = current else {
+                return Ok(());
+            };
             let status = connection.status();
             if status.closed() || status.closing() || status.errored() {
                 return Ok(());
@@ -546,6 +763,18 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
             log::info!("closed the broker connection to {url}");
             Ok(())
         })
+    }
+}
+
+impl Handler<SubscribeConnection> for AmqpBrokerActor {
+    type Result = ();
+
+    fn handle(
+        &mut self,
+        SubscribeConnection(listener): SubscribeConnection,
+        _: &mut Context<Self>,
+    ) {
+        self.listeners.push(listener);
     }
 }
 
