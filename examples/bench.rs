@@ -480,7 +480,7 @@ impl WorkerProcess {
     }
 
     /// Waits for a line starting with `word`; answers the rest of it.
-    async fn expect(&mut self, word: &str, timeout: Duration) -> Result<String, BoxError> {
+    async fn wait_for(&mut self, word: &str, timeout: Duration) -> Result<String, BoxError> {
         let line = tokio::time::timeout(timeout, self.lines.next())
             .await
             .map_err(|_| format!("the worker process did not say {word} within {timeout:?}"))?
@@ -495,7 +495,7 @@ impl WorkerProcess {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = writeln!(stdin, "STOP");
         }
-        self.expect("STOPPED", Duration::from_secs(60)).await?;
+        self.wait_for("STOPPED", Duration::from_secs(60)).await?;
         let status = self
             .child
             .wait()
@@ -534,9 +534,9 @@ async fn drain(
         .into());
     }
     let mut worker = WorkerProcess::spawn(settings, side, &queue, settings.n)?;
-    worker.expect("READY", Duration::from_secs(60)).await?;
+    worker.wait_for("READY", Duration::from_secs(60)).await?;
     let nanos: u64 = worker
-        .expect("DONE", Duration::from_secs(600))
+        .wait_for("DONE", Duration::from_secs(600))
         .await?
         .parse()?;
     let proc_stats = stats::read_proc(worker.pid())?;
@@ -582,12 +582,12 @@ async fn footprint(
     raw::declare(admin, &queue).await?;
     let messages = encode_messages(settings.n)?;
     let mut worker = WorkerProcess::spawn(settings, side, &queue, settings.n)?;
-    worker.expect("READY", Duration::from_secs(60)).await?;
+    worker.wait_for("READY", Duration::from_secs(60)).await?;
     actix_rt::time::sleep(Duration::from_secs(1)).await;
     let idle = stats::read_proc(worker.pid())?;
     let channel = raw::confirm_channel(connection).await?;
     raw::publish_all(&channel, &queue, &messages, settings.in_flight).await?;
-    worker.expect("DONE", Duration::from_secs(600)).await?;
+    worker.wait_for("DONE", Duration::from_secs(600)).await?;
     let busy = stats::read_proc(worker.pid())?;
     let _ = channel.close(200, "OK".into()).await;
     worker.stop().await?;
