@@ -9,8 +9,9 @@
 //! Listens on `CELERIAC_HTTP_ADDR` (default `127.0.0.1:8080`), sends to `CELERIAC_QUEUE`
 //! (default `celery`). The producer (and the publisher actor behind it) is started once,
 //! outside the server factory, and shared through `web::Data`. The server's own signal
-//! handling is off: on SIGINT or SIGTERM the app stops the server gracefully, then closes
-//! the broker connection.
+//! handling is off (it would stop the whole actix System at once): on SIGINT or SIGTERM the
+//! app stops the server gracefully, a second signal stops it at once, then the broker
+//! connection closes.
 
 #[path = "shared/tasks.rs"]
 mod tasks;
@@ -98,10 +99,23 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut terminate =
         actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = actix_rt::signal::ctrl_c() => log::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => log::info!("SIGTERM: shutting down"),
+        _ = actix_rt::signal::ctrl_c() => log::info!("SIGINT: graceful shutdown (again to stop at once)"),
+        _ = terminate.recv() => log::info!("SIGTERM: graceful shutdown (again to stop at once)"),
     }
-    handle.stop(true).await;
+    // Warm: requests in progress finish (their sends are confirmed or fail), new ones are
+    // refused. A second signal stops at once. Then the broker connection closes.
+    let graceful = handle.stop(true);
+    tokio::select! {
+        () = graceful => {}
+        _ = actix_rt::signal::ctrl_c() => {
+            log::warn!("second signal: stopping at once");
+            handle.stop(false).await;
+        }
+        _ = terminate.recv() => {
+            log::warn!("second signal: stopping at once");
+            handle.stop(false).await;
+        }
+    }
     let _ = serving.await;
     broker.close().await?;
     Ok(())

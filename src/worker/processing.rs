@@ -406,10 +406,21 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let prepared = match task.prepare(context, message.payload) {
         Ok(prepared) => prepared,
         Err(error) => {
-            if !request.acks_late {
-                request.settle(Settlement::Ack).await;
-            }
-            request.fail(Some((task, &hook_context)), error).await;
+            // Arguments that do not fit are a poison message: FAILURE (naming the argument)
+            // for whoever waits on the result, and the message rejected without requeue, so
+            // that a dead-letter exchange keeps it.
+            log::error!(
+                "rejecting task {}[{}] from queue \"{}\": {error}",
+                request.name,
+                request.id,
+                request.delivery.queue
+            );
+            request
+                .store_exception(TaskState::Failure, &exception_of(&error))
+                .await;
+            task.on_failure(&hook_context, &error);
+            request.settle(Settlement::Reject { requeue: false }).await;
+            request.emit(TaskEventKind::Failed { error });
             return;
         }
     };
