@@ -41,7 +41,30 @@ impl HookLog {
 /// Attempts by task id.
 static ATTEMPTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
 
+/// When each run of a task began, by task id, recorded by the task itself.
+static RUN_STARTS: Mutex<Option<HashMap<String, Vec<chrono::DateTime<Utc>>>>> = Mutex::new(None);
+
+fn run_starts(id: &str) -> Vec<chrono::DateTime<Utc>> {
+    RUN_STARTS
+        .lock()
+        .expect("run starts")
+        .as_ref()
+        .and_then(|starts| starts.get(id).cloned())
+        .unwrap_or_default()
+}
+
+fn record_start(id: &str) {
+    RUN_STARTS
+        .lock()
+        .expect("run starts")
+        .get_or_insert_with(HashMap::new)
+        .entry(id.to_string())
+        .or_default()
+        .push(Utc::now());
+}
+
 fn attempt(id: &str) -> u32 {
+    record_start(id);
     let mut attempts = ATTEMPTS.lock().expect("attempts");
     let count = attempts
         .get_or_insert_with(HashMap::new)
@@ -95,6 +118,7 @@ impl Task for Countdown {
     type Args = ();
     type Output = u32;
     async fn run(ctx: TaskContext, (): ()) -> Result<u32, TaskError> {
+        record_start(&ctx.id);
         if ctx.retries == 0 {
             return Err(TaskError::runtime_error("not yet").retry_in(Duration::from_millis(700)));
         }
@@ -164,8 +188,7 @@ async fn a_retried_task_is_republished_with_the_same_id_and_backoff_and_its_hook
         .await
         .expect("sent");
     let id = result.id().to_string();
-    let mut retried_at = Vec::new();
-    let mut started_at = Vec::new();
+    let mut etas = Vec::new();
     collect_events(&mut received, WAIT, "two retries and a success", |event| {
         assert_eq!(
             event.task_id.as_deref(),
@@ -177,10 +200,9 @@ async fn a_retried_task_is_republished_with_the_same_id_and_backoff_and_its_hook
             "retries come back to the queue the task came from"
         );
         match &event.kind {
-            TaskEventKind::Started => started_at.push(Utc::now()),
             TaskEventKind::Retried { eta, error } => {
                 assert!(error.message.starts_with("attempt"), "{error}");
-                retried_at.push((Utc::now(), *eta));
+                etas.push(*eta);
             }
             TaskEventKind::Failed { error } => panic!("unexpected failure: {error}"),
             _ => {}
@@ -188,19 +210,21 @@ async fn a_retried_task_is_republished_with_the_same_id_and_backoff_and_its_hook
         matches!(event.kind, TaskEventKind::Succeeded { .. })
     })
     .await;
-    assert_eq!(retried_at.len(), 2);
-    assert_eq!(started_at.len(), 3);
-    // Backoff without jitter: 200 ms, then 400 ms.
-    for (index, ((at, eta), expected_ms)) in retried_at.iter().zip([200, 400]).enumerate() {
-        let planned = (*eta - *at).num_milliseconds();
+    let starts = run_starts(&id);
+    assert_eq!(etas.len(), 2);
+    assert_eq!(starts.len(), 3, "three runs");
+    // Backoff without jitter: 200 ms after the first failure, then 400 ms.
+    for (index, (eta, expected_ms)) in etas.iter().zip([200, 400]).enumerate() {
+        let planned = (*eta - starts[index]).num_milliseconds();
         assert!(
-            (expected_ms - 50..=expected_ms + 50).contains(&planned),
-            "retry {index}: eta {planned} ms ahead, expected {expected_ms}"
+            (expected_ms..=expected_ms + 500).contains(&planned),
+            "retry {index}: eta {planned} ms after its run began, expected {expected_ms} (+ run time)"
         );
-        let waited = (started_at[index + 1] - *at).num_milliseconds();
+        let early = (*eta - starts[index + 1]).num_milliseconds();
         assert!(
-            waited >= expected_ms - 20,
-            "retry {index} ran after {waited} ms, before its eta"
+            early <= 5,
+            "run {} began {early} ms before its eta",
+            index + 1
         );
     }
     let value = result.get(WAIT).await.expect("success");
@@ -290,23 +314,22 @@ async fn a_retry_with_a_countdown_runs_again_after_it() {
         matches!(event.kind, TaskEventKind::Retried { .. })
     })
     .await;
-    let retried_at = std::time::Instant::now();
     let TaskEventKind::Retried { eta, .. } = retried.kind else {
         unreachable!("matched above")
     };
-    let ahead = (eta - Utc::now()).num_milliseconds();
-    assert!(
-        (550..=750).contains(&ahead),
-        "the retry's eta is {ahead} ms ahead, expected 700"
-    );
     let done = wait_for_event(&mut received, WAIT, "the second run", |event| {
         matches!(event.kind, TaskEventKind::Succeeded { .. })
     })
     .await;
+    let starts = run_starts(done.task_id.as_deref().unwrap_or_default());
+    assert_eq!(starts.len(), 2, "two runs");
+    let planned = (eta - starts[0]).num_milliseconds();
     assert!(
-        retried_at.elapsed() >= Duration::from_millis(600),
-        "it ran before its countdown"
+        (700..=1200).contains(&planned),
+        "the retry's eta is {planned} ms after the first run began, expected 700"
     );
+    let early = (eta - starts[1]).num_milliseconds();
+    assert!(early <= 5, "the second run began {early} ms before its eta");
     assert_eq!(done.kind, TaskEventKind::Succeeded { result: json!(1) });
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue]).await;

@@ -5,6 +5,7 @@ use actix::Recipient;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::BasicProperties;
 
+use crate::broker::amqp::acks::BatchedAcker;
 use crate::broker::memory::SettleMemory;
 use crate::error::BrokerError;
 
@@ -36,8 +37,10 @@ pub enum Settlement {
 /// Settles one delivery with the broker it came from.
 #[derive(Clone)]
 pub enum Acker {
-    /// A RabbitMQ delivery, settled on the channel it came from.
+    /// A RabbitMQ delivery, settled on the channel it came from, directly.
     Amqp(lapin::Acker),
+    /// A RabbitMQ delivery settled through its consumer's ack task, which batches acks.
+    Batched(BatchedAcker),
     /// A delivery of the in-process broker.
     Memory {
         /// The memory broker that holds the unacked message.
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Acker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Acker::Amqp(_) => f.write_str("Acker::Amqp"),
+            Acker::Batched(_) => f.write_str("Acker::Batched"),
             Acker::Memory {
                 queue,
                 delivery_tag,
@@ -70,6 +74,7 @@ impl Acker {
     pub fn is_usable(&self) -> bool {
         match self {
             Acker::Amqp(acker) => acker.usable(),
+            Acker::Batched(acker) => acker.is_usable(),
             Acker::Memory { .. } => true,
         }
     }
@@ -95,6 +100,7 @@ impl Acker {
                     Err(error) => Err(BrokerError::amqp("basic.ack/reject", &error)),
                 }
             }
+            Acker::Batched(acker) => acker.settle(settlement),
             Acker::Memory {
                 broker,
                 queue,

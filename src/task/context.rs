@@ -69,7 +69,7 @@ pub struct TaskContext {
     /// Application state registered on the worker.
     pub state: AppState,
     /// Sends further tasks from inside this one (see `send`); `None` outside a worker.
-    pub producer: Option<Producer>,
+    pub producer: Option<Arc<Producer>>,
     /// Turns true when the run passes its soft time limit (see `soft_limit_reached`).
     pub soft_limit: Option<tokio::sync::watch::Receiver<bool>>,
 }

@@ -93,7 +93,7 @@ pub(crate) struct Services {
     pub(crate) defaults: WorkerDefaults,
     pub(crate) state: AppState,
     /// Lets tasks send tasks (`TaskContext::send`) and republishes retries.
-    pub(crate) producer: Producer,
+    pub(crate) producer: Arc<Producer>,
     /// Early-acked deliveries still running (for a cold shutdown).
     pub(crate) running: RunningTasks,
 }
@@ -394,10 +394,11 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     context.priority = message.priority;
     context.state = services.state.clone();
     context.producer = Some(services.producer.clone());
-    let (soft_signal, soft_observer) = tokio::sync::watch::channel(false);
-    if soft_limit.is_some() {
-        context.soft_limit = Some(soft_observer);
-    }
+    let soft_signal = soft_limit.map(|_| {
+        let (signal, observer) = tokio::sync::watch::channel(false);
+        context.soft_limit = Some(observer);
+        signal
+    });
     let hook_context = context.clone();
     // A v1 message has no headers to update for a retry: keep what re-encoding needs.
     let v1_copy = (message.protocol_version == 1).then(|| message.clone());
@@ -551,13 +552,15 @@ async fn within_soft_limit(
     run: futures::future::BoxFuture<'static, Result<Value, TaskError>>,
     soft: Duration,
     hard: Option<Duration>,
-    signal: tokio::sync::watch::Sender<bool>,
+    signal: Option<tokio::sync::watch::Sender<bool>>,
 ) -> Result<Value, TaskError> {
     let mut run = run;
     if let Ok(outcome) = tokio::time::timeout(soft, &mut run).await {
         return outcome;
     }
-    signal.send_replace(true);
+    if let Some(signal) = signal {
+        signal.send_replace(true);
+    }
     if hard.is_some() {
         // The pool drops the run at its hard limit (TimeLimitExceeded).
         return run.await;

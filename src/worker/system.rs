@@ -130,7 +130,7 @@ impl WorkerBuilder {
             max_message_size: self.config.max_message_size,
         };
         let running = RunningTasks::default();
-        let producer = Producer::new(self.broker.clone(), &self.config);
+        let producer = Arc::new(Producer::new(self.broker.clone(), &self.config));
         let state = AppState::new(std::mem::take(&mut self.app_data));
         let registry = Arc::new(self.registry.clone());
         let events = EventSink::new(std::mem::take(&mut self.task_listeners));

@@ -4,6 +4,7 @@
 //! actix arbiter that connected: a busy or stopped arbiter then cannot stall or silently
 //! hang the connection. lapin's auto-recovery is enabled.
 
+pub mod acks;
 mod link;
 
 use std::collections::HashMap;
@@ -192,8 +193,9 @@ pub struct AmqpBrokerActor {
     publish_channel: ChannelSlot,
     /// The channel for declarations and deletions.
     topology_channel: ChannelSlot,
-    /// The channel of each open consumer and a handle on the consumer, by consumer tag.
-    consumer_channels: HashMap<String, (Channel, lapin::Consumer)>,
+    /// The channel of each open consumer, a handle on the consumer and its ack task, by
+    /// consumer tag.
+    consumer_channels: HashMap<String, (Channel, lapin::Consumer, acks::AckSender)>,
     /// Consumers whose channel failed, kept until the connection closes. lapin 4.12 sends
     /// `basic.cancel` when the last handle on a consumer is dropped; if the channel was
     /// closed by the broker and is already forgotten, that fails with `InvalidChannel`
@@ -287,7 +289,7 @@ impl AmqpBrokerActor {
         let dead: Vec<_> = self
             .consumer_channels
             .drain()
-            .map(|(_, (_, c))| c)
+            .map(|(_, (_, consumer, _))| consumer)
             .collect();
         self.retired_consumers.extend(dead);
         self.emit(ConnectionEvent::Down { reason });
@@ -560,21 +562,34 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
         let tag = open.consumer_tag;
         Box::pin(opening.into_actor(self).map(move |opened, actor, _| {
             let (channel, consumer) = opened?;
+            let acks = acks::spawn_ack_task(queue.clone());
             actor
                 .consumer_channels
-                .insert(tag.clone(), (channel, consumer.clone()));
+                .insert(tag.clone(), (channel, consumer.clone(), acks.clone()));
             let consumer_tag = tag.clone();
             let stream = consumer.map(move |item| match item {
-                Ok(delivery) => Ok(Delivery {
-                    queue: queue.clone(),
-                    consumer_tag: consumer_tag.clone(),
-                    exchange: delivery.exchange.to_string(),
-                    routing_key: delivery.routing_key.to_string(),
-                    redelivered: delivery.redelivered,
-                    properties: delivery.properties,
-                    body: delivery.data,
-                    acker: Acker::Amqp(delivery.acker),
-                }),
+                Ok(delivery) => {
+                    let tag = delivery.delivery_tag;
+                    // Known to the ack task before anyone can settle it.
+                    let _ = acks.send(acks::AckCommand::Delivered {
+                        tag,
+                        acker: delivery.acker.clone(),
+                    });
+                    Ok(Delivery {
+                        queue: queue.clone(),
+                        consumer_tag: consumer_tag.clone(),
+                        exchange: delivery.exchange.to_string(),
+                        routing_key: delivery.routing_key.to_string(),
+                        redelivered: delivery.redelivered,
+                        properties: delivery.properties,
+                        body: delivery.data,
+                        acker: Acker::Batched(acks::BatchedAcker::new(
+                            tag,
+                            delivery.acker,
+                            acks.clone(),
+                        )),
+                    })
+                }
                 Err(error) => Err(BrokerError::amqp(
                     format!("consuming queue \"{queue}\""),
                     &error,
@@ -594,7 +609,7 @@ impl Handler<CancelConsumer> for AmqpBrokerActor {
         let channel = self
             .consumer_channels
             .get(&cancel.consumer_tag)
-            .map(|(channel, _)| channel.clone());
+            .map(|(channel, _, _)| channel.clone());
         Box::pin(async move {
             let Some(channel) = channel else {
                 return Ok(());
@@ -619,7 +634,8 @@ impl Handler<CloseConsumer> for AmqpBrokerActor {
     type Result = ();
 
     fn handle(&mut self, close: CloseConsumer, ctx: &mut Context<Self>) {
-        let Some((channel, consumer)) = self.consumer_channels.remove(&close.consumer_tag) else {
+        let Some((channel, consumer, _)) = self.consumer_channels.remove(&close.consumer_tag)
+        else {
             return;
         };
         self.retired_consumers.push(consumer);
@@ -643,7 +659,7 @@ impl Handler<SetPrefetch> for AmqpBrokerActor {
         let channel = self
             .consumer_channels
             .get(&request.consumer_tag)
-            .map(|(channel, _)| channel.clone());
+            .map(|(channel, _, _)| channel.clone());
         Box::pin(async move {
             let Some(channel) = channel else {
                 // The consumer is gone: its successor starts with its own window.
@@ -736,10 +752,14 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
             return Box::pin(async { Ok(()) });
         }
         self.closed = true;
+        let mut ack_tasks = Vec::new();
         let consumers: Vec<_> = self
             .consumer_channels
             .drain()
-            .map(|(_, (_, consumer))| consumer)
+            .map(|(_, (_, consumer, acks))| {
+                ack_tasks.push(acks);
+                consumer
+            })
             .chain(self.retired_consumers.drain(..))
             .collect();
         let current = self
@@ -747,6 +767,13 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
             .send_replace(LinkState::Closed("closed by the application".into()));
         let url = self.url.clone();
         Box::pin(async move {
+            // Acks still batched go out before the connection closes.
+            for acks in ack_tasks {
+                let (done, flushed) = tokio::sync::oneshot::channel();
+                if acks.send(acks::AckCommand::Flush(done)).is_ok() {
+                    let _ = flushed.await;
+                }
+            }
             // Dropped once the connection is closed, when lapin no longer sends for them.
             let _consumers = consumers;
             let LinkState::Up(connection) = current else {
@@ -785,7 +812,7 @@ impl Handler<BreakConsumerChannel> for AmqpBrokerActor {
         let channel = self
             .consumer_channels
             .get(&request.consumer_tag)
-            .map(|(channel, _)| channel.clone());
+            .map(|(channel, _, _)| channel.clone());
         Box::pin(async move {
             let channel = channel.ok_or_else(|| BrokerError::Amqp {
                 operation: "breaking a consumer channel".into(),

@@ -1,0 +1,160 @@
+//! Batched acknowledgements: one task per consumer channel receives every settlement of
+//! that channel's deliveries and, each time it wakes up, acks the contiguous run of
+//! settled deliveries at the front with a single `basic.ack multiple=true`; settled
+//! deliveries behind an unsettled one are acked one by one, so a long task never holds
+//! back the acks of the others. Rejections are sent one by one at once.
+
+use std::collections::BTreeMap;
+
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::delivery::Settlement;
+
+/// What the ack task is told.
+pub(crate) enum AckCommand {
+    /// A delivery was handed out (sent before the delivery itself, so it is known first).
+    Delivered {
+        /// Its delivery tag.
+        tag: u64,
+        /// lapin's acker for it.
+        acker: lapin::Acker,
+    },
+    /// A delivery was settled.
+    Settle {
+        /// Its delivery tag.
+        tag: u64,
+        /// Ack or reject.
+        settlement: Settlement,
+    },
+    /// Sends every pending ack, then answers.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, held by each delivery's `Acker`.
+pub(crate) type AckSender = mpsc::UnboundedSender<AckCommand>;
+
+/// Settles one delivery through its consumer's ack task.
+#[derive(Clone)]
+pub struct BatchedAcker {
+    /// The delivery tag.
+    tag: u64,
+    /// lapin's acker, to know whether the channel is still usable.
+    acker: lapin::Acker,
+    /// The consumer's ack task.
+    acks: AckSender,
+}
+
+impl BatchedAcker {
+    pub(crate) fn new(tag: u64, acker: lapin::Acker, acks: AckSender) -> Self {
+        BatchedAcker { tag, acker, acks }
+    }
+
+    /// Whether the delivery's channel is still open.
+    pub fn is_usable(&self) -> bool {
+        self.acker.usable()
+    }
+
+    /// Hands the settlement to the ack task; fails when the channel is gone (the broker
+    /// then redelivers the message: it is never replayed on another channel) or the task
+    /// has ended.
+    pub fn settle(&self, settlement: Settlement) -> Result<(), crate::error::BrokerError> {
+        if !self.acker.usable() {
+            return Err(crate::error::BrokerError::ConnectionLost {
+                operation: "basic.ack/reject".into(),
+                reason: "the delivery's channel is gone; the broker will redeliver it".into(),
+            });
+        }
+        self.acks
+            .send(AckCommand::Settle {
+                tag: self.tag,
+                settlement,
+            })
+            .map_err(|_| crate::error::BrokerError::Closed)
+    }
+}
+
+/// Starts the ack task of a consumer channel on the current runtime.
+pub(crate) fn spawn_ack_task(queue: String) -> AckSender {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    actix_rt::spawn(run(queue, receiver));
+    sender
+}
+
+/// One delivery not yet acked.
+struct Outstanding {
+    acker: lapin::Acker,
+    settled: bool,
+}
+
+async fn run(queue: String, mut commands: mpsc::UnboundedReceiver<AckCommand>) {
+    let mut outstanding: BTreeMap<u64, Outstanding> = BTreeMap::new();
+    let mut flushed = Vec::new();
+    while let Some(first) = commands.recv().await {
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                AckCommand::Delivered { tag, acker } => {
+                    outstanding.insert(
+                        tag,
+                        Outstanding {
+                            acker,
+                            settled: false,
+                        },
+                    );
+                }
+                AckCommand::Settle {
+                    tag,
+                    settlement: Settlement::Ack,
+                } => {
+                    if let Some(entry) = outstanding.get_mut(&tag) {
+                        entry.settled = true;
+                    }
+                }
+                AckCommand::Settle {
+                    tag,
+                    settlement: Settlement::Reject { requeue },
+                } => {
+                    if let Some(entry) = outstanding.remove(&tag) {
+                        if let Err(error) = entry.acker.reject(BasicRejectOptions { requeue }).await
+                        {
+                            log::warn!("rejecting delivery {tag} of queue \"{queue}\": {error}");
+                        }
+                    }
+                }
+                AckCommand::Flush(done) => flushed.push(done),
+            }
+            next = commands.try_recv().ok();
+        }
+        // The contiguous settled run at the front: one ack for all of it.
+        let mut highest = None;
+        while let Some(entry) = outstanding.first_entry() {
+            if !entry.get().settled {
+                break;
+            }
+            highest = Some(entry.remove());
+        }
+        if let Some(last) = highest {
+            let multiple = BasicAckOptions { multiple: true };
+            if let Err(error) = last.acker.ack(multiple).await {
+                log::warn!("acking deliveries of queue \"{queue}\": {error}");
+            }
+        }
+        // Settled deliveries behind an unsettled one: one by one.
+        let behind: Vec<u64> = outstanding
+            .iter()
+            .filter(|(_, entry)| entry.settled)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in behind {
+            if let Some(entry) = outstanding.remove(&tag) {
+                if let Err(error) = entry.acker.ack(BasicAckOptions::default()).await {
+                    log::warn!("acking delivery {tag} of queue \"{queue}\": {error}");
+                }
+            }
+        }
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
