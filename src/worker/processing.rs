@@ -427,7 +427,16 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     };
 
     let (outcome_tx, outcome_rx) = oneshot::channel();
+    // A delivery whose channel closed while it waited for a slot is not run: the broker
+    // redelivers it (to this worker or another), so running it here would run it twice.
+    // Decided when the pool gives the run its slot, before the early ack (which uses up
+    // the acker) can happen.
+    let channel_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gone = channel_gone.clone();
     let job = async move {
+        if gone.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let outcome = match soft_limit {
             Some(limit) if hard_limit.is_none_or(|hard| limit < hard) => {
                 within_soft_limit(prepared, limit, hard_limit, soft_signal).await
@@ -441,12 +450,19 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let execution = services.pool.send(Execute {
         job,
         hard_limit,
-        on_start: Some(Box::new(move || {
-            let _ = started_tx.send(());
+        on_start: Some(Box::new({
+            let waiting = request.delivery.clone();
+            let gone = channel_gone.clone();
+            move || {
+                if !waiting.acker.is_usable() {
+                    gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = started_tx.send(());
+            }
         })),
     });
     let on_start = async {
-        if started_rx.await.is_ok() {
+        if started_rx.await.is_ok() && !channel_gone.load(std::sync::atomic::Ordering::SeqCst) {
             let guard = if request.acks_late {
                 None
             } else {
@@ -462,6 +478,15 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     };
     let (report, running) = futures::join!(execution, on_start);
     drop(running);
+    if channel_gone.load(std::sync::atomic::Ordering::Relaxed) {
+        log::info!(
+            "task {}[{}] not run: its channel closed before it started; the broker redelivers it",
+            request.name,
+            request.id
+        );
+        request.emit(TaskEventKind::Requeued);
+        return;
+    }
 
     let Some(outcome) = outcome_of(report, outcome_rx.await.ok(), hard_limit) else {
         // Never started (the worker is stopping): back to the queue, unacked.

@@ -289,3 +289,153 @@ impl Task for Slow {
         Ok(ms)
     }
 }
+
+/// The number of consumers of `queue` on the private node of scripts/test, read with
+/// rabbitmqctl (blocking: call it before the load starts, or from `spawn_blocking`).
+pub fn queue_consumers(queue: &str) -> u64 {
+    let dir = std::env::var("CELERIAC_TEST_RABBIT_DIR")
+        .ok()
+        .filter(|dir| !dir.is_empty())
+        .expect("CELERIAC_TEST_RABBIT_DIR is not set: run scripts/test");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq");
+    let output = std::process::Command::new(script)
+        .args(["ctl", &dir, "list_queues", "-q", "--no-table-headers"])
+        .args(["name", "consumers"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_queues failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing = String::from_utf8_lossy(&output.stdout);
+    listing
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .find(|(name, _)| *name == queue)
+        .map(|(_, consumers)| consumers.trim().parse().expect("a count"))
+        .unwrap_or_else(|| panic!("queue {queue} is not in rabbitmqctl's listing:\n{listing}"))
+}
+
+/// A RabbitMQ node of the test's own (for tests that stop or restart the broker, which
+/// must never touch the shared node), stopped and deleted when dropped.
+pub struct PrivateNode {
+    /// The node's data directory (scripts/rabbitmq's DIR).
+    pub dir: std::path::PathBuf,
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub url: String,
+}
+
+impl PrivateNode {
+    /// Boots a node with RabbitMQ's defaults.
+    pub fn start() -> Self {
+        Self::boot(None)
+    }
+
+    /// Boots a node whose `consumer_timeout` is `ms` milliseconds.
+    pub fn with_consumer_timeout(ms: u32) -> Self {
+        Self::boot(Some(ms))
+    }
+
+    fn boot(consumer_timeout_ms: Option<u32>) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("celeriac-node-{}", uuid::Uuid::new_v4().simple()));
+        let mut command = std::process::Command::new(rabbitmq_script());
+        command.arg("start").arg(&dir);
+        if let Some(ms) = consumer_timeout_ms {
+            command.env("CELERIAC_RABBIT_CONSUMER_TIMEOUT_MS", ms.to_string());
+        }
+        let output = command.output().expect("scripts/rabbitmq runs");
+        assert!(
+            output.status.success(),
+            "could not start a private RabbitMQ node (needs rabbitmq-server; scripts/test \
+             installs it): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = String::from_utf8_lossy(&output.stdout);
+        let url = env
+            .lines()
+            .find_map(|line| line.strip_prefix("CELERIAC_TEST_AMQP_URL="))
+            .expect("the node's URL")
+            .to_string();
+        PrivateNode { dir, url }
+    }
+
+    /// Runs `rabbitmqctl args` on this node; answers its output, fails with its error.
+    /// Blocking: from async code, use `ctl_async`.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        node_ctl(&self.dir, args)
+    }
+
+    /// Runs `rabbitmqctl args` on a blocking thread, so the actix system keeps running.
+    pub async fn ctl_async(&self, args: &[&str]) -> String {
+        let dir = self.dir.clone();
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_string()).collect();
+        actix_rt::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            node_ctl(&dir, &args)
+        })
+        .await
+        .expect("the rabbitmqctl thread")
+    }
+
+    /// `(ready, unacked)` message counts of `queue` on this node.
+    pub fn queue_counts(&self, queue: &str) -> (u64, u64) {
+        let listing = self.ctl(&[
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ]);
+        for line in listing.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if let [name, ready, unacked] = fields[..] {
+                if name == queue {
+                    return (
+                        ready.trim().parse().expect("a count"),
+                        unacked.trim().parse().expect("a count"),
+                    );
+                }
+            }
+        }
+        panic!("queue {queue} is not on the private node:\n{listing}");
+    }
+}
+
+/// scripts/rabbitmq.
+fn rabbitmq_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq")
+}
+
+/// Runs `rabbitmqctl args` on the node under `dir`; answers its output, fails with its error.
+fn node_ctl(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(rabbitmq_script())
+        .arg("ctl")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("scripts/rabbitmq runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {} failed on the node under {}: {}{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(rabbitmq_script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub mod proxy;

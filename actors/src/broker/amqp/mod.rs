@@ -45,7 +45,7 @@ impl Default for ReconnectPolicy {
     fn default() -> Self {
         ReconnectPolicy {
             initial_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(2),
             max_attempts: None,
         }
     }
