@@ -395,10 +395,20 @@ where
     let started = Instant::now();
     let mut attempt = 0u32;
     loop {
-        let failure = match operation().await {
-            Ok(value) => return Ok(value),
-            Err(error @ (BrokerError::ConnectionLost { .. } | BrokerError::Nacked { .. })) => error,
-            Err(other) => return Err(other),
+        // An attempt can hang while lapin recovers the connection (a confirm that never
+        // comes): each is bounded by what is left of the deadline.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let attempted = tokio::time::timeout(remaining, operation()).await;
+        let failure = match attempted {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error @ (BrokerError::ConnectionLost { .. } | BrokerError::Nacked { .. }))) => {
+                error
+            }
+            Ok(Err(other)) => return Err(other),
+            Err(_) => BrokerError::ConnectionLost {
+                operation: what.to_string(),
+                reason: "no answer from the broker".to_string(),
+            },
         };
         attempt += 1;
         let now = Instant::now();

@@ -1,0 +1,168 @@
+//! Sends while the broker is away, and shutdown: a send waits for the broker up to its
+//! send timeout and then fails with a clear error; a second signal turns a worker's warm
+//! shutdown cold, and the tasks it was running go back to their queue.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use celeriac::{connect_broker, Config, Producer, SendError, Signature};
+use serde_json::json;
+
+use common::proxy::Proxy;
+use common::*;
+
+#[actix_rt::test]
+async fn a_send_waits_for_an_absent_broker_up_to_its_send_timeout_then_fails_clearly() {
+    init_logging();
+    let proxy = Proxy::for_url(&amqp_url());
+    let config = Config {
+        broker_url: Some(proxy.url(&amqp_url())),
+        send_timeout: Duration::from_millis(1500),
+        ..common::config(1)
+    };
+    let broker = connect_broker(&config)
+        .await
+        .expect("the broker via the proxy");
+    let queue = unique_queue("send-timeout");
+    let producer = Producer::new(broker.clone(), &config);
+    let signature = || {
+        Signature::new("test.add")
+            .with_args(vec![json!(1), json!(2)])
+            .with_queue(queue.clone())
+    };
+    producer
+        .send_signature(signature())
+        .await
+        .expect("a send while the broker is there");
+
+    proxy.refuse(true);
+    proxy.cut_all();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        producer.send_signature(signature()),
+    )
+    .await
+    .expect("the send returns instead of hanging");
+    let waited = started.elapsed();
+    match outcome {
+        Err(SendError::Broker(error)) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("unreachable"),
+                "the error says the broker is unreachable: {text}"
+            );
+            assert!(
+                text.contains(&queue),
+                "the error names what was being sent: {text}"
+            );
+        }
+        other => panic!("expected a send error after the send timeout, got {other:?}"),
+    }
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(6),
+        "the send gave up after {waited:?}; its send timeout is 1.5 s"
+    );
+
+    proxy.refuse(false);
+    // Back: sends succeed again, and only the first one reached the queue.
+    let direct = connect(&common::config(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match producer.send_signature(signature()).await {
+            Ok(_) => break,
+            Err(error) => assert!(Instant::now() < deadline, "sends did not recover: {error}"),
+        }
+    }
+    assert_eq!(direct.count_messages(&queue).await.expect("count"), 2);
+    delete_queues(&direct, &[&queue]).await;
+}
+
+/// Starts an `interop` worker process on `queue` (early acks).
+fn interop_worker(queue: &str) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(example_binary("interop"))
+            .env("CELERIAC_BROKER_URL", amqp_url())
+            .env("CELERIAC_QUEUE", queue)
+            .env("CELERIAC_CONCURRENCY", "2")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    )
+}
+
+#[actix_rt::test]
+async fn a_second_signal_makes_the_shutdown_cold_and_running_tasks_go_back_to_the_queue() {
+    let config = common::config(1);
+    let broker = connect(&config).await;
+    let queue = unique_queue("cold-shutdown");
+    let producer = Producer::new(broker.clone(), &config)
+        .with_rpc_results()
+        .await
+        .expect("results");
+    let mut first = interop_worker(&queue);
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let sleep = Signature::new("interop.sleep")
+            .with_args(vec![json!(4)])
+            .with_queue(queue.clone());
+        results.push(
+            producer
+                .send_signature_with_result(sleep)
+                .await
+                .expect("sent"),
+        );
+    }
+    // Both running: taken from the queue and acked when they started (early ack).
+    wait_until(
+        "both tasks to be running on the first worker",
+        Duration::from_secs(30),
+        || queue_counts(&queue) == (0, 0) && queue_consumers(&queue) == 1,
+    )
+    .await;
+
+    let pid = first.0.id().to_string();
+    let signalled = Instant::now();
+    for _ in 0..2 {
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+    let exit = first.terminate(Duration::from_secs(10)).await;
+    assert!(
+        exit.success(),
+        "the worker exited with {exit} after a cold shutdown"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "a cold shutdown does not wait for the 4 s tasks ({:?})",
+        signalled.elapsed()
+    );
+    wait_until(
+        "the two running tasks back in the queue",
+        Duration::from_secs(10),
+        || queue_counts(&queue).0 == 2,
+    )
+    .await;
+
+    let mut second = interop_worker(&queue);
+    for result in &results {
+        assert_eq!(
+            result
+                .get(Duration::from_secs(30))
+                .await
+                .expect("run by the second worker"),
+            json!(4.0)
+        );
+    }
+    let exit = second.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the second worker exited with {exit}");
+    producer.close_results().await.expect("close");
+    delete_queues(&broker, &[&queue]).await;
+}
