@@ -166,3 +166,56 @@ async fn a_second_signal_makes_the_shutdown_cold_and_running_tasks_go_back_to_th
     producer.close_results().await.expect("close");
     delete_queues(&broker, &[&queue]).await;
 }
+
+#[actix_rt::test]
+async fn a_publish_the_broker_keeps_nacking_is_retried_then_reported() {
+    use celeriac::actors::amqp::{AMQPValue, BasicProperties, FieldTable};
+    use celeriac::actors::{OutboundMessage, QueueSpec};
+    let config = Config {
+        send_timeout: Duration::from_millis(1500),
+        ..common::config(1)
+    };
+    let broker = connect(&config).await;
+    let queue = unique_queue("nacked");
+    // A full queue that refuses more: RabbitMQ nacks every publish beyond the first.
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    broker
+        .declare_queue(QueueSpec {
+            arguments,
+            ..QueueSpec::durable(&queue)
+        })
+        .await
+        .expect("declared");
+    let message = || OutboundMessage {
+        exchange: String::new(),
+        routing_key: queue.clone(),
+        properties: BasicProperties::default(),
+        body: b"x".to_vec(),
+    };
+    broker
+        .publish(message())
+        .await
+        .expect("the first publish fits");
+    let started = Instant::now();
+    let refused = broker
+        .publish(message())
+        .await
+        .expect_err("the second is nacked");
+    let waited = started.elapsed();
+    let text = refused.to_string();
+    assert!(
+        text.contains("nacked"),
+        "the error reports the nack: {text}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "the nacked publish was retried for the send timeout, not given up after {waited:?}"
+    );
+    assert_eq!(broker.count_messages(&queue).await.expect("count"), 1);
+    delete_queues(&broker, &[&queue]).await;
+}

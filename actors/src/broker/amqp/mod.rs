@@ -255,6 +255,13 @@ impl AmqpBrokerActor {
         }
     }
 
+    /// The channel of the consumer with this tag, if it is open.
+    fn consumer_channel(&self, consumer_tag: &str) -> Option<Channel> {
+        self.consumer_channels
+            .get(consumer_tag)
+            .map(|(channel, _, _)| channel.clone())
+    }
+
     fn emit(&self, event: ConnectionEvent) {
         for listener in &self.listeners {
             listener.do_send(event.clone());
@@ -401,9 +408,11 @@ where
         let attempted = tokio::time::timeout(remaining, operation()).await;
         let failure = match attempted {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error @ (BrokerError::ConnectionLost { .. } | BrokerError::Nacked { .. }))) => {
-                error
-            }
+            Ok(Err(
+                error @ (BrokerError::ConnectionLost { .. }
+                | BrokerError::Nacked { .. }
+                | BrokerError::Unavailable { .. }),
+            )) => error,
             Ok(Err(other)) => return Err(other),
             Err(_) => BrokerError::ConnectionLost {
                 operation: what.to_string(),
@@ -413,10 +422,14 @@ where
         attempt += 1;
         let now = Instant::now();
         if now >= deadline {
+            let reason = match failure {
+                BrokerError::Unavailable { reason, .. } => reason,
+                other => other.to_string(),
+            };
             return Err(BrokerError::Unavailable {
                 operation: what.to_string(),
                 waited_ms: now.duration_since(started).as_millis(),
-                reason: failure.to_string(),
+                reason,
             });
         }
         log::debug!("{what}: attempt {attempt} failed ({failure}); retrying");
@@ -616,10 +629,7 @@ impl Handler<CancelConsumer> for AmqpBrokerActor {
     fn handle(&mut self, cancel: CancelConsumer, _: &mut Context<Self>) -> Self::Result {
         // The channel stays open so that deliveries in progress can still be settled; it
         // closes with the connection.
-        let channel = self
-            .consumer_channels
-            .get(&cancel.consumer_tag)
-            .map(|(channel, _, _)| channel.clone());
+        let channel = self.consumer_channel(&cancel.consumer_tag);
         Box::pin(async move {
             let Some(channel) = channel else {
                 return Ok(());
@@ -666,10 +676,7 @@ impl Handler<SetPrefetch> for AmqpBrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, request: SetPrefetch, _: &mut Context<Self>) -> Self::Result {
-        let channel = self
-            .consumer_channels
-            .get(&request.consumer_tag)
-            .map(|(channel, _, _)| channel.clone());
+        let channel = self.consumer_channel(&request.consumer_tag);
         Box::pin(async move {
             let Some(channel) = channel else {
                 // The consumer is gone: its successor starts with its own window.
@@ -819,10 +826,7 @@ impl Handler<BreakConsumerChannel> for AmqpBrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, request: BreakConsumerChannel, _: &mut Context<Self>) -> Self::Result {
-        let channel = self
-            .consumer_channels
-            .get(&request.consumer_tag)
-            .map(|(channel, _, _)| channel.clone());
+        let channel = self.consumer_channel(&request.consumer_tag);
         Box::pin(async move {
             let channel = channel.ok_or_else(|| BrokerError::Amqp {
                 operation: "breaking a consumer channel".into(),
