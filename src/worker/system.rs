@@ -1,8 +1,11 @@
 //! `WorkerSystem`: builds and starts the actors of a worker for a set of queues and tasks,
 //! and stops them in order.
 //!
-//! Start order: queues declared, executor pool (on an arbiter of its own, so task code
-//! never stalls the consumers), dispatcher, consumer supervisor, one consumer per queue.
+//! Start order: queues declared, executor pool, dispatcher, consumer supervisor, one
+//! consumer per queue. Async task code runs on the worker's arbiter, beside the consumers
+//! (no thread hop per task); blocking work belongs in `BlockingTask`s, which run on the
+//! blocking pool. `Config::pool_on_own_thread` moves async task code to an arbiter of its
+//! own instead, so that a CPU-heavy async task cannot stall the consumers.
 //! Stop order (warm): consumers cancelled, ETA tasks requeued, waiting jobs requeued,
 //! running tasks finish, every message settled, broker connection closed.
 
@@ -117,11 +120,16 @@ impl WorkerBuilder {
         for spec in &specs {
             self.broker.declare_queue(spec.clone()).await?;
         }
-        let pool_arbiter = Arbiter::new();
         let concurrency = self.config.concurrency;
-        let pool = ExecutorPool::start_in_arbiter(&pool_arbiter.handle(), move |_| {
-            ExecutorPool::new(concurrency)
-        });
+        let (pool, pool_arbiter) = if self.config.pool_on_own_thread {
+            let arbiter = Arbiter::new();
+            let pool = ExecutorPool::start_in_arbiter(&arbiter.handle(), move |_| {
+                ExecutorPool::new(concurrency)
+            });
+            (pool, Some(arbiter))
+        } else {
+            (ExecutorPool::new(concurrency).start(), None)
+        };
         let defaults = WorkerDefaults {
             acks_late: self.config.acks_late,
             acks_on_failure_or_timeout: self.config.acks_on_failure_or_timeout,
@@ -237,8 +245,8 @@ pub struct WorkerSystem {
     supervisor: Addr<ConsumerSupervisor>,
     dispatcher: Addr<Dispatcher>,
     pool: Addr<ExecutorPool>,
-    /// The arbiter task code runs on; stopped last.
-    pool_arbiter: Arbiter,
+    /// The arbiter task code runs on, when it has one of its own; stopped last.
+    pool_arbiter: Option<Arbiter>,
     /// Set when the supervisor gave up on a consumer: the worker then has to exit.
     gave_up: watch::Receiver<Option<(String, String)>>,
     close_broker_on_stop: bool,
@@ -348,7 +356,9 @@ impl WorkerSystem {
         if self.close_broker_on_stop {
             self.broker.close().await?;
         }
-        self.pool_arbiter.stop();
+        if let Some(arbiter) = &self.pool_arbiter {
+            arbiter.stop();
+        }
         log::info!("worker stopped");
         Ok(())
     }
@@ -365,7 +375,9 @@ impl WorkerSystem {
         }
         .stop()
         .await?;
-        self.pool_arbiter.stop();
+        if let Some(arbiter) = &self.pool_arbiter {
+            arbiter.stop();
+        }
         Ok(())
     }
 }
