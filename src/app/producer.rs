@@ -156,7 +156,7 @@ impl Producer {
                 .as_ref()
                 .map(|results| results.reply_queue().to_string())
         });
-        let message = encode_signature(&signature, &id, reply_to)?;
+        let message = encode_signature(signature, &id, reply_to)?;
         self.publisher
             .send(Publish(OutboundMessage {
                 exchange: String::new(),
@@ -190,25 +190,21 @@ impl Producer {
 
 /// Encodes a signature as a Celery protocol v2 message.
 fn encode_signature(
-    signature: &Signature,
+    signature: Signature,
     id: &str,
     reply_to: Option<String>,
 ) -> Result<(crate::actors::amqp::BasicProperties, Vec<u8>), SendError> {
-    let mut message = TaskMessage::new_json(
-        &signature.task,
-        id,
-        signature.args.clone(),
-        signature.kwargs.clone(),
-    );
-    if let Some(bytes) = &signature.bincode_args {
-        message.payload = TaskPayload::Bincode(bytes.clone());
-        message.content_type = signature.content_type();
+    let content_type = signature.content_type();
+    let mut message = TaskMessage::new_json(&signature.task, id, signature.args, signature.kwargs);
+    if let Some(bytes) = signature.bincode_args {
+        message.payload = TaskPayload::Bincode(bytes);
+        message.content_type = content_type;
     }
     message.headers.eta = signature.eta;
     message.headers.expires = signature.expires;
-    message.headers.parent_id = signature.parent_id.clone();
-    if let Some(root_id) = &signature.root_id {
-        message.headers.root_id = Some(root_id.clone());
+    message.headers.parent_id = signature.parent_id;
+    if let Some(root_id) = signature.root_id {
+        message.headers.root_id = Some(root_id);
     }
     message.headers.timelimit = (
         signature.time_limit.map(|limit| limit.as_secs_f64()),

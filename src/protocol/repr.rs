@@ -32,15 +32,20 @@ pub fn kwargs_repr(kwargs: &Map<String, Value>) -> String {
 }
 
 /// The `origin` header of messages this process sends: `gen<pid>@<hostname>`, as Python
-/// clients send it.
+/// clients send it (read once per process).
 pub fn origin() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("gen{}@{host}", std::process::id())
+    static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "localhost".to_string());
+            format!("gen{}@{host}", std::process::id())
+        })
+        .clone()
 }
 
 fn truncate(mut text: String) -> String {
