@@ -208,12 +208,22 @@ pub struct AmqpBrokerActor {
     listeners: Vec<Recipient<ConnectionEvent>>,
     /// A reconnection is under way.
     reconnecting: bool,
+    /// Since when lapin has been recovering the current connection (it can hang there).
+    recovering_since: Option<Instant>,
+    /// Bumped whenever the connection is given up; consumer streams of an older
+    /// generation then end with a `ConnectionLost` error, even if lapin left them hanging.
+    generation: watch::Sender<u64>,
     /// Set once `CloseBroker` ran: every later request fails with `BrokerError::Closed`.
     closed: bool,
 }
 
 /// How often the actor checks whether lapin gave up on the connection.
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
+
+/// How long lapin may spend recovering a connection before the actor gives up on it and
+/// connects afresh. lapin 4.12 was seen to stay in its recovering state for good after a
+/// cut; the actor's own reconnection (forever, with backoff) takes over from there.
+const LAPIN_RECOVERY_GRACE: Duration = Duration::from_secs(10);
 
 impl AmqpBrokerActor {
     /// Connects to RabbitMQ and starts the actor on the current arbiter.
@@ -242,6 +252,8 @@ impl AmqpBrokerActor {
                 declared: HashMap::new(),
                 listeners: Vec::new(),
                 reconnecting: false,
+                recovering_since: None,
+                generation: watch::Sender::new(0),
                 closed: false,
             }
         }))
@@ -273,15 +285,30 @@ impl AmqpBrokerActor {
         if self.closed || self.reconnecting {
             return;
         }
-        let failed = match &*self.state.borrow() {
+        let (failed, recovering) = match &*self.state.borrow() {
             LinkState::Up(connection) => {
                 let status = connection.status();
-                status.errored() || status.closed()
+                (
+                    status.errored() || status.closed(),
+                    status.reconnecting() || status.connecting(),
+                )
             }
-            LinkState::Down(_) | LinkState::Closed(_) => false,
+            LinkState::Down(_) | LinkState::Closed(_) => (false, false),
         };
         if failed {
             self.reconnect(ctx, "lapin could not recover the connection".to_string());
+            return;
+        }
+        if !recovering {
+            self.recovering_since = None;
+            return;
+        }
+        let since = *self.recovering_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > LAPIN_RECOVERY_GRACE {
+            self.reconnect(
+                ctx,
+                format!("lapin did not recover the connection within {LAPIN_RECOVERY_GRACE:?}"),
+            );
         }
     }
 
@@ -291,7 +318,10 @@ impl AmqpBrokerActor {
             self.url
         );
         self.reconnecting = true;
+        self.recovering_since = None;
         self.state.send_replace(LinkState::Down(reason.clone()));
+        // End the consumer streams of the given-up connection, which lapin may leave hanging.
+        self.generation.send_modify(|generation| *generation += 1);
         // The old connection's consumers are gone with it; their actors restart.
         let dead: Vec<_> = self
             .consumer_channels
@@ -590,6 +620,15 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                 .consumer_channels
                 .insert(tag.clone(), (channel, consumer.clone(), acks.clone()));
             let consumer_tag = tag.clone();
+            let opened_generation = *actor.generation.borrow();
+            let mut generations = actor.generation.subscribe();
+            let given_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = given_up.clone();
+            let connection_given_up = async move {
+                let _ = generations.wait_for(|now| *now != opened_generation).await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            };
+            let lost_queue = queue.clone();
             let stream = consumer.map(move |item| match item {
                 Ok(delivery) => {
                     let tag = delivery.delivery_tag;
@@ -618,6 +657,17 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                     &error,
                 )),
             });
+            let stream = stream.take_until(connection_given_up).chain(
+                futures::stream::once(async move {
+                    given_up.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+                        Err(BrokerError::ConnectionLost {
+                            operation: format!("consuming queue \"{lost_queue}\""),
+                            reason: "the connection was given up and replaced".into(),
+                        })
+                    })
+                })
+                .filter_map(futures::future::ready),
+            );
             Ok(Box::pin(stream) as DeliveryStream)
         }))
     }
@@ -797,7 +847,8 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
                 return Ok(());
             };
             let status = connection.status();
-            if status.closed() || status.closing() || status.errored() {
+            if !status.connected() {
+                // Closed, failed, or still being recovered by lapin: nothing to close politely.
                 return Ok(());
             }
             connection
