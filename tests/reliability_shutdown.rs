@@ -219,3 +219,51 @@ async fn a_publish_the_broker_keeps_nacking_is_retried_then_reported() {
     assert_eq!(broker.count_messages(&queue).await.expect("count"), 1);
     delete_queues(&broker, &[&queue]).await;
 }
+
+#[actix_rt::test]
+async fn subscribers_are_told_when_the_connection_goes_down_and_comes_back() {
+    use celeriac::actors::{ConnectionEvent, SubscribeConnection};
+    init_logging();
+    let proxy = Proxy::for_url(&amqp_url());
+    let config = Config {
+        broker_url: Some(proxy.url(&amqp_url())),
+        ..common::config(1)
+    };
+    let broker = connect_broker(&config)
+        .await
+        .expect("the broker via the proxy");
+    let (listener, mut events) = forward::<ConnectionEvent>();
+    broker
+        .subscribe_connection
+        .send(SubscribeConnection(listener))
+        .await
+        .expect("subscribed");
+
+    proxy.refuse(true);
+    proxy.cut_all();
+    let down = recv_matching(
+        &mut events,
+        Duration::from_secs(10),
+        "a Down event",
+        |event| matches!(event, ConnectionEvent::Down { .. }),
+    )
+    .await;
+    let ConnectionEvent::Down { reason } = down else {
+        unreachable!("matched above")
+    };
+    assert!(!reason.is_empty(), "Down says why");
+    proxy.refuse(false);
+    recv_matching(
+        &mut events,
+        Duration::from_secs(30),
+        "an Up event once the broker is reachable again",
+        |event| *event == ConnectionEvent::Up,
+    )
+    .await;
+    let queue = unique_queue("connection-events");
+    broker
+        .declare_queue(celeriac::actors::QueueSpec::durable(&queue))
+        .await
+        .expect("the connection works again");
+    delete_queues(&broker, &[&queue]).await;
+}

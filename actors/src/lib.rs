@@ -19,11 +19,10 @@ pub mod executor;
 pub mod publisher;
 pub mod supervisor;
 
-pub use broker::amqp::{
-    AmqpBrokerActor, AmqpConfig, ConnectionEvent, ReconnectPolicy, SubscribeConnection,
-};
+pub use broker::amqp::{AmqpBrokerActor, AmqpConfig, ReconnectPolicy};
 pub use broker::memory::MemoryBrokerActor;
 pub use broker::{BrokerClient, QueueSpec};
+pub use broker::{ConnectionEvent, SubscribeConnection};
 pub use consumer::{ConsumerActor, ConsumerSpec, Deliver};
 pub use delivery::{Acker, Delivery, OutboundMessage, Settlement};
 pub use error::BrokerError;

@@ -12,7 +12,7 @@ use lapin::BasicProperties;
 
 use super::{
     BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, SetPrefetch,
+    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, SetPrefetch, SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, Settlement};
 use crate::error::BrokerError;
@@ -361,4 +361,11 @@ impl Handler<BreakConsumerChannel> for MemoryBrokerActor {
         }
         Ok(())
     }
+}
+
+impl Handler<SubscribeConnection> for MemoryBrokerActor {
+    type Result = ();
+
+    /// The in-process broker never loses its connection: nothing will be sent.
+    fn handle(&mut self, _: SubscribeConnection, _: &mut Context<Self>) {}
 }

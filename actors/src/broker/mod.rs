@@ -126,6 +126,29 @@ pub struct BreakConsumerChannel {
     pub consumer_tag: String,
 }
 
+/// The state of the broker connection, for subscribers (`SubscribeConnection`). The in-process broker is never down..
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub enum ConnectionEvent {
+    /// The connection was lost and could not be recovered by lapin: reconnecting.
+    Down {
+        /// Why.
+        reason: String,
+    },
+    /// Connected again (queues declared through this actor are declared again).
+    Up,
+    /// Reconnecting gave up (`ReconnectPolicy::max_attempts`): the broker is closed.
+    GaveUp {
+        /// The last failure.
+        reason: String,
+    },
+}
+
+/// Subscribes to `ConnectionEvent`s.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeConnection(pub Recipient<ConnectionEvent>);
+
 /// A handle on either broker actor: what producers, consumers and the worker hold.
 #[derive(Clone)]
 pub struct BrokerClient {
@@ -149,6 +172,8 @@ pub struct BrokerClient {
     pub close: Recipient<CloseBroker>,
     /// Breaks a consumer's channel (fault injection).
     pub break_channel: Recipient<BreakConsumerChannel>,
+    /// Subscribes to connection events.
+    pub subscribe_connection: Recipient<SubscribeConnection>,
 }
 
 impl BrokerClient {
@@ -165,7 +190,8 @@ impl BrokerClient {
             + Handler<CountMessages>
             + Handler<DeleteQueue>
             + Handler<CloseBroker>
-            + Handler<BreakConsumerChannel>,
+            + Handler<BreakConsumerChannel>
+            + Handler<SubscribeConnection>,
     {
         BrokerClient {
             declare: addr.clone().recipient(),
@@ -178,6 +204,7 @@ impl BrokerClient {
             delete: addr.clone().recipient(),
             close: addr.clone().recipient(),
             break_channel: addr.clone().recipient(),
+            subscribe_connection: addr.clone().recipient(),
         }
     }
 

@@ -23,8 +23,9 @@ use tokio::sync::watch;
 
 use self::link::{ChannelSlot, Link, LinkState};
 use super::{
-    BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
+    BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent,
+    CountMessages, DeclareQueue, DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage,
+    QueueSpec, SetPrefetch, SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -62,29 +63,6 @@ impl ReconnectPolicy {
         base.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
 }
-
-/// The state of the broker connection, for subscribers (`SubscribeConnection`).
-#[derive(Debug, Clone, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub enum ConnectionEvent {
-    /// The connection was lost and could not be recovered by lapin: reconnecting.
-    Down {
-        /// Why.
-        reason: String,
-    },
-    /// Connected again (queues declared through this actor are declared again).
-    Up,
-    /// Reconnecting gave up (`ReconnectPolicy::max_attempts`): the broker is closed.
-    GaveUp {
-        /// The last failure.
-        reason: String,
-    },
-}
-
-/// Subscribes to `ConnectionEvent`s.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SubscribeConnection(pub Recipient<ConnectionEvent>);
 
 /// How to reach RabbitMQ.
 #[derive(Debug, Clone)]
@@ -208,6 +186,8 @@ pub struct AmqpBrokerActor {
     listeners: Vec<Recipient<ConnectionEvent>>,
     /// A reconnection is under way.
     reconnecting: bool,
+    /// Subscribers were told the connection is down (by lapin's recovery or ours).
+    reported_down: bool,
     /// Since when lapin has been recovering the current connection (it can hang there).
     recovering_since: Option<Instant>,
     /// Bumped whenever the connection is given up; consumer streams of an older
@@ -252,6 +232,7 @@ impl AmqpBrokerActor {
                 declared: HashMap::new(),
                 listeners: Vec::new(),
                 reconnecting: false,
+                reported_down: false,
                 recovering_since: None,
                 generation: watch::Sender::new(0),
                 closed: false,
@@ -272,6 +253,22 @@ impl AmqpBrokerActor {
         self.consumer_channels
             .get(consumer_tag)
             .map(|(channel, _, _)| channel.clone())
+    }
+
+    /// Tells subscribers the connection is down, once per outage.
+    fn report_down(&mut self, reason: String) {
+        if !self.reported_down {
+            self.reported_down = true;
+            self.emit(ConnectionEvent::Down { reason });
+        }
+    }
+
+    /// Tells subscribers the connection is back, if they were told it was down.
+    fn report_up(&mut self) {
+        if self.reported_down {
+            self.reported_down = false;
+            self.emit(ConnectionEvent::Up);
+        }
     }
 
     fn emit(&self, event: ConnectionEvent) {
@@ -303,6 +300,7 @@ impl AmqpBrokerActor {
             self.recovering_since = None;
             return;
         }
+        self.report_down("lapin is recovering the connection".to_string());
         let since = *self.recovering_since.get_or_insert_with(Instant::now);
         if since.elapsed() > LAPIN_RECOVERY_GRACE {
             self.reconnect(
@@ -329,7 +327,7 @@ impl AmqpBrokerActor {
             .map(|(_, (_, consumer, _))| consumer)
             .collect();
         self.retired_consumers.extend(dead);
-        self.emit(ConnectionEvent::Down { reason });
+        self.report_down(reason);
         let config = self.config.clone();
         let reconnecting = async move {
             let mut attempt = 0u32;
@@ -363,7 +361,7 @@ impl AmqpBrokerActor {
                     actor.state.send_replace(LinkState::Up(connection));
                     actor.retired_consumers.clear();
                     actor.redeclare(ctx);
-                    actor.emit(ConnectionEvent::Up);
+                    actor.report_up();
                 }
                 Err(reason) => {
                     log::error!("the broker at {} stays unreachable: {reason}", actor.url);
@@ -477,7 +475,11 @@ impl Actor for AmqpBrokerActor {
 impl StreamHandler<Event> for AmqpBrokerActor {
     fn handle(&mut self, event: Event, _ctx: &mut Context<Self>) {
         match event {
-            Event::Connected => log::info!("broker connection to {} is up", self.url),
+            Event::Connected => {
+                log::info!("broker connection to {} is up", self.url);
+                self.recovering_since = None;
+                self.report_up();
+            }
             Event::ConnectionBlocked(reason) => {
                 log::warn!("the broker blocked the connection: {reason}")
             }
