@@ -618,3 +618,46 @@ async fn wrong_credentials_give_a_clear_error() {
     );
     assert!(error.contains("could not connect"), "{error}");
 }
+
+#[actix_rt::test]
+async fn typed_arguments_sent_as_bincode_run_on_a_rust_worker() {
+    let config = config(2);
+    let broker = connect(&config).await;
+    let queue = unique_queue("bincode");
+    let (events, mut received) = task_event_channel();
+    let worker = WorkerSystem::builder(broker.clone(), &config)
+        .queue(&queue)
+        .register::<Add>()
+        .on_task_event(events)
+        .close_broker_on_stop(false)
+        .start()
+        .await
+        .expect("worker starts");
+    let producer = Producer::new(broker.clone(), &config);
+    let signature = Signature::of_bincode::<Add>(&AddArgs { x: 40, y: 2 })
+        .expect("encodes")
+        .with_queue(queue.clone());
+    assert_eq!(signature.content_type().mime(), "application/x-bincode");
+    let id = producer.send_signature(signature).await.expect("sent");
+    let event = wait_for_event(
+        &mut received,
+        Duration::from_secs(30),
+        "the bincode task to run",
+        |event| {
+            event.task_id.as_deref() == Some(id.as_str())
+                && matches!(
+                    event.kind,
+                    TaskEventKind::Succeeded { .. } | TaskEventKind::Failed { .. }
+                )
+        },
+    )
+    .await;
+    assert_eq!(
+        event.kind,
+        TaskEventKind::Succeeded {
+            result: serde_json::json!(42)
+        }
+    );
+    worker.stop().await.expect("worker stops");
+    delete_queues(&broker, &[&queue]).await;
+}
