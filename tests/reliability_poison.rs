@@ -328,14 +328,11 @@ async fn after_a_thousand_panicking_tasks_the_pool_has_its_full_capacity() {
     let config = config(concurrency);
     let broker = connect(&config).await;
     let queue = unique_queue("reliability-panics");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Panic>()
         .register::<Slow>()
         .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("the worker starts");

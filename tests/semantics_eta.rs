@@ -26,15 +26,8 @@ async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
     config.prefetch_multiplier = 1; // a window of one: without widening, one ETA task blocks all
     let broker = connect(&config).await;
     let queue = unique_queue("eta-window");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
-        .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
-        .start()
-        .await
-        .expect("worker");
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder.register::<Add>().start().await.expect("worker");
     let producer = Producer::new(broker.clone(), &config);
     let sent_at = Instant::now();
     let mut later = Vec::new();
@@ -86,15 +79,8 @@ async fn a_task_due_beyond_the_horizon_waits_in_the_broker_not_unacked_in_the_wo
     config.eta_horizon = Duration::from_millis(1000);
     let broker = connect(&config).await;
     let queue = unique_queue("eta-far");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
-        .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
-        .start()
-        .await
-        .expect("worker");
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder.register::<Add>().start().await.expect("worker");
     let producer = Producer::new(broker.clone(), &config);
     let sent_at = Instant::now();
     let signature = Signature::of::<Add>(&AddArgs { x: 1, y: 2 })
@@ -242,15 +228,8 @@ async fn a_task_that_expires_while_it_waits_is_acked_revoked_and_not_run() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("expires");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
-        .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
-        .start()
-        .await
-        .expect("worker");
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder.register::<Add>().start().await.expect("worker");
     let producer = Producer::new(broker.clone(), &config)
         .with_rpc_results()
         .await

@@ -8,10 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use celeriac::task::{BlockingTask, TaskOptions};
-use celeriac::{
-    task_event_channel, Producer, Signature, Task, TaskContext, TaskError, TaskEvent,
-    TaskEventKind, WorkerSystem,
-};
+use celeriac::{Producer, Signature, Task, TaskContext, TaskError, TaskEvent, TaskEventKind};
 use futures::channel::mpsc::UnboundedReceiver;
 use serde_json::json;
 
@@ -107,13 +104,10 @@ async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot() {
     config.time_limit = Some(Duration::from_millis(400));
     let broker = connect(&config).await;
     let queue = unique_queue("hard-limits");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<LimitedSleep>()
         .register::<PlainSleep>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker");
@@ -173,13 +167,10 @@ async fn a_soft_limit_is_observed_by_the_task_or_cancels_it() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("soft-limits");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Polite>()
         .register::<PlainSleep>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker");
@@ -223,13 +214,10 @@ async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_har
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("blocking");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register_blocking::<Block>()
         .register::<PlainSleep>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker");

@@ -296,12 +296,9 @@ async fn a_retry_with_a_countdown_runs_again_after_it() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("countdown-retry");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Countdown>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker");

@@ -157,12 +157,9 @@ async fn a_priority_queue_declared_by_python_is_shared_and_higher_priorities_run
                 .expect("sent"),
         );
     }
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("the worker declares the queue as Python did");
@@ -189,12 +186,9 @@ async fn a_quorum_queue_is_consumed_with_per_consumer_qos_and_holds_eta_tasks() 
     let mut config = config(2);
     config.queues.push(QueueConfig::new(&queue).quorum());
     let broker = connect(&config).await;
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("a quorum queue refuses global QoS: the worker must not ask for it");

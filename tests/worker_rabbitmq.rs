@@ -19,12 +19,9 @@ async fn a_thousand_tasks_are_each_executed_exactly_once() {
     let config = config(8);
     let broker = connect(&config).await;
     let queue = unique_queue("thousand");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker starts");
@@ -134,13 +131,10 @@ async fn a_panicking_task_fails_and_the_worker_goes_on() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("panic");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Add>()
         .register::<Panic>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker starts");
@@ -203,12 +197,9 @@ async fn a_stop_in_the_middle_of_a_burst_loses_no_task() {
     let config = config(4);
     let broker = connect(&config).await;
     let queue = unique_queue("stop-burst");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Slow>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker starts");
@@ -461,12 +452,9 @@ async fn malformed_messages_and_unknown_tasks_are_rejected_and_the_worker_keeps_
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("bad-input");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker starts");
@@ -624,12 +612,9 @@ async fn typed_arguments_sent_as_bincode_run_on_a_rust_worker() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("bincode");
-    let (events, mut received) = task_event_channel();
-    let worker = WorkerSystem::builder(broker.clone(), &config)
-        .queue(&queue)
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
         .register::<Add>()
-        .on_task_event(events)
-        .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker starts");

@@ -22,6 +22,7 @@ use super::events::{EventSink, TaskEvent};
 use super::processing::{RunningTasks, Services, WorkerDefaults};
 use super::results::ResultStore;
 use super::WorkerError;
+use crate::actors::broker::FlushAcks;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
 use crate::actors::supervisor::{BreakConsumer, StopConsumers, SubscribeSupervisor, Supervise};
 use crate::actors::{
@@ -353,6 +354,8 @@ impl WorkerSystem {
         self.dispatcher.send(BeginDrain).await?;
         self.pool.send(Drain).await?;
         self.dispatcher.send(WaitIdle).await?;
+        // Every message is settled: make sure the batched acks have reached the broker.
+        self.broker.flush_acks.send(FlushAcks).await?;
         if self.close_broker_on_stop {
             self.broker.close().await?;
         }

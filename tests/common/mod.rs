@@ -54,6 +54,24 @@ pub fn unique_queue(test: &str) -> String {
     format!("celeriac-test.{test}.{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A worker for `queue` as most tests want it: its task events come out of the returned
+/// receiver, and stopping it leaves the broker connection open for the test's checks.
+pub fn test_worker(
+    broker: &BrokerClient,
+    config: &Config,
+    queue: &str,
+) -> (
+    celeriac::worker::WorkerBuilder,
+    UnboundedReceiver<TaskEvent>,
+) {
+    let (events, received) = celeriac::task_event_channel();
+    let builder = celeriac::WorkerSystem::builder(broker.clone(), config)
+        .queue(queue)
+        .on_task_event(events)
+        .close_broker_on_stop(false);
+    (builder, received)
+}
+
 /// Deletes test queues.
 pub async fn delete_queues(broker: &BrokerClient, queues: &[&str]) {
     for queue in queues {

@@ -12,7 +12,8 @@ use lapin::BasicProperties;
 
 use super::{
     BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage, SetPrefetch, SubscribeConnection,
+    DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, SetPrefetch,
+    SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, Settlement};
 use crate::error::BrokerError;
@@ -368,4 +369,11 @@ impl Handler<SubscribeConnection> for MemoryBrokerActor {
 
     /// The in-process broker never loses its connection: nothing will be sent.
     fn handle(&mut self, _: SubscribeConnection, _: &mut Context<Self>) {}
+}
+
+impl Handler<FlushAcks> for MemoryBrokerActor {
+    type Result = ();
+
+    /// Settlements reach the in-process broker before `settle` returns: nothing to flush.
+    fn handle(&mut self, _: FlushAcks, _: &mut Context<Self>) {}
 }

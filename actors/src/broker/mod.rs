@@ -101,6 +101,12 @@ pub struct CloseConsumer {
     pub consumer_tag: String,
 }
 
+/// Waits until every settlement handed over so far (acks are batched per consumer) has
+/// been sent to the broker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushAcks;
+
 /// Counts the messages ready in a queue (not those delivered and unsettled).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<u32, BrokerError>")]
@@ -174,6 +180,8 @@ pub struct BrokerClient {
     pub break_channel: Recipient<BreakConsumerChannel>,
     /// Subscribes to connection events.
     pub subscribe_connection: Recipient<SubscribeConnection>,
+    /// Flushes batched acks.
+    pub flush_acks: Recipient<FlushAcks>,
 }
 
 impl BrokerClient {
@@ -191,7 +199,8 @@ impl BrokerClient {
             + Handler<DeleteQueue>
             + Handler<CloseBroker>
             + Handler<BreakConsumerChannel>
-            + Handler<SubscribeConnection>,
+            + Handler<SubscribeConnection>
+            + Handler<FlushAcks>,
     {
         BrokerClient {
             declare: addr.clone().recipient(),
@@ -205,6 +214,7 @@ impl BrokerClient {
             close: addr.clone().recipient(),
             break_channel: addr.clone().recipient(),
             subscribe_connection: addr.clone().recipient(),
+            flush_acks: addr.clone().recipient(),
         }
     }
 

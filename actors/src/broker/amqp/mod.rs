@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use self::link::{ChannelSlot, Link, LinkState};
 use super::{
     BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent,
-    CountMessages, DeclareQueue, DeleteQueue, DeliveryStream, OpenConsumer, PublishMessage,
-    QueueSpec, SetPrefetch, SubscribeConnection,
+    CountMessages, DeclareQueue, DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer,
+    PublishMessage, QueueSpec, SetPrefetch, SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -837,12 +837,7 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
         let url = self.url.clone();
         Box::pin(async move {
             // Acks still batched go out before the connection closes.
-            for acks in ack_tasks {
-                let (done, flushed) = tokio::sync::oneshot::channel();
-                if acks.send(acks::AckCommand::Flush(done)).is_ok() {
-                    let _ = flushed.await;
-                }
-            }
+            flush_ack_tasks(ack_tasks).await;
             // Dropped once the connection is closed, when lapin no longer sends for them.
             let _consumers = consumers;
             let LinkState::Up(connection) = current else {
@@ -860,6 +855,29 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
             log::info!("closed the broker connection to {url}");
             Ok(())
         })
+    }
+}
+
+/// Sends `Flush` to each ack task and waits for them.
+async fn flush_ack_tasks(ack_tasks: Vec<acks::AckSender>) {
+    for acks in ack_tasks {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if acks.send(acks::AckCommand::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
+impl Handler<FlushAcks> for AmqpBrokerActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushAcks, _: &mut Context<Self>) -> Self::Result {
+        let ack_tasks: Vec<_> = self
+            .consumer_channels
+            .values()
+            .map(|(_, _, acks)| acks.clone())
+            .collect();
+        Box::pin(flush_ack_tasks(ack_tasks))
     }
 }
 
