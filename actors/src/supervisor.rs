@@ -320,10 +320,8 @@ impl Handler<StopConsumers> for ConsumerSupervisor {
             let stops = consumers
                 .iter()
                 .map(|consumer| consumer.send(StopConsuming));
-            for stopped in futures::future::join_all(stops).await {
-                // A consumer that already stopped has nothing left to cancel.
-                let _ = stopped;
-            }
+            // A consumer that already stopped answers with an error: nothing left to cancel.
+            futures::future::join_all(stops).await;
         })
     }
 }

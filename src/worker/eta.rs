@@ -62,7 +62,7 @@ impl EtaScheduler {
     }
 
     /// Where a delivery due at `eta` waits.
-    pub(crate) fn decide(&self, _delivery: &Delivery, eta: DateTime<Utc>) -> EtaDecision {
+    pub(crate) fn decide(&self, eta: DateTime<Utc>) -> EtaDecision {
         let ahead = (eta - Utc::now()).to_std().unwrap_or_default();
         if ahead > self.horizon || self.held.load(Ordering::Relaxed) >= self.limit {
             EtaDecision::Defer

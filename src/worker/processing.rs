@@ -220,6 +220,30 @@ impl Request<'_> {
     }
 }
 
+/// Rejects, without requeue, a message that cannot be read as a task (too large,
+/// malformed), logging it with whatever identity its headers give.
+async fn reject_unreadable(delivery: &Delivery, services: &Services, reason: String) {
+    let (id, name) = TaskMessage::peek_identity(&delivery.properties);
+    log::error!(
+        "rejecting message {} (task {}) from queue \"{}\": {reason}",
+        id.as_deref().unwrap_or("without id"),
+        name.as_deref().unwrap_or("unknown"),
+        delivery.queue
+    );
+    settle(
+        delivery,
+        Settlement::Reject { requeue: false },
+        id.as_deref(),
+    )
+    .await;
+    services.events.emit(
+        id.as_deref(),
+        name.as_deref(),
+        &delivery.queue,
+        TaskEventKind::Rejected { reason },
+    );
+}
+
 /// Everything that happens to one delivery.
 pub(crate) async fn process(
     delivery: Delivery,
@@ -227,56 +251,19 @@ pub(crate) async fn process(
     draining: tokio::sync::watch::Receiver<bool>,
 ) {
     let delivery = Arc::new(delivery);
-    let queue = delivery.queue.clone();
     let limit = services.defaults.max_message_size;
     if delivery.body.len() > limit {
-        let (id, name) = TaskMessage::peek_identity(&delivery.properties);
         let reason = format!(
             "message of {} bytes is over the size limit of {limit} bytes",
             delivery.body.len()
         );
-        log::error!(
-            "rejecting message {} (task {}) from queue \"{queue}\": {reason}",
-            id.as_deref().unwrap_or("without id"),
-            name.as_deref().unwrap_or("unknown"),
-        );
-        settle(
-            &delivery,
-            Settlement::Reject { requeue: false },
-            id.as_deref(),
-        )
-        .await;
-        services.events.emit(
-            id.as_deref(),
-            name.as_deref(),
-            &queue,
-            TaskEventKind::Rejected { reason },
-        );
+        reject_unreadable(&delivery, &services, reason).await;
         return;
     }
     let message = match TaskMessage::decode(&delivery.properties, &delivery.body) {
         Ok(message) => message,
         Err(error) => {
-            let (id, name) = TaskMessage::peek_identity(&delivery.properties);
-            log::error!(
-                "rejecting message {} (task {}) from queue \"{queue}\": {error}",
-                id.as_deref().unwrap_or("without id"),
-                name.as_deref().unwrap_or("unknown"),
-            );
-            settle(
-                &delivery,
-                Settlement::Reject { requeue: false },
-                id.as_deref(),
-            )
-            .await;
-            services.events.emit(
-                id.as_deref(),
-                name.as_deref(),
-                &queue,
-                TaskEventKind::Rejected {
-                    reason: error.to_string(),
-                },
-            );
+            reject_unreadable(&delivery, &services, error.to_string()).await;
             return;
         }
     };
@@ -300,9 +287,10 @@ pub(crate) async fn process(
 
     let Some(task) = task else {
         log::error!(
-            "Received unregistered task of type '{}' (id {}) from queue \"{queue}\": rejected without requeue",
+            "Received unregistered task of type '{}' (id {}) from queue \"{}\": rejected without requeue",
             request.name,
-            request.id
+            request.id,
+            delivery.queue
         );
         request.settle(Settlement::Reject { requeue: false }).await;
         let error = TaskError::not_registered(&request.name);
@@ -319,7 +307,7 @@ pub(crate) async fn process(
         return;
     }
     if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
-        match services.eta.decide(&delivery, eta) {
+        match services.eta.decide(eta) {
             EtaDecision::Defer => {
                 match services.eta.defer(&delivery, eta).await {
                     Ok(wait_queue) => {

@@ -77,6 +77,34 @@ impl MemoryBrokerActor {
         Self::default()
     }
 
+    /// What closing a consumer's channel does: the consumer goes away and its unsettled
+    /// deliveries go back to the front of their queue, to be delivered again.
+    fn close_channel_of(&mut self, consumer_tag: &str, ctx: &mut Context<Self>) {
+        let mut touched = Vec::new();
+        for (name, queue) in self.queues.iter_mut() {
+            queue
+                .consumers
+                .retain(|consumer| consumer.tag != consumer_tag);
+            let orphaned: Vec<u64> = queue
+                .unsettled
+                .iter()
+                .filter(|(_, (tag, _))| tag == consumer_tag)
+                .map(|(delivery_tag, _)| *delivery_tag)
+                .collect();
+            for delivery_tag in orphaned {
+                if let Some((_, mut message)) = queue.unsettled.remove(&delivery_tag) {
+                    message.redelivered = true;
+                    queue.ready.push_front(message);
+                    touched.push(name.clone());
+                }
+            }
+        }
+        let me = ctx.address();
+        for name in touched {
+            self.dispatch(&name, &me);
+        }
+    }
+
     /// Hands ready messages of `queue` to consumers with room in their prefetch window.
     fn dispatch(&mut self, queue_name: &str, me: &Addr<Self>) {
         let Some(queue) = self.queues.get_mut(queue_name) else {
@@ -235,29 +263,7 @@ impl Handler<CloseConsumer> for MemoryBrokerActor {
     type Result = ();
 
     fn handle(&mut self, close: CloseConsumer, ctx: &mut Context<Self>) {
-        let mut touched = Vec::new();
-        for (name, queue) in self.queues.iter_mut() {
-            queue
-                .consumers
-                .retain(|consumer| consumer.tag != close.consumer_tag);
-            let orphaned: Vec<u64> = queue
-                .unsettled
-                .iter()
-                .filter(|(_, (tag, _))| *tag == close.consumer_tag)
-                .map(|(delivery_tag, _)| *delivery_tag)
-                .collect();
-            for delivery_tag in orphaned {
-                if let Some((_, mut message)) = queue.unsettled.remove(&delivery_tag) {
-                    message.redelivered = true;
-                    queue.ready.push_front(message);
-                    touched.push(name.clone());
-                }
-            }
-        }
-        let me = ctx.address();
-        for name in touched {
-            self.dispatch(&name, &me);
-        }
+        self.close_channel_of(&close.consumer_tag, ctx);
     }
 }
 
@@ -333,33 +339,18 @@ impl Handler<CloseBroker> for MemoryBrokerActor {
 impl Handler<BreakConsumerChannel> for MemoryBrokerActor {
     type Result = Result<(), BrokerError>;
 
-    fn handle(&mut self, request: BreakConsumerChannel, _: &mut Context<Self>) -> Self::Result {
-        for queue in self.queues.values_mut() {
-            let mut broken = Vec::new();
-            queue.consumers.retain(|consumer| {
+    fn handle(&mut self, request: BreakConsumerChannel, ctx: &mut Context<Self>) -> Self::Result {
+        for queue in self.queues.values() {
+            for consumer in &queue.consumers {
                 if consumer.tag == request.consumer_tag {
                     let _ = consumer.sender.unbounded_send(Err(BrokerError::Amqp {
                         operation: "memory channel".into(),
                         reason: "channel closed by fault injection".into(),
                     }));
-                    false
-                } else {
-                    true
-                }
-            });
-            // A closed channel's unsettled deliveries go back to the queue.
-            for (tag, (consumer_tag, _)) in &queue.unsettled {
-                if *consumer_tag == request.consumer_tag {
-                    broken.push(*tag);
-                }
-            }
-            for tag in broken {
-                if let Some((_, mut message)) = queue.unsettled.remove(&tag) {
-                    message.redelivered = true;
-                    queue.ready.push_front(message);
                 }
             }
         }
+        self.close_channel_of(&request.consumer_tag, ctx);
         Ok(())
     }
 }
