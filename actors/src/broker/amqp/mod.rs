@@ -188,6 +188,9 @@ pub struct AmqpBrokerActor {
     reconnecting: bool,
     /// Subscribers were told the connection is down (by lapin's recovery or ours).
     reported_down: bool,
+    /// Connections given up while lapin was still recovering them. Should lapin bring one
+    /// back, its recovered consumers would take messages nobody reads: it is closed then.
+    abandoned: Vec<Arc<Connection>>,
     /// Since when lapin has been recovering the current connection (it can hang there).
     recovering_since: Option<Instant>,
     /// Bumped whenever the connection is given up; consumer streams of an older
@@ -234,6 +237,7 @@ impl AmqpBrokerActor {
                 reconnecting: false,
                 reported_down: false,
                 recovering_since: None,
+                abandoned: Vec::new(),
                 generation: watch::Sender::new(0),
                 closed: false,
             }
@@ -253,6 +257,32 @@ impl AmqpBrokerActor {
         self.consumer_channels
             .get(consumer_tag)
             .map(|(channel, _, _)| channel.clone())
+    }
+
+    /// Closes given-up connections that lapin brought back, and forgets those that are
+    /// over for good.
+    fn close_abandoned(&mut self, ctx: &mut Context<Self>) {
+        let mut back = Vec::new();
+        self.abandoned.retain(|connection| {
+            let status = connection.status();
+            if status.connected() {
+                back.push(connection.clone());
+                false
+            } else {
+                !(status.closed() || status.errored())
+            }
+        });
+        for connection in back {
+            log::info!("closing a connection given up earlier that lapin recovered after all");
+            ctx.spawn(
+                async move {
+                    if let Err(error) = connection.close(200, "replaced".into()).await {
+                        log::debug!("closing a replaced connection: {error}");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
     }
 
     /// Tells subscribers the connection is down, once per outage.
@@ -279,6 +309,7 @@ impl AmqpBrokerActor {
 
     /// Starts reconnecting when lapin has given up on the connection.
     fn check_health(&mut self, ctx: &mut Context<Self>) {
+        self.close_abandoned(ctx);
         if self.closed || self.reconnecting {
             return;
         }
@@ -317,7 +348,11 @@ impl AmqpBrokerActor {
         );
         self.reconnecting = true;
         self.recovering_since = None;
-        self.state.send_replace(LinkState::Down(reason.clone()));
+        let given_up = self.state.send_replace(LinkState::Down(reason.clone()));
+        if let LinkState::Up(connection) = given_up {
+            // lapin may still bring it back, consumers included: it is closed if it does.
+            self.abandoned.push(connection);
+        }
         // End the consumer streams of the given-up connection, which lapin may leave hanging.
         self.generation.send_modify(|generation| *generation += 1);
         // The old connection's consumers are gone with it; their actors restart.
