@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use celeriac::actors::amqp::{AMQPValue, BasicProperties, FieldTable};
 use celeriac::actors::OutboundMessage;
+use celeriac::protocol::ContentType;
 use celeriac::{
     connect_broker, task_event_channel, Config, Producer, RestartPolicy, Signature,
     SupervisorEvent, TaskEventKind, WorkerError, WorkerSystem,
@@ -609,7 +610,11 @@ async fn wrong_credentials_give_a_clear_error() {
 
 #[actix_rt::test]
 async fn typed_arguments_sent_as_bincode_run_on_a_rust_worker() {
-    let config = config(2);
+    // bincode is accepted only when the worker opts in.
+    let config = Config {
+        accept_content: vec![ContentType::Json, ContentType::Bincode],
+        ..config(2)
+    };
     let broker = connect(&config).await;
     let queue = unique_queue("bincode");
     let (builder, mut received) = test_worker(&broker, &config, &queue);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::routing::{QueueConfig, TaskRoute};
+use crate::protocol::{ContentType, DecodePolicy, DEFAULT_MAX_BODY_SIZE};
 
 /// Settings shared by producers and workers.
 #[derive(Debug, Clone)]
@@ -19,8 +20,15 @@ pub struct Config {
     pub send_timeout: Duration,
     /// How the connection is rebuilt after it was lost (forever, by default).
     pub reconnect: crate::actors::ReconnectPolicy,
-    /// Messages with a larger body (after decompression) are rejected without requeue.
+    /// Messages with a larger body, as received or once decompressed, are rejected without
+    /// requeue (inflating stops as soon as it is passed); bincode arguments may not claim
+    /// more memory than this either.
     pub max_message_size: usize,
+    /// The content types a worker accepts (Celery's `accept_content`): JSON only by
+    /// default. `application/x-bincode` is for Rust-to-Rust traffic and must be opted in
+    /// (`CELERIAC_ACCEPT_CONTENT=json,bincode`). Messages of other types are rejected
+    /// without requeue.
+    pub accept_content: Vec<ContentType>,
     /// How long a warm shutdown lets running tasks finish before it turns cold.
     pub shutdown_timeout: Duration,
     /// Run async task code on a thread (actix arbiter) of its own rather than beside the
@@ -68,7 +76,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
             reconnect: crate::actors::ReconnectPolicy::default(),
-            max_message_size: 16 * 1024 * 1024,
+            max_message_size: DEFAULT_MAX_BODY_SIZE,
+            accept_content: vec![ContentType::Json],
             shutdown_timeout: Duration::from_secs(60),
             pool_on_own_thread: false,
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -92,7 +101,7 @@ impl Config {
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
     /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_SEND_TIMEOUT_MS`,
-    /// `CELERIAC_MAX_MESSAGE_SIZE` and `CELERIAC_SHUTDOWN_TIMEOUT_S` where set. Values that do not parse
+    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`) and `CELERIAC_SHUTDOWN_TIMEOUT_S` where set. Values that do not parse
     /// are ignored with a warning.
     pub fn from_env() -> Self {
         let mut config = Config::default();
@@ -107,6 +116,12 @@ impl Config {
         }
         if let Some(bytes) = env_number("CELERIAC_MAX_MESSAGE_SIZE") {
             config.max_message_size = bytes as usize;
+        }
+        if let Some(names) = env_string("CELERIAC_ACCEPT_CONTENT") {
+            match parse_content_types(&names) {
+                Ok(accept) => config.accept_content = accept,
+                Err(error) => log::warn!("ignoring CELERIAC_ACCEPT_CONTENT: {error}"),
+            }
         }
         if let Some(seconds) = env_number("CELERIAC_SHUTDOWN_TIMEOUT_S") {
             config.shutdown_timeout = Duration::from_secs(seconds);
@@ -135,6 +150,15 @@ impl Config {
         config
     }
 
+    /// What a worker of this configuration reads: `accept_content` up to
+    /// `max_message_size`.
+    pub fn decode_policy(&self) -> DecodePolicy {
+        DecodePolicy {
+            max_body_size: self.max_message_size,
+            accept: self.accept_content.clone(),
+        }
+    }
+
     /// The prefetch window for the configured concurrency (at most 65535, AMQP's limit).
     pub fn prefetch(&self) -> u16 {
         u16::try_from(
@@ -144,6 +168,22 @@ impl Config {
         )
         .unwrap_or(u16::MAX)
     }
+}
+
+/// Content types from a comma-separated list of names (`json`, `bincode`, or MIME types).
+fn parse_content_types(names: &str) -> Result<Vec<ContentType>, String> {
+    let accept = names
+        .split(',')
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| {
+            ContentType::from_name(name)
+                .ok_or_else(|| format!("unknown content type {name:?} (known: json, bincode)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if accept.is_empty() {
+        return Err("no content type named".to_string());
+    }
+    Ok(accept)
 }
 
 fn env_string(name: &str) -> Option<String> {

@@ -32,5 +32,5 @@ pub use body::{empty_embed, ContentType, TaskPayload};
 pub use error::ProtocolError;
 pub use exception::ExceptionInfo;
 pub use headers::TaskHeaders;
-pub use message::TaskMessage;
+pub use message::{DecodePolicy, TaskMessage, DEFAULT_MAX_BODY_SIZE};
 pub use result::{ResultMessage, TaskState};
