@@ -559,7 +559,7 @@ async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
         .expect("a free port")
         .port();
     let config = Config {
-        broker_url: Some(format!("amqp://guest:secret@127.0.0.1:{port}/%2f")),
+        broker_url: format!("amqp://guest:secret@127.0.0.1:{port}/%2f"),
         connect_timeout: Duration::from_secs(2),
         ..Config::default()
     };
@@ -590,7 +590,7 @@ async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
 async fn wrong_credentials_give_a_clear_error() {
     let url = amqp_url().replacen("guest:guest", "guest:wrong-password", 1);
     let config = Config {
-        broker_url: Some(url),
+        broker_url: url,
         connect_timeout: Duration::from_secs(3),
         ..Config::default()
     };

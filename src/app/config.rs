@@ -6,11 +6,21 @@ use std::time::Duration;
 use super::routing::{QueueConfig, TaskRoute};
 use crate::protocol::{ContentType, DecodePolicy, DEFAULT_MAX_BODY_SIZE};
 
+/// The broker a configuration names when it names none: Celery's default, a RabbitMQ on
+/// this machine with the `guest` user.
+pub const DEFAULT_BROKER_URL: &str = "amqp://guest:guest@localhost:5672//";
+
+/// The `broker_url` that selects the embedded in-process broker.
+pub const MEMORY_BROKER_URL: &str = "memory://";
+
 /// Settings shared by producers and workers.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `amqp://user:password@host:port/vhost`; `None` means the embedded in-process broker.
-    pub broker_url: Option<String>,
+    /// Where the broker is: `amqp://user:password@host:port/vhost` (`%2f` or a second `/`
+    /// is the default vhost `/`), or `memory://` for the embedded in-process broker (one
+    /// process only: tasks sent there vanish when the process exits). Defaults to Celery's
+    /// default, [`DEFAULT_BROKER_URL`].
+    pub broker_url: String,
     /// Queue for tasks that name none (Celery's `task_default_queue`).
     pub default_queue: String,
     /// How long connecting to the broker may take before it fails.
@@ -71,7 +81,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            broker_url: None,
+            broker_url: DEFAULT_BROKER_URL.to_string(),
             default_queue: "celery".to_string(),
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
@@ -130,7 +140,7 @@ impl Config {
             config.acks_late = matches!(acks_late.trim(), "1" | "true" | "yes" | "on");
         }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
-            config.broker_url = Some(url);
+            config.broker_url = url.trim().to_string();
         }
         if let Some(queue) = env_string("CELERIAC_DEFAULT_QUEUE") {
             config.default_queue = queue;
@@ -215,5 +225,36 @@ impl Config {
         super::routing::route(&self.task_routes, task)
             .or(task_default)
             .unwrap_or(&self.default_queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_that_names_no_broker_uses_celerys_default_rabbitmq() {
+        let config = Config::default();
+        assert_eq!(config.broker_url, "amqp://guest:guest@localhost:5672//");
+        let uri: lapin::uri::AMQPUri = config.broker_url.parse().expect("lapin reads it");
+        assert_eq!(uri.vhost, "/");
+        assert_eq!(uri.authority.host, "localhost");
+        assert_eq!(uri.authority.port, 5672);
+    }
+
+    #[test]
+    fn json_is_the_only_content_accepted_by_default() {
+        assert_eq!(Config::default().accept_content, vec![ContentType::Json]);
+        assert_eq!(
+            parse_content_types("json, bincode").unwrap(),
+            vec![ContentType::Json, ContentType::Bincode]
+        );
+        assert_eq!(
+            parse_content_types("application/x-bincode").unwrap(),
+            vec![ContentType::Bincode]
+        );
+        let error = parse_content_types("json,pickle").unwrap_err();
+        assert!(error.contains("\"pickle\""), "{error}");
+        assert!(parse_content_types(" , ").is_err());
     }
 }
