@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use celeriac::actors::amqp::{AMQPValue, BasicProperties, FieldTable};
-use celeriac::protocol::{ContentType, DecodePolicy, TaskMessage, TaskPayload};
+use celeriac::protocol::{ContentType, DecodePolicy, TaskMessage, TaskPayload, PARSED_SIZE_FACTOR};
 use celeriac::{Task, TaskContext, TaskError, TaskRegistry};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,22 +23,48 @@ struct LargestAllocation;
 
 thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated and not yet freed by this thread (frees from other threads are
+    /// not seen: the receive path frees on the thread that allocated).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    /// The highest `LIVE` since the last reset.
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn record(grown: isize, size: usize) {
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+    let _ = LIVE.try_with(|live| {
+        live.set(live.get() + grown);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+    });
 }
 
 unsafe impl GlobalAlloc for LargestAllocation {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(layout.size())));
+        record(layout.size() as isize, layout.size());
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        record(-(layout.size() as isize), 0);
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(new_size)));
+        record(new_size as isize - layout.size() as isize, new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+/// Resets the per-thread counters; `peak_since_reset` then tells the most memory held
+/// at once by this thread above what it held at the reset.
+fn reset_counters() {
+    LARGEST.with(|largest| largest.set(0));
+    let live = LIVE.with(|live| live.get());
+    PEAK.with(|peak| peak.set(live));
+}
+
+fn peak_since_reset(live_at_reset: isize) -> usize {
+    (PEAK.with(|peak| peak.get()) - live_at_reset).max(0) as usize
 }
 
 #[global_allocator]
@@ -108,20 +134,35 @@ fn registry() -> TaskRegistry {
 /// What a worker does with a delivery before running it: decode under the policy, look
 /// the task up, decode its arguments. Returns the largest single allocation it made.
 fn receive(properties: &BasicProperties, body: &[u8]) -> usize {
+    receive_measured(properties, body).0
+}
+
+/// As `receive`, and also the most memory it held at once.
+fn receive_measured(properties: &BasicProperties, body: &[u8]) -> (usize, usize) {
     let policy = DecodePolicy {
         max_body_size: LIMIT,
         accept: vec![ContentType::Json, ContentType::Bincode],
     };
     let registry = registry();
-    LARGEST.with(|largest| largest.set(0));
+    let live_at_reset = LIVE.with(|live| live.get());
+    reset_counters();
     if let Ok(message) = TaskMessage::decode_with(properties, body, &policy) {
         if let Some(task) = registry.get(&message.headers.task) {
             let context = TaskContext::from_headers(&message.headers, "fuzz");
             let _ = task.prepare(context, message.payload, policy.max_body_size);
         }
     }
-    LARGEST.with(|largest| largest.get())
+    (
+        LARGEST.with(|largest| largest.get()),
+        peak_since_reset(live_at_reset),
+    )
 }
+
+/// The most memory the receive path may hold at once for one message: the decompressed
+/// body (up to `LIMIT`), its parsed form (up to `PARSED_SIZE_FACTOR` x `LIMIT`), the
+/// arguments decoded from it (no larger than the parsed form's strings and numbers, so up
+/// to `LIMIT` more) and fixed overheads (the inflater's state, the registry).
+const PEAK_ALLOWED: usize = (PARSED_SIZE_FACTOR + 2) * LIMIT + 128 * 1024;
 
 fn zlib(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -360,6 +401,63 @@ proptest! {
         prop_assert!(error.to_string().contains("more than the size limit"), "{}", error);
         let largest = receive(&properties, &body);
         prop_assert!(largest <= LARGEST_ALLOWED, "allocated {largest} bytes at once");
+    }
+}
+
+/// JSON bodies just under the size limit whose parsed form is as large as JSON allows:
+/// tiny values, empty containers, many object keys, and each compressed.
+#[test]
+fn json_bodies_just_under_the_limit_cost_a_bounded_multiple_of_it() {
+    let fill = |unit: &str| {
+        let count = (LIMIT - 64) / unit.len();
+        unit.repeat(count)
+    };
+    let keys = {
+        let mut object = String::from("{");
+        let mut index = 0;
+        while object.len() < LIMIT - 64 {
+            object.push_str(&format!("\"{index:x}\":0,"));
+            index += 1;
+        }
+        object.push_str("\"end\":0}");
+        object
+    };
+    let shapes = [
+        ("zeros", format!("[[{}0], {{}}, null]", fill("0,"))),
+        ("empty objects", format!("[[{}0], {{}}, null]", fill("{},"))),
+        ("empty arrays", format!("[[{}0], {{}}, null]", fill("[],"))),
+        (
+            "empty strings",
+            format!("[[{}0], {{}}, null]", fill("\"\",")),
+        ),
+        ("object keys", format!("[[], {keys}, null]")),
+        (
+            "one long string",
+            format!("[[\"{}\"], {{}}, null]", "s".repeat(LIMIT - 64)),
+        ),
+    ];
+    for (name, body) in shapes {
+        assert!(body.len() <= LIMIT, "{name}: {} bytes", body.len());
+        for task in [Anything::NAME, Rich::NAME, Pair::NAME] {
+            for compressed in [false, true] {
+                let bytes = if compressed {
+                    zlib(body.as_bytes())
+                } else {
+                    body.clone().into_bytes()
+                };
+                let properties = task_properties(task, "application/json", compressed);
+                let (largest, peak) = receive_measured(&properties, &bytes);
+                assert!(
+                    peak <= PEAK_ALLOWED,
+                    "{name} ({task}, compressed {compressed}): held {peak} bytes at once, \
+                     over {PEAK_ALLOWED}"
+                );
+                assert!(
+                    largest <= LARGEST_ALLOWED,
+                    "{name}: allocated {largest} at once"
+                );
+            }
+        }
     }
 }
 

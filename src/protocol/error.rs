@@ -48,6 +48,18 @@ pub enum ProtocolError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A JSON body holds so many values that parsing it would take more memory than the
+    /// receiver allows for one message.
+    #[display("JSON body of {size} bytes would take up to {parsed} bytes once parsed, over the limit of {limit} bytes (too many values)")]
+    #[from(ignore)]
+    TooManyValues {
+        /// The body's size in bytes.
+        size: usize,
+        /// What parsing it may take, in bytes.
+        parsed: usize,
+        /// The memory limit for one parsed body, in bytes.
+        limit: usize,
+    },
     /// The `compression` header names an algorithm celeriac does not read.
     #[display("unsupported compression {compression:?}")]
     #[from(ignore)]

@@ -11,12 +11,16 @@ use super::body::{
 use super::compression::decompress;
 use super::error::ProtocolError;
 use super::headers::{timelimit_from_json, TaskHeaders, COMPRESSION_HEADER};
+use super::json_cost::parsed_size_bound;
 use super::repr::{args_repr, kwargs_repr, origin};
 use super::time::parse_datetime;
 
 /// The size of the largest body a receiver reads by default (16 MiB), before and after
 /// decompression.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+
+/// How many times `max_body_size` a parsed JSON body may take in memory.
+pub const PARSED_SIZE_FACTOR: usize = 4;
 
 /// What a receiver is willing to read: checked before anything is parsed or inflated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,26 @@ impl DecodePolicy {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+    }
+
+    /// The most memory one parsed JSON body may take: [`PARSED_SIZE_FACTOR`] x
+    /// `max_body_size`.
+    pub fn max_parsed_size(&self) -> usize {
+        self.max_body_size.saturating_mul(PARSED_SIZE_FACTOR)
+    }
+
+    /// Refuses a JSON body whose parsed form could take more than
+    /// [`DecodePolicy::max_parsed_size`].
+    pub fn check_json_cost(&self, body: &[u8]) -> Result<(), ProtocolError> {
+        let parsed = parsed_size_bound(body);
+        if parsed > self.max_parsed_size() {
+            return Err(ProtocolError::TooManyValues {
+                size: body.len(),
+                parsed,
+                limit: self.max_parsed_size(),
+            });
+        }
+        Ok(())
     }
 
     /// Refuses a body over the size limit.
@@ -220,7 +244,9 @@ impl TaskMessage {
     /// accept [`ProtocolError::RefusedContentType`], both before the body is looked at. The
     /// `compression` header is honoured, and the body must fit the policy's size limit both
     /// as received and once decompressed ([`ProtocolError::TooLarge`],
-    /// [`ProtocolError::Decompression`]).
+    /// [`ProtocolError::Decompression`]); a JSON body must not hold so many values that
+    /// parsing it would take more than [`DecodePolicy::max_parsed_size`]
+    /// ([`ProtocolError::TooManyValues`]).
     pub fn decode_with(
         properties: &BasicProperties,
         body: &[u8],
@@ -248,6 +274,9 @@ impl TaskMessage {
             None => body,
         };
 
+        if content_type == ContentType::Json {
+            policy.check_json_cost(body)?;
+        }
         let (headers, payload, protocol_version) = if header("task").is_some() {
             let headers = TaskHeaders::from_field_table(table)?;
             let payload = match content_type {
