@@ -238,7 +238,7 @@ async fn poison_messages_are_dead_lettered_and_every_good_task_runs() {
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let left = queue_counts(&queue);
+    let left = queue_counts_async(&queue).await;
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue, &dead]).await;
     broker.close().await.expect("close");

@@ -273,7 +273,8 @@ impl WorkerSystem {
         }
     }
 
-    /// The consumer supervisor (for fault injection and events).
+    /// The consumer supervisor (to subscribe to its events; with the `fault-injection`
+    /// feature, to break consumers).
     pub fn supervisor(&self) -> &Addr<ConsumerSupervisor> {
         &self.supervisor
     }
