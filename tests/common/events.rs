@@ -17,6 +17,8 @@ pub struct Collected<M> {
     /// When each message of `seen` was taken off the channel (by the same index): it was
     /// emitted no later than that.
     received_at: Vec<chrono::DateTime<chrono::Utc>>,
+    /// Which messages of `seen` were handed out by `take_next` (by the same index).
+    taken: Vec<bool>,
     /// The channel ended (the sender was dropped).
     ended: bool,
 }
@@ -31,6 +33,7 @@ impl<M: Clone + Debug> Collected<M> {
             receiver,
             seen: Vec::new(),
             received_at: Vec::new(),
+            taken: Vec::new(),
             ended: false,
         }
     }
@@ -73,6 +76,7 @@ impl<M: Clone + Debug> Collected<M> {
     fn push(&mut self, message: M) {
         self.seen.push(message);
         self.received_at.push(chrono::Utc::now());
+        self.taken.push(false);
     }
 
     /// Waits until `done` holds over everything received (before or during the wait);
@@ -156,6 +160,33 @@ impl<M: Clone + Debug> Collected<M> {
             .find(|message| matches(message))
             .cloned()
             .unwrap_or_else(|| unreachable!("waited for it"))
+    }
+
+    /// Answers the first message matching `matches` that no earlier `take_next` answered
+    /// (waiting for one if there is none yet), for loops that handle each message once.
+    /// Messages that do not match are kept for later waits, not dropped.
+    pub async fn take_next(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut matches: impl FnMut(&M) -> bool,
+    ) -> M {
+        let taken = std::mem::take(&mut self.taken);
+        let mut found = None;
+        let mut checked = 0;
+        self.wait_until(timeout, what, |seen| {
+            found = (checked..seen.len()).find(|index| {
+                !taken.get(*index).copied().unwrap_or(false) && matches(&seen[*index])
+            });
+            checked = seen.len();
+            found.is_some()
+        })
+        .await;
+        self.taken = taken;
+        self.taken.resize(self.seen.len(), false);
+        let index = found.unwrap_or_else(|| unreachable!("waited for it"));
+        self.taken[index] = true;
+        self.seen[index].clone()
     }
 
     /// Waits until `count` messages matching `matches` were received.

@@ -76,6 +76,18 @@ pub fn test_worker(
     (builder, received)
 }
 
+/// Waits for the first event matching `matches` that no earlier call answered, failing
+/// after `timeout` with `what`. Events that do not match are kept (`Events::take_next`),
+/// so the order in which events come does not matter.
+pub async fn wait_for_event(
+    events: &mut Events,
+    timeout: Duration,
+    what: &str,
+    matches: impl FnMut(&TaskEvent) -> bool,
+) -> TaskEvent {
+    events.take_next(timeout, what, matches).await
+}
+
 /// A recipient for `WorkerBuilder::on_task_event` and the collector of what it receives.
 pub fn task_events() -> (Recipient<TaskEvent>, Events) {
     let (events, received) = celeriac::task_event_channel();
