@@ -12,6 +12,15 @@
 //! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown; results stored as `rpc://` does |
 //! | [`result`] | the `rpc://` result client: [`AsyncResult`] and [`ResultError`] |
 //! | [`actors`] | the actix actors underneath (re-export of `celeriac-actors`) |
+//!
+//! # Features
+//!
+//! - `fault-injection` (off by default): test-only hooks that break things on purpose,
+//!   `WorkerSystem::break_consumer` (closes a consumer's channel with a channel error, as
+//!   a broker would) and, through `celeriac-actors/fault-injection`, the messages under it.
+//!   celeriac's own tests turn it on (a dev-dependency of the crate on itself), so
+//!   `cargo test` needs no flag; applications leave it off, and these hooks are then not
+//!   part of the API.
 
 pub use celeriac_actors as actors;
 

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use celeriac::{task_event_channel, TaskEventKind, WorkerSystem};
+use celeriac::{TaskEventKind, WorkerSystem};
 use common::*;
 
 /// POSTs to the example and returns the response (status line and body).
@@ -29,7 +29,7 @@ async fn the_endpoint_sends_a_task_that_a_worker_executes() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("actix-web");
-    let (events, mut received) = task_event_channel();
+    let (events, mut received) = task_events();
     // The example sends `tasks.add`; this worker serves it under that name.
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue(&queue)
@@ -85,16 +85,12 @@ async fn the_endpoint_sends_a_task_that_a_worker_executes() {
         .expect("a task_id in the body")
         .to_string();
 
-    let event = wait_for_event(
-        &mut received,
-        Duration::from_secs(30),
-        "the sent task to run",
-        |e| {
+    let event = received
+        .wait_for(Duration::from_secs(30), "the sent task to run", |e| {
             e.task_id.as_deref() == Some(task_id.as_str())
                 && matches!(e.kind, TaskEventKind::Succeeded { .. })
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(
         event.kind,
         TaskEventKind::Succeeded {
@@ -103,23 +99,7 @@ async fn the_endpoint_sends_a_task_that_a_worker_executes() {
     );
 
     // SIGTERM: the example stops its server and closes its connection, then exits 0.
-    let pid = server.0.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -TERM {pid} failed");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = server.0.try_wait().expect("wait on the example") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the example did not exit within 20 s of SIGTERM"
-        );
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = server.terminate(Duration::from_secs(30)).await;
     assert!(
         exit.success(),
         "the example exited with {exit} after SIGTERM"

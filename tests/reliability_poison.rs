@@ -10,12 +10,7 @@ use std::time::{Duration, Instant};
 
 use celeriac::actors::{OutboundMessage, QueueSpec};
 use celeriac::protocol::TaskMessage;
-use celeriac::{
-    task_event_channel, Producer, QueueConfig, Signature, Task, TaskEvent, TaskEventKind,
-    WorkerSystem,
-};
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::StreamExt;
+use celeriac::{Producer, QueueConfig, Signature, Task, TaskEventKind, WorkerSystem};
 use serde_json::{json, Map};
 
 use common::*;
@@ -79,27 +74,29 @@ fn poison(kind: usize, id: &str, queue: &str) -> OutboundMessage {
     }
 }
 
-/// Events per task id, received until `done` says so or `WAIT` passed.
+/// Events per task id (but Started), rebuilt from everything the worker reported, until
+/// `done` says so or `WAIT` passed; answers whether `done` held.
 async fn gather(
-    received: &mut UnboundedReceiver<TaskEvent>,
+    events: &mut Events,
     by_id: &mut HashMap<String, Vec<TaskEventKind>>,
     mut done: impl FnMut(&HashMap<String, Vec<TaskEventKind>>) -> bool,
 ) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done(by_id) {
-        match tokio::time::timeout_at(deadline, received.next()).await {
-            Ok(Some(event)) => {
+    by_id.clear();
+    let mut next = 0;
+    events
+        .try_wait_until(WAIT, |seen| {
+            for event in &seen[next..] {
                 if !matches!(event.kind, TaskEventKind::Started) {
                     by_id
-                        .entry(event.task_id.unwrap_or_default())
+                        .entry(event.task_id.clone().unwrap_or_default())
                         .or_default()
-                        .push(event.kind);
+                        .push(event.kind.clone());
                 }
             }
-            Ok(None) | Err(_) => return false,
-        }
-    }
-    true
+            next = seen.len();
+            done(by_id)
+        })
+        .await
 }
 
 fn kind_name(kind: &TaskEventKind) -> &'static str {
@@ -142,7 +139,7 @@ async fn poison_messages_are_dead_lettered_and_every_good_task_runs() {
         .await
         .expect("the dead-letter queue");
     let queue_config = QueueConfig::new(&queue).with_dead_letter("", &dead);
-    let (events, mut received) = task_event_channel();
+    let (events, mut received) = task_events();
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue_config(queue_config.clone())
         .register::<Add>()
@@ -241,7 +238,7 @@ async fn poison_messages_are_dead_lettered_and_every_good_task_runs() {
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let left = queue_counts(&queue);
+    let left = queue_counts_async(&queue).await;
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue, &dead]).await;
     broker.close().await.expect("close");
@@ -331,7 +328,7 @@ async fn after_a_thousand_panicking_tasks_the_pool_has_its_full_capacity() {
     let (builder, mut received) = test_worker(&broker, &config, &queue);
     let worker = builder
         .register::<Panic>()
-        .register::<Slow>()
+        .register::<Held>()
         .register::<Add>()
         .start()
         .await
@@ -365,12 +362,14 @@ async fn after_a_thousand_panicking_tasks_the_pool_has_its_full_capacity() {
         .count();
     let after_panics = worker.pool_status().await.expect("the pool answers");
 
-    // Every slot still works: `concurrency` slow tasks run at once.
+    // Every slot still works: `concurrency` tasks run at once. They run until the test
+    // lets them go, so all of them must be running together at some point, whatever the
+    // machine's speed (no task duration to outlast the sends).
     let recovered_at = Instant::now();
     let mut slow = Vec::new();
     for _ in 0..concurrency {
-        let signature = Signature::of::<Slow>(&(1000,))
-            .expect("encodes")
+        let signature = Signature::new(Held::NAME)
+            .with_args(vec![json!(queue)])
             .with_queue(queue.clone());
         slow.push(producer.send_signature(signature).await.expect("sent"));
     }
@@ -380,6 +379,7 @@ async fn after_a_thousand_panicking_tasks_the_pool_has_its_full_capacity() {
         busiest = busiest.max(worker.pool_status().await.expect("status").running);
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
+    open_gate(&queue);
     let slow_done = gather(&mut received, &mut by_id, |by_id| {
         slow.iter().all(|id| by_id.contains_key(id))
     })

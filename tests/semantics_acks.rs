@@ -11,8 +11,8 @@ use std::time::Duration;
 use celeriac::actors::executor::PoolStatus;
 use celeriac::task::TaskOptions;
 use celeriac::{
-    task_event_channel, Producer, QueueConfig, ResultError, Signature, Task, TaskContext,
-    TaskError, TaskEventKind, WorkerSystem,
+    Producer, QueueConfig, ResultError, Signature, Task, TaskContext, TaskError, TaskEventKind,
+    WorkerSystem,
 };
 use serde_json::json;
 
@@ -83,37 +83,31 @@ async fn early_ack_settles_at_start_and_acks_late_after_the_run() {
         config.acks_late = acks_late;
         let broker = connect(&config).await;
         let queue = unique_queue(if acks_late { "acks-late" } else { "acks-early" });
-        let (events, mut received) = task_event_channel();
-        let worker = WorkerSystem::builder(broker.clone(), &config)
-            .queue(&queue)
-            .register::<Slow>()
-            .on_task_event(events)
-            .close_broker_on_stop(false)
-            .start()
-            .await
-            .expect("worker");
+        let (builder, mut events) = test_worker(&broker, &config, &queue);
+        let worker = builder.register::<Held>().start().await.expect("worker");
         let producer = Producer::new(broker.clone(), &config);
+        // The task runs until the test opens its gate: the counts below are read while it
+        // runs, however long rabbitmqctl takes (it runs on a blocking thread, so the
+        // worker's thread is never stalled by it).
         producer
             .send_signature(
-                Signature::new("ack.slow")
-                    .with_args(vec![json!(1500), json!(false)])
+                Signature::new(Held::NAME)
+                    .with_args(vec![json!(queue)])
                     .with_queue(queue.clone()),
             )
             .await
             .expect("sent");
-        wait_for_event(&mut received, WAIT, "the task to start", |event| {
-            event.kind == TaskEventKind::Started
-        })
-        .await;
+        events
+            .wait_for(WAIT, "the task to start", |event| {
+                event.kind == TaskEventKind::Started
+            })
+            .await;
         let expected_while_running = u64::from(acks_late);
-        let mut counts = (0, 0);
-        wait_until(
+        wait_for_counts(
             "the unacked count to settle while the task runs",
             WAIT,
-            || {
-                counts = queue_counts(&queue);
-                counts == (0, expected_while_running)
-            },
+            &[&queue],
+            |counts| counts == [(0, expected_while_running)],
         )
         .await;
         assert_eq!(
@@ -121,12 +115,12 @@ async fn early_ack_settles_at_start_and_acks_late_after_the_run() {
             1,
             "the task is still running"
         );
-        wait_for_event(&mut received, WAIT, "the task to succeed", |event| {
-            matches!(event.kind, TaskEventKind::Succeeded { .. })
-        })
-        .await;
-        wait_until("nothing left unacked", WAIT, || {
-            queue_counts(&queue) == (0, 0)
+        open_gate(&queue);
+        events
+            .wait_for(WAIT, "the task to succeed", succeeded)
+            .await;
+        wait_for_counts("nothing left unacked", WAIT, &[&queue], |counts| {
+            counts == [(0, 0)]
         })
         .await;
         worker.stop().await.expect("stop");
@@ -147,7 +141,7 @@ async fn with_acks_late_a_failure_is_acked_by_default_or_dead_lettered_when_conf
             .declare_queue(celeriac::actors::QueueSpec::durable(&dead))
             .await
             .expect("dead-letter queue");
-        let (events, mut received) = task_event_channel();
+        let (events, mut received) = task_events();
         let worker = WorkerSystem::builder(broker.clone(), &config)
             .queue_config(QueueConfig::new(&queue).with_dead_letter("", &dead))
             .register::<Slow>()
@@ -169,14 +163,18 @@ async fn with_acks_late_a_failure_is_acked_by_default_or_dead_lettered_when_conf
             )
             .await
             .expect("sent");
-        wait_for_event(&mut received, WAIT, "the failure", |event| {
-            matches!(event.kind, TaskEventKind::Failed { .. })
-        })
-        .await;
+        received
+            .wait_for(WAIT, "the failure", |event| {
+                matches!(event.kind, TaskEventKind::Failed { .. })
+            })
+            .await;
         let expected_dead = u64::from(!acks_on_failure);
-        wait_until("the failed message to be settled", WAIT, || {
-            queue_counts(&queue) == (0, 0) && queue_counts(&dead).0 == expected_dead
-        })
+        wait_for_counts(
+            "the failed message to be settled",
+            WAIT,
+            &[&queue, &dead],
+            |counts| counts[0] == (0, 0) && counts[1].0 == expected_dead,
+        )
         .await;
         worker.stop().await.expect("stop");
         delete_queues(&broker, &[&queue, &dead]).await;
@@ -194,7 +192,7 @@ async fn reject_requeues_or_dead_letters_and_ignore_stores_nothing() {
         .await
         .expect("dead-letter queue");
     let queue_config = QueueConfig::new(&queue).with_dead_letter("", &dead);
-    let (events, mut received) = task_event_channel();
+    let (events, mut received) = task_events();
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue_config(queue_config.clone())
         .register::<Outcome>()
@@ -234,26 +232,30 @@ async fn reject_requeues_or_dead_letters_and_ignore_stores_nothing() {
         }
         other => panic!("expected a Reject failure, got {other:?}"),
     }
-    wait_until(
+    wait_for_counts(
         "the rejected message in the dead-letter queue",
         WAIT,
-        || queue_counts(&dead).0 == 1,
+        &[&dead],
+        |counts| counts[0].0 == 1,
     )
     .await;
 
     let ignored = send("ignore").await.expect("sent");
     let ignored_id = ignored.id().to_string();
-    wait_for_event(&mut received, WAIT, "the ignored task", |event| {
-        event.task_id.as_deref() == Some(ignored_id.as_str())
-            && event.kind == TaskEventKind::Ignored
-    })
-    .await;
+    received
+        .wait_for(WAIT, "the ignored task", |event| {
+            event.task_id.as_deref() == Some(ignored_id.as_str())
+                && event.kind == TaskEventKind::Ignored
+        })
+        .await;
+    // A negative check: no result within 500 ms of the Ignored event. It cannot fail when
+    // the worker is right (nothing is ever stored); a slow machine can only hide a defect.
     match ignored.get(Duration::from_millis(500)).await {
         Err(ResultError::Timeout { .. }) => {}
         other => panic!("an ignored task stores no result, got {other:?}"),
     }
-    wait_until("everything settled", WAIT, || {
-        queue_counts(&queue) == (0, 0)
+    wait_for_counts("everything settled", WAIT, &[&queue], |counts| {
+        counts == [(0, 0)]
     })
     .await;
     worker.stop().await.expect("stop");
@@ -270,27 +272,29 @@ async fn the_pool_size_is_independent_of_the_prefetch_window() {
     let queue = unique_queue("window");
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue(&queue)
-        .register::<Slow>()
+        .register::<Held>()
         .close_broker_on_stop(false)
         .start()
         .await
         .expect("worker");
     let producer = Producer::new(broker.clone(), &config);
+    // Every task runs until the gate opens: the state below is where the worker stops,
+    // not a moment to catch, whatever the machine's speed.
     for _ in 0..20 {
         producer
             .send_signature(
-                Signature::new("ack.slow")
-                    .with_args(vec![json!(400), json!(false)])
+                Signature::new(Held::NAME)
+                    .with_args(vec![json!(queue)])
                     .with_queue(queue.clone()),
             )
             .await
             .expect("sent");
     }
-    // 2 running, 6 waiting in the worker, 8 unacked at the broker, the rest ready.
+    // 2 running, 6 waiting in the worker, 8 unacked at the broker, the other 12 ready.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let status = pool_status(&worker).await;
-        let counts = queue_counts(&queue);
+        let counts = queue_counts_async(&queue).await;
         assert!(
             status.running <= 2,
             "more tasks than the pool size run: {status:?}"
@@ -299,15 +303,16 @@ async fn the_pool_size_is_independent_of_the_prefetch_window() {
             counts.1 <= 8,
             "more unacked than the prefetch window: {counts:?}"
         );
-        if status.running == 2 && status.waiting == 6 && counts.1 == 8 {
+        if status.running == 2 && status.waiting == 6 && counts == (12, 8) {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "never saw 2 running, 6 waiting and 8 unacked; last: {status:?}, {counts:?}"
+            "never saw 2 running, 6 waiting, 8 unacked and 12 ready; last: {status:?}, {counts:?}"
         );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
+    open_gate(&queue);
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue]).await;
 }

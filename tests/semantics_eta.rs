@@ -5,20 +5,52 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use celeriac::{
-    connect_broker, task_event_channel, Config, Producer, Signature, SupervisorEvent,
+    connect_broker, Config, Producer, Signature, SupervisorEvent, Task, TaskContext, TaskError,
     TaskEventKind, WorkerSystem,
 };
-use futures::StreamExt;
 use serde_json::json;
 
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// `eta.probe()`: answers how many milliseconds after its ETA it started (negative: early).
+struct Probe;
+
+impl Task for Probe {
+    const NAME: &'static str = "eta.probe";
+    type Args = ();
+    type Output = i64;
+    async fn run(ctx: TaskContext, (): ()) -> Result<i64, TaskError> {
+        let eta = ctx
+            .eta
+            .ok_or_else(|| TaskError::value_error("eta.probe needs an eta"))?;
+        Ok((chrono::Utc::now() - eta).num_milliseconds())
+    }
+}
+
+/// How early a task may seem to start against its ETA: none, by the mechanism (the worker
+/// sleeps until the ETA read from the message, and timers never fire early); the 5 ms
+/// allow for the wall clock being slewed by NTP between the ETA's reading and the task's.
+const CLOCK_SLEW_MS: i64 = 5;
+
+/// Asserts that an `eta.probe` outcome is a success that started no earlier than its ETA.
+fn assert_not_early(kind: &TaskEventKind) {
+    match kind {
+        TaskEventKind::Succeeded { result } => {
+            let late_ms = result.as_i64().expect("eta.probe answers milliseconds");
+            assert!(
+                late_ms >= -CLOCK_SLEW_MS,
+                "the task started {} ms before its ETA",
+                -late_ms
+            );
+        }
+        other => panic!("expected eta.probe to succeed, got {other:?}"),
+    }
+}
 
 #[actix_rt::test]
 async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
@@ -26,15 +58,22 @@ async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
     config.prefetch_multiplier = 1; // a window of one: without widening, one ETA task blocks all
     let broker = connect(&config).await;
     let queue = unique_queue("eta-window");
-    let (builder, mut received) = test_worker(&broker, &config, &queue);
-    let worker = builder.register::<Add>().start().await.expect("worker");
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<Add>()
+        .register::<Probe>()
+        .start()
+        .await
+        .expect("worker");
     let producer = Producer::new(broker.clone(), &config);
-    let sent_at = Instant::now();
+    // Due in 10 minutes less a minute (within the horizon: held in the worker). The
+    // immediate tasks cannot wait for them: if the window were not widened, they would
+    // not be delivered before the ETA tasks ran, and the wait below would time out. No
+    // race with the ETA whatever the machine's speed.
     let mut later = Vec::new();
-    for i in 0..3 {
-        let signature = Signature::of::<Add>(&AddArgs { x: i, y: 100 })
-            .expect("encodes")
-            .with_countdown(Duration::from_secs(2))
+    for _ in 0..3 {
+        let signature = Signature::new(Probe::NAME)
+            .with_countdown(Duration::from_secs(540))
             .with_queue(queue.clone());
         later.push(producer.send_signature(signature).await.expect("sent"));
     }
@@ -45,30 +84,33 @@ async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
             .with_queue(queue.clone());
         now.push(producer.send_signature(signature).await.expect("sent"));
     }
-    let mut done_now = 0;
-    let mut done_later = 0;
-    collect_events(&mut received, WAIT, "all six tasks", |event| {
-        if let TaskEventKind::Succeeded { .. } = event.kind {
-            let id = event.task_id.clone().unwrap_or_default();
-            let elapsed = sent_at.elapsed();
-            if now.contains(&id) {
-                assert!(
-                    elapsed < Duration::from_millis(1500),
-                    "an immediate task waited {elapsed:?}"
-                );
-                assert_eq!(done_later, 0, "an ETA task ran before an immediate one");
-                done_now += 1;
-            } else if later.contains(&id) {
-                assert!(
-                    elapsed >= Duration::from_millis(1900),
-                    "an ETA task ran early: {elapsed:?}"
-                );
-                done_later += 1;
-            }
-        }
-        done_now + done_later == 6
-    })
+    events
+        .wait_until(WAIT, "the three immediate tasks to succeed", |seen| {
+            now.iter().all(|id| {
+                seen.iter()
+                    .any(|event| event.task_id.as_ref() == Some(id) && succeeded(event))
+            })
+        })
+        .await;
+    // The three ETA tasks are held by the worker, unacked (the window was widened by
+    // three), and none of them started.
+    wait_for_counts(
+        "the three ETA tasks held unacked by the worker",
+        WAIT,
+        &[&queue],
+        |counts| counts == [(0, 3)],
+    )
     .await;
+    events.take_ready();
+    assert!(
+        !events.seen().iter().any(|event| event
+            .task_id
+            .as_ref()
+            .is_some_and(|id| later.contains(id))
+            && event.kind == TaskEventKind::Started),
+        "an ETA task due in 9 minutes started: {:?}",
+        events.seen()
+    );
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue]).await;
 }
@@ -76,94 +118,47 @@ async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
 #[actix_rt::test]
 async fn a_task_due_beyond_the_horizon_waits_in_the_broker_not_unacked_in_the_worker() {
     let mut config = config(2);
-    config.eta_horizon = Duration::from_millis(1000);
+    // The wait queue's TTL is the horizon: the message waits there 2 s at a time, three
+    // times, before it is due within the horizon and held by the worker until its ETA.
+    // Each 2 s stay leaves several rabbitmqctl readings (0.4 to 1 s each) to see it there.
+    config.eta_horizon = Duration::from_millis(2000);
     let broker = connect(&config).await;
     let queue = unique_queue("eta-far");
-    let (builder, mut received) = test_worker(&broker, &config, &queue);
-    let worker = builder.register::<Add>().start().await.expect("worker");
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
+    let worker = builder.register::<Probe>().start().await.expect("worker");
     let producer = Producer::new(broker.clone(), &config);
-    let sent_at = Instant::now();
-    let signature = Signature::of::<Add>(&AddArgs { x: 1, y: 2 })
-        .expect("encodes")
-        .with_countdown(Duration::from_millis(6000))
+    let signature = Signature::new(Probe::NAME)
+        .with_countdown(Duration::from_millis(8000))
         .with_queue(queue.clone());
     let id = producer.send_signature(signature).await.expect("sent");
-    let deferred = wait_for_event(&mut received, WAIT, "the task to be deferred", |event| {
-        matches!(event.kind, TaskEventKind::Deferred { .. })
-    })
-    .await;
+    let deferred = events
+        .wait_for(WAIT, "the task to be deferred", |event| {
+            matches!(event.kind, TaskEventKind::Deferred { .. })
+        })
+        .await;
     let TaskEventKind::Deferred { wait_queue, .. } = deferred.kind else {
         unreachable!("matched above")
     };
     assert_eq!(deferred.task_id.as_deref(), Some(id.as_str()));
-    // It waits in the wait queue; nothing is unacked in the task queue.
-    wait_until("the message to sit in the wait queue", WAIT, || {
-        queue_counts(&wait_queue) == (1, 0) && queue_counts(&queue) == (0, 0)
-    })
+    // It waits in the wait queue; nothing is unacked in the task queue (both read in one
+    // rabbitmqctl call).
+    wait_for_counts(
+        "the message to sit in the wait queue",
+        WAIT,
+        &[&wait_queue, &queue],
+        |counts| counts == [(1, 0), (0, 0)],
+    )
     .await;
-    let done = wait_for_event(&mut received, WAIT, "the task to run at its ETA", |event| {
-        matches!(event.kind, TaskEventKind::Succeeded { .. })
-    })
-    .await;
-    assert_eq!(done.task_id.as_deref(), Some(id.as_str()));
-    let elapsed = sent_at.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(5900),
-        "ran before its ETA: {elapsed:?}"
-    );
-    assert!(elapsed < Duration::from_secs(11), "ran late: {elapsed:?}");
+    let outcome = events.outcome(WAIT, &id).await;
+    assert_not_early(&outcome);
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue, &wait_queue]).await;
-}
-
-/// A RabbitMQ node of this test's own, stopped when dropped.
-struct PrivateNode {
-    dir: PathBuf,
-    url: String,
-}
-
-impl PrivateNode {
-    fn start(consumer_timeout_ms: u32) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("celeriac-node-{}", uuid::Uuid::new_v4().simple()));
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq");
-        let output = Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .env(
-                "CELERIAC_RABBIT_CONSUMER_TIMEOUT_MS",
-                consumer_timeout_ms.to_string(),
-            )
-            .output()
-            .expect("scripts/rabbitmq runs");
-        assert!(
-            output.status.success(),
-            "could not start a RabbitMQ node with consumer_timeout {consumer_timeout_ms} ms \
-             (needs rabbitmq-server; scripts/test installs it): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = String::from_utf8_lossy(&output.stdout);
-        let url = env
-            .lines()
-            .find_map(|line| line.strip_prefix("CELERIAC_TEST_AMQP_URL="))
-            .expect("the node's URL")
-            .to_string();
-        PrivateNode { dir, url }
-    }
-}
-
-impl Drop for PrivateNode {
-    fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq");
-        let _ = Command::new(script).arg("stop").arg(&self.dir).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[actix_rt::test]
 async fn the_wait_queue_keeps_the_channel_alive_past_a_short_consumer_timeout() {
     init_logging();
-    let node = PrivateNode::start(2000);
+    let node = PrivateNode::with_consumer_timeout(2000);
     for horizon_ms in [1000, 60_000] {
         let config = Config {
             broker_url: node.url.clone(),
@@ -173,11 +168,11 @@ async fn the_wait_queue_keeps_the_channel_alive_past_a_short_consumer_timeout() 
         };
         let broker = connect_broker(&config).await.expect("the private node");
         let queue = unique_queue("consumer-timeout");
-        let (events, mut received) = task_event_channel();
-        let (lifecycle, mut lifecycle_events) = forward::<SupervisorEvent>();
+        let (events, mut received) = task_events();
+        let (lifecycle, mut lifecycle_events) = collect::<SupervisorEvent>();
         let worker = WorkerSystem::builder(broker.clone(), &config)
             .queue(&queue)
-            .register::<Add>()
+            .register::<Probe>()
             .on_task_event(events)
             .on_supervisor_event(lifecycle)
             .close_broker_on_stop(false)
@@ -185,39 +180,41 @@ async fn the_wait_queue_keeps_the_channel_alive_past_a_short_consumer_timeout() 
             .await
             .expect("worker");
         let producer = Producer::new(broker.clone(), &config);
-        let signature = Signature::of::<Add>(&AddArgs { x: 20, y: 22 })
-            .expect("encodes")
+        let signature = Signature::new(Probe::NAME)
             .with_countdown(Duration::from_secs(6))
             .with_queue(queue.clone());
         let id = producer.send_signature(signature).await.expect("sent");
-        let done = wait_for_event(&mut received, WAIT, "the ETA task to run", |event| {
-            event.task_id.as_deref() == Some(id.as_str())
-                && matches!(event.kind, TaskEventKind::Succeeded { .. })
-        })
-        .await;
-        assert_eq!(done.kind, TaskEventKind::Succeeded { result: json!(42) });
-        let mut restarts = Vec::new();
-        while let Ok(Some(event)) =
-            tokio::time::timeout(Duration::from_millis(200), lifecycle_events.next()).await
-        {
-            if let SupervisorEvent::Restarting { reason, .. } = event {
-                restarts.push(reason);
-            }
-        }
+        let outcome = received.outcome(WAIT, &id).await;
+        assert_not_early(&outcome);
+        let closed_for_timeout = |event: &SupervisorEvent| {
+            matches!(event, SupervisorEvent::Restarting { reason, .. }
+                if reason.contains("PRECONDITION_FAILED"))
+        };
         if horizon_ms < 2000 {
+            // A channel closed by consumer_timeout would be closed while a delivery is held
+            // (more than 2 s), so before that delivery could run: the run seen above
+            // came from a later delivery, after any such closing. The supervisor reported
+            // a closing seconds before the run, so it has reached the collector by now.
+            lifecycle_events.take_ready();
+            let restarts: Vec<&SupervisorEvent> = lifecycle_events
+                .seen()
+                .iter()
+                .filter(|event| matches!(event, SupervisorEvent::Restarting { .. }))
+                .collect();
             assert!(restarts.is_empty(), "the channel was closed: {restarts:?}");
         } else {
             // The control: held unacked for 6 s, the delivery outlives consumer_timeout.
-            assert!(
-                restarts.iter().any(|reason| reason.contains("PRECONDITION_FAILED")),
-                "expected RabbitMQ to close the channel of a delivery held past consumer_timeout: {restarts:?}"
-            );
+            lifecycle_events
+                .wait_for(
+                    WAIT,
+                    "RabbitMQ to close the channel of a delivery held past consumer_timeout",
+                    closed_for_timeout,
+                )
+                .await;
         }
         worker.stop().await.expect("stop");
-        let wait_queues: Vec<String> = [format!("{queue}.celeriac.wait.{horizon_ms}ms")].into();
-        for wait_queue in &wait_queues {
-            let _ = broker.delete_queue(wait_queue).await;
-        }
+        let wait_queue = format!("{queue}.celeriac.wait.{horizon_ms}ms");
+        let _ = broker.delete_queue(&wait_queue).await;
         delete_queues(&broker, &[&queue]).await;
         broker.close().await.expect("close");
     }
@@ -228,7 +225,7 @@ async fn a_task_that_expires_while_it_waits_is_acked_revoked_and_not_run() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("expires");
-    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
     let worker = builder.register::<Add>().start().await.expect("worker");
     let producer = Producer::new(broker.clone(), &config)
         .with_rpc_results()
@@ -250,19 +247,32 @@ async fn a_task_that_expires_while_it_waits_is_acked_revoked_and_not_run() {
         }
         other => panic!("expected REVOKED, got {other:?}"),
     }
-    let mut ran = false;
-    while let Ok(Some(event)) =
-        tokio::time::timeout(Duration::from_millis(100), received.next()).await
-    {
-        ran |= matches!(
-            event.kind,
-            TaskEventKind::Started | TaskEventKind::Succeeded { .. }
-        );
-    }
-    assert!(!ran, "an expired task ran");
-    wait_until("the expired message to be acked", WAIT, || {
-        queue_counts(&queue) == (0, 0)
-    })
+    // The worker reports the revocation; a revoked delivery is acked and gone, so nothing
+    // can run it afterwards: what was seen up to the Revoked event is the whole story.
+    let id = result.id().to_string();
+    events
+        .wait_for(WAIT, "the Revoked event", |event| {
+            event.task_id.as_deref() == Some(id.as_str())
+                && matches!(event.kind, TaskEventKind::Revoked { .. })
+        })
+        .await;
+    let ran: Vec<_> = events
+        .seen()
+        .iter()
+        .filter(|event| {
+            matches!(
+                event.kind,
+                TaskEventKind::Started | TaskEventKind::Succeeded { .. }
+            )
+        })
+        .collect();
+    assert!(ran.is_empty(), "an expired task ran: {ran:?}");
+    wait_for_counts(
+        "the expired message to be acked",
+        WAIT,
+        &[&queue],
+        |counts| counts == [(0, 0)],
+    )
     .await;
     worker.stop().await.expect("stop");
     producer.close_results().await.expect("close");

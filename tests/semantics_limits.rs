@@ -8,8 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use celeriac::task::{BlockingTask, TaskOptions};
-use celeriac::{Producer, Signature, Task, TaskContext, TaskError, TaskEvent, TaskEventKind};
-use futures::channel::mpsc::UnboundedReceiver;
+use celeriac::{Producer, Signature, Task, TaskContext, TaskError, TaskEventKind};
 use serde_json::json;
 
 use common::*;
@@ -63,32 +62,24 @@ impl Task for Polite {
     }
 }
 
-/// `limit.block(ms)`: a blocking task.
+/// `limit.block(gate)`: a blocking task that blocks its thread until the test opens gate
+/// `gate` (`open_gate`), then answers the gate's name.
 struct Block;
 
 impl BlockingTask for Block {
     const NAME: &'static str = "limit.block";
-    type Args = (u64,);
-    type Output = u64;
-    fn run(_: TaskContext, (ms,): (u64,)) -> Result<u64, TaskError> {
-        std::thread::sleep(Duration::from_millis(ms));
-        Ok(ms)
+    type Args = (String,);
+    type Output = String;
+    fn run(_: TaskContext, (gate,): (String,)) -> Result<String, TaskError> {
+        futures::executor::block_on(gate_opened(&gate));
+        Ok(gate)
     }
 }
 
-async fn outcome_of(
-    received: &mut UnboundedReceiver<TaskEvent>,
-    id: &str,
-) -> (TaskEventKind, Instant) {
-    let event = wait_for_event(received, WAIT, &format!("the outcome of {id}"), |event| {
-        event.task_id.as_deref() == Some(id)
-            && matches!(
-                event.kind,
-                TaskEventKind::Succeeded { .. } | TaskEventKind::Failed { .. }
-            )
-    })
-    .await;
-    (event.kind, Instant::now())
+/// The outcome of task `id`, and when the test saw it.
+async fn outcome_of(events: &mut Events, id: &str) -> (TaskEventKind, Instant) {
+    let kind = events.outcome(WAIT, id).await;
+    (kind, Instant::now())
 }
 
 fn exc_type(kind: &TaskEventKind) -> &str {
@@ -104,7 +95,7 @@ async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot() {
     config.time_limit = Some(Duration::from_millis(400));
     let broker = connect(&config).await;
     let queue = unique_queue("hard-limits");
-    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
     let worker = builder
         .register::<LimitedSleep>()
         .register::<PlainSleep>()
@@ -114,36 +105,33 @@ async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot() {
     let producer = Producer::new(broker.clone(), &config);
     let send = |signature: Signature| producer.send_signature(signature.with_queue(queue.clone()));
 
-    let started = Instant::now();
+    // A 10 s run that fails with TimeLimitExceeded was stopped by its limit before its
+    // own completion (which would have been a success): no wall-clock bound needed.
     let by_task = send(Signature::new("limit.sleep").with_args(vec![json!(10_000)]))
         .await
         .expect("sent");
-    let (kind, at) = outcome_of(&mut received, &by_task).await;
+    let (kind, _) = outcome_of(&mut events, &by_task).await;
     assert_eq!(exc_type(&kind), "TimeLimitExceeded", "{kind:?}");
-    let took = at - started;
-    assert!(
-        took < Duration::from_secs(3),
-        "the task's 300 ms limit took {took:?}"
-    );
 
     let by_worker = send(Signature::new("limit.plain").with_args(vec![json!(10_000)]))
         .await
         .expect("sent");
-    let (kind, _) = outcome_of(&mut received, &by_worker).await;
+    let (kind, _) = outcome_of(&mut events, &by_worker).await;
     assert_eq!(
         exc_type(&kind),
         "TimeLimitExceeded",
         "the worker's 400 ms default applies"
     );
 
+    // 600 ms of sleep: past the task's own 300 ms limit, far within the message's 30 s.
     let by_message = send(
         Signature::new("limit.sleep")
             .with_args(vec![json!(600)])
-            .with_time_limit(Duration::from_secs(5)),
+            .with_time_limit(Duration::from_secs(30)),
     )
     .await
     .expect("sent");
-    let (kind, _) = outcome_of(&mut received, &by_message).await;
+    let (kind, _) = outcome_of(&mut events, &by_message).await;
     assert_eq!(
         kind,
         TaskEventKind::Succeeded { result: json!(600) },
@@ -154,7 +142,7 @@ async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot() {
     let after = send(Signature::new("limit.plain").with_args(vec![json!(10)]))
         .await
         .expect("sent");
-    let (kind, _) = outcome_of(&mut received, &after).await;
+    let (kind, _) = outcome_of(&mut events, &after).await;
     assert_eq!(kind, TaskEventKind::Succeeded { result: json!(10) });
     let status = worker.pool_status().await.expect("status");
     assert_eq!((status.running, status.waiting), (0, 0));
@@ -167,7 +155,7 @@ async fn a_soft_limit_is_observed_by_the_task_or_cancels_it() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("soft-limits");
-    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
     let worker = builder
         .register::<Polite>()
         .register::<PlainSleep>()
@@ -185,14 +173,20 @@ async fn a_soft_limit_is_observed_by_the_task_or_cancels_it() {
         )
         .await
         .expect("sent");
-    let (kind, at) = outcome_of(&mut received, &polite).await;
+    let (kind, at) = outcome_of(&mut events, &polite).await;
     assert_eq!(
         kind,
         TaskEventKind::Succeeded {
             result: json!("cleaned up at the soft limit")
         }
     );
-    assert!(at - started >= Duration::from_millis(250) && at - started < Duration::from_secs(3));
+    // Its answer says the soft limit came first (its own end is 10 s away); the limit
+    // runs from the task's start, which came after `started`: at least 300 ms passed.
+    assert!(
+        at - started >= Duration::from_millis(300),
+        "the soft limit of 300 ms fired after {:?}",
+        at - started
+    );
 
     let ignoring = producer
         .send_signature(
@@ -203,7 +197,7 @@ async fn a_soft_limit_is_observed_by_the_task_or_cancels_it() {
         )
         .await
         .expect("sent");
-    let (kind, _) = outcome_of(&mut received, &ignoring).await;
+    let (kind, _) = outcome_of(&mut events, &ignoring).await;
     assert_eq!(exc_type(&kind), "SoftTimeLimitExceeded", "{kind:?}");
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue]).await;
@@ -214,7 +208,7 @@ async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_har
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("blocking");
-    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
     let worker = builder
         .register_blocking::<Block>()
         .register::<PlainSleep>()
@@ -224,7 +218,10 @@ async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_har
     let producer = Producer::new(broker.clone(), &config);
     let send = |signature: Signature| producer.send_signature(signature.with_queue(queue.clone()));
 
-    let blocking = send(Signature::new("limit.block").with_args(vec![json!(1500)]))
+    // The blocking task holds its thread until the quick ones are done: they can only
+    // finish while it blocks, beside it, in the other slot.
+    let beside = format!("{queue}.beside");
+    let blocking = send(Signature::new("limit.block").with_args(vec![json!(beside)]))
         .await
         .expect("sent");
     let mut quick = Vec::new();
@@ -236,40 +233,44 @@ async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_har
         );
     }
     for id in &quick {
-        let (kind, _) = outcome_of(&mut received, id).await;
+        let (kind, _) = outcome_of(&mut events, id).await;
         assert_eq!(kind, TaskEventKind::Succeeded { result: json!(1) });
     }
-    let (kind, _) = outcome_of(&mut received, &blocking).await;
+    assert!(
+        events.of_task(&blocking, is_outcome).is_none(),
+        "the blocking task ended before its gate opened"
+    );
+    open_gate(&beside);
+    let (kind, _) = outcome_of(&mut events, &blocking).await;
     assert_eq!(
         kind,
         TaskEventKind::Succeeded {
-            result: json!(1500)
+            result: json!(beside)
         },
-        "the blocking task finished after the quick ones, which ran beside it"
+        "the blocking task finished once let go"
     );
 
-    let started = Instant::now();
+    // Blocked until the test lets it go, past its 300 ms limit: abandoned (the failure
+    // and the free slot come while its thread still blocks, so not from its end).
+    let stuck_gate = format!("{queue}.stuck");
     let stuck = send(
         Signature::new("limit.block")
-            .with_args(vec![json!(5_000)])
+            .with_args(vec![json!(stuck_gate)])
             .with_time_limit(Duration::from_millis(300)),
     )
     .await
     .expect("sent");
-    let (kind, at) = outcome_of(&mut received, &stuck).await;
+    let (kind, _) = outcome_of(&mut events, &stuck).await;
     assert_eq!(exc_type(&kind), "TimeLimitExceeded", "{kind:?}");
-    assert!(
-        at - started < Duration::from_secs(3),
-        "abandoned after {:?}",
-        at - started
-    );
     let status = worker.pool_status().await.expect("status");
     assert_eq!(status.running, 0, "the abandoned task's slot is free");
     let next = send(Signature::new("limit.plain").with_args(vec![json!(2)]))
         .await
         .expect("sent");
-    let (kind, _) = outcome_of(&mut received, &next).await;
+    let (kind, _) = outcome_of(&mut events, &next).await;
     assert_eq!(kind, TaskEventKind::Succeeded { result: json!(2) });
+    // Let the abandoned thread end (its result is discarded).
+    open_gate(&stuck_gate);
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue]).await;
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use celeriac::task::{RetryBackoff, TaskOptions};
 use celeriac::{
-    task_event_channel, Producer, ResultError, Signature, Task, TaskContext, TaskError,
-    TaskEventKind, WorkerSystem,
+    Producer, ResultError, Signature, Task, TaskContext, TaskError, TaskEventKind, WorkerSystem,
 };
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -164,7 +163,7 @@ async fn a_retried_task_is_republished_with_the_same_id_and_backoff_and_its_hook
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("retries");
-    let (events, mut received) = task_event_channel();
+    let (events, mut received) = task_events();
     let hooks = HookLog::default();
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue(&queue)
@@ -188,8 +187,14 @@ async fn a_retried_task_is_republished_with_the_same_id_and_backoff_and_its_hook
         .await
         .expect("sent");
     let id = result.id().to_string();
+    received
+        .wait_for(WAIT, "two retries and a success", |event| {
+            event.task_id.as_deref() == Some(id.as_str()) && succeeded(event)
+        })
+        .await;
+    // Each retry's eta, with when the test received its Retried event.
     let mut etas = Vec::new();
-    collect_events(&mut received, WAIT, "two retries and a success", |event| {
+    for (event, received_at) in received.seen_with_times() {
         assert_eq!(
             event.task_id.as_deref(),
             Some(id.as_str()),
@@ -202,23 +207,26 @@ async fn a_retried_task_is_republished_with_the_same_id_and_backoff_and_its_hook
         match &event.kind {
             TaskEventKind::Retried { eta, error } => {
                 assert!(error.message.starts_with("attempt"), "{error}");
-                etas.push(*eta);
+                etas.push((*eta, received_at));
             }
             TaskEventKind::Failed { error } => panic!("unexpected failure: {error}"),
             _ => {}
         }
-        matches!(event.kind, TaskEventKind::Succeeded { .. })
-    })
-    .await;
+    }
     let starts = run_starts(&id);
     assert_eq!(etas.len(), 2);
     assert_eq!(starts.len(), 3, "three runs");
-    // Backoff without jitter: 200 ms after the first failure, then 400 ms.
-    for (index, (eta, expected_ms)) in etas.iter().zip([200, 400]).enumerate() {
-        let planned = (*eta - starts[index]).num_milliseconds();
+    // Backoff without jitter: 200 ms after the first failure, then 400 ms. The worker sets
+    // eta = now + backoff between the run's start and its Retried event, so the eta lies
+    // between the run's start + backoff and the event's receipt + backoff, however long
+    // the run and the event took on a loaded machine.
+    for (index, ((eta, received_at), backoff_ms)) in etas.iter().zip([200, 400]).enumerate() {
+        let backoff = chrono::Duration::milliseconds(backoff_ms);
         assert!(
-            (expected_ms..=expected_ms + 500).contains(&planned),
-            "retry {index}: eta {planned} ms after its run began, expected {expected_ms} (+ run time)"
+            starts[index] + backoff <= *eta && *eta <= *received_at + backoff,
+            "retry {index}: eta {eta} is not between the run's start {} and its Retried \
+             event's receipt {received_at}, plus the {backoff_ms} ms backoff",
+            starts[index]
         );
         let early = (*eta - starts[index + 1]).num_milliseconds();
         assert!(
@@ -307,23 +315,27 @@ async fn a_retry_with_a_countdown_runs_again_after_it() {
         .send_signature(Signature::new("sem.countdown").with_queue(queue.clone()))
         .await
         .expect("sent");
-    let retried = wait_for_event(&mut received, WAIT, "the retry", |event| {
-        matches!(event.kind, TaskEventKind::Retried { .. })
-    })
-    .await;
+    let done = received.wait_for(WAIT, "the second run", succeeded).await;
+    let retried = received
+        .wait_for(WAIT, "the retry", |event| {
+            matches!(event.kind, TaskEventKind::Retried { .. })
+        })
+        .await;
     let TaskEventKind::Retried { eta, .. } = retried.kind else {
         unreachable!("matched above")
     };
-    let done = wait_for_event(&mut received, WAIT, "the second run", |event| {
-        matches!(event.kind, TaskEventKind::Succeeded { .. })
-    })
-    .await;
+    let retried_at = received
+        .received_at(|event| matches!(event.kind, TaskEventKind::Retried { .. }))
+        .expect("seen above");
     let starts = run_starts(done.task_id.as_deref().unwrap_or_default());
     assert_eq!(starts.len(), 2, "two runs");
-    let planned = (eta - starts[0]).num_milliseconds();
+    // eta = now + 700 ms, taken between the first run's start and the Retried event.
+    let countdown = chrono::Duration::milliseconds(700);
     assert!(
-        (700..=1200).contains(&planned),
-        "the retry's eta is {planned} ms after the first run began, expected 700"
+        starts[0] + countdown <= eta && eta <= retried_at + countdown,
+        "the retry's eta {eta} is not 700 ms after a moment between the first run's start \
+         {} and the Retried event's receipt {retried_at}",
+        starts[0]
     );
     let early = (eta - starts[1]).num_milliseconds();
     assert!(early <= 5, "the second run began {early} ms before its eta");
@@ -337,7 +349,7 @@ async fn tasks_read_app_state_and_send_child_tasks_with_parent_and_root_ids() {
     let config = config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("children");
-    let (events, mut received) = task_event_channel();
+    let (events, mut received) = task_events();
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue(&queue)
         .register::<Parent>()
@@ -353,27 +365,23 @@ async fn tasks_read_app_state_and_send_child_tasks_with_parent_and_root_ids() {
         .send_signature(Signature::new("sem.parent").with_queue(queue.clone()))
         .await
         .expect("sent");
-    let mut child_id = None;
-    let mut child_result = None;
-    collect_events(
-        &mut received,
-        WAIT,
-        "the parent and the child to succeed",
-        |event| {
-            if let TaskEventKind::Succeeded { result } = &event.kind {
-                match event.task_name.as_deref() {
-                    Some("sem.parent") => child_id = result.as_str().map(str::to_string),
-                    Some("sem.child") => {
-                        child_result = Some((event.task_id.clone(), result.clone()))
-                    }
-                    _ => {}
-                }
-            }
-            child_id.is_some() && child_result.is_some()
-        },
-    )
-    .await;
-    let (id, result) = child_result.expect("the child ran");
+    let success_of = |name: &'static str| {
+        move |event: &celeriac::TaskEvent| {
+            succeeded(event) && event.task_name.as_deref() == Some(name)
+        }
+    };
+    let parent = received
+        .wait_for(WAIT, "the parent to succeed", success_of("sem.parent"))
+        .await;
+    let child = received
+        .wait_for(WAIT, "the child to succeed", success_of("sem.child"))
+        .await;
+    let result_of = |event: celeriac::TaskEvent| match event.kind {
+        TaskEventKind::Succeeded { result } => result,
+        other => panic!("matched a success, got {other:?}"),
+    };
+    let child_id = result_of(parent).as_str().map(str::to_string);
+    let (id, result) = (child.task_id.clone(), result_of(child));
     assert_eq!(id, child_id, "the parent returned its child's id");
     assert_eq!(
         result,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use celeriac::task::TaskOptions;
 use celeriac::{
-    task_event_channel, Producer, QueueConfig, Signature, Task, TaskContext, TaskError,
-    TaskEventKind, TaskRoute, WorkerSystem,
+    Producer, QueueConfig, Signature, Task, TaskContext, TaskError, TaskEventKind, TaskRoute,
+    WorkerSystem,
 };
 use serde_json::json;
 
@@ -56,7 +56,7 @@ async fn tasks_go_by_route_then_by_their_own_default_queue_then_to_the_default_q
     config.default_queue = fallback.clone();
     config.task_routes = vec![TaskRoute::new("route.report.*", &reports)];
     let broker = connect(&config).await;
-    let (events, mut received) = task_event_channel();
+    let (events, mut received) = task_events();
     let worker = WorkerSystem::builder(broker.clone(), &config)
         .queue(&reports)
         .queue(&mail)
@@ -90,17 +90,20 @@ async fn tasks_go_by_route_then_by_their_own_default_queue_then_to_the_default_q
         .expect("sent");
     expected.insert(explicit, fallback.clone());
 
-    let mut seen = HashMap::new();
-    collect_events(&mut received, WAIT, "four successes", |event| {
-        if let TaskEventKind::Succeeded { .. } = event.kind {
-            seen.insert(
+    received
+        .wait_count(WAIT, "four successes", 4, succeeded)
+        .await;
+    let seen: HashMap<String, String> = received
+        .seen()
+        .iter()
+        .filter(|event| succeeded(event))
+        .map(|event| {
+            (
                 event.task_id.clone().unwrap_or_default(),
                 event.queue.clone(),
-            );
-        }
-        seen.len() == 4
-    })
-    .await;
+            )
+        })
+        .collect();
     assert_eq!(seen, expected);
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&reports, &mail, &fallback]).await;
@@ -163,14 +166,16 @@ async fn a_priority_queue_declared_by_python_is_shared_and_higher_priorities_run
         .start()
         .await
         .expect("the worker declares the queue as Python did");
-    let mut order = Vec::new();
-    collect_events(&mut received, WAIT, "ten successes", |event| {
-        if let TaskEventKind::Succeeded { .. } = event.kind {
-            order.push(event.task_id.clone().unwrap_or_default());
-        }
-        order.len() == 10
-    })
-    .await;
+    received
+        .wait_count(WAIT, "ten successes", 10, succeeded)
+        .await;
+    // One slot and a window of one: tasks run one after the other, in delivery order.
+    let order: Vec<String> = received
+        .seen()
+        .iter()
+        .filter(|event| succeeded(event))
+        .map(|event| event.task_id.clone().unwrap_or_default())
+        .collect();
     let first_five: Vec<_> = order[..5].to_vec();
     assert!(
         first_five.iter().all(|id| high.contains(id)),
@@ -205,23 +210,26 @@ async fn a_quorum_queue_is_consumed_with_per_consumer_qos_and_holds_eta_tasks() 
         .send_signature(
             Signature::of::<Add>(&AddArgs { x: 2, y: 2 })
                 .expect("encodes")
-                .with_countdown(Duration::from_millis(800))
+                // Due 3 s after the immediate task, which needs milliseconds: the order
+                // below holds on a loaded machine too.
+                .with_countdown(Duration::from_secs(3))
                 .with_queue(queue.clone()),
         )
         .await
         .expect("sent");
-    let mut done = Vec::new();
-    collect_events(&mut received, WAIT, "both tasks", |event| {
-        assert!(
-            !matches!(event.kind, TaskEventKind::Failed { .. }),
-            "{event:?}"
-        );
-        if let TaskEventKind::Succeeded { .. } = event.kind {
-            done.push(event.task_id.clone().unwrap_or_default());
-        }
-        done.len() == 2
-    })
-    .await;
+    received.wait_count(WAIT, "both tasks", 2, succeeded).await;
+    let failed: Vec<_> = received
+        .seen()
+        .iter()
+        .filter(|event| matches!(event.kind, TaskEventKind::Failed { .. }))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let done: Vec<String> = received
+        .seen()
+        .iter()
+        .filter(|event| succeeded(event))
+        .map(|event| event.task_id.clone().unwrap_or_default())
+        .collect();
     assert_eq!(done, vec![now, later]);
     worker.stop().await.expect("stop");
     delete_queues(&broker, &[&queue]).await;

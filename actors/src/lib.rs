@@ -10,6 +10,14 @@
 //! | [`executor`] | [`ExecutorPool`]: bounded concurrency, panics caught, hard time limits |
 //! | [`delivery`] | messages in transit: [`OutboundMessage`], [`Delivery`], [`Acker`], [`Settlement`] |
 //! | [`error`] | [`BrokerError`] |
+//!
+//! # Features
+//!
+//! - `fault-injection` (off by default): test-only hooks that break things on purpose,
+//!   `broker::BreakConsumerChannel` (the broker closes a consumer's channel with a channel
+//!   error), `supervisor::BreakConsumer` (the same, by queue) and
+//!   `BrokerClient::break_channel`. This crate's tests, and celeriac's through its own
+//!   `fault-injection` feature, turn it on; without it these items do not exist.
 
 pub mod broker;
 pub mod consumer;

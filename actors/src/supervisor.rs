@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::broker::{BreakConsumerChannel, BrokerClient};
+use crate::broker::BrokerClient;
 use crate::consumer::{
     AdjustPrefetch, ConsumerActor, ConsumerExited, ConsumerReady, ConsumerSpec, Deliver,
     StopConsuming,
 };
+#[cfg(feature = "fault-injection")]
 use crate::error::BrokerError;
 
 /// When and how often a failed consumer is restarted.
@@ -99,6 +100,9 @@ pub struct AdjustConsumerPrefetch {
 }
 
 /// Fault injection: closes the channel of the queue's current consumer with a channel error.
+///
+/// Only with the `fault-injection` feature: test-only, not part of the default API.
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), BrokerError>")]
 pub struct BreakConsumer {
@@ -342,6 +346,7 @@ impl Handler<AdjustConsumerPrefetch> for ConsumerSupervisor {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 impl Handler<BreakConsumer> for ConsumerSupervisor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
@@ -358,7 +363,7 @@ impl Handler<BreakConsumer> for ConsumerSupervisor {
             })?;
             broker
                 .break_channel
-                .send(BreakConsumerChannel { consumer_tag })
+                .send(crate::broker::BreakConsumerChannel { consumer_tag })
                 .await?
         })
     }

@@ -147,13 +147,16 @@ async fn the_pool_catches_panics_and_bounds_concurrency() {
     let pool = ExecutorPool::new(2).start();
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
+    // Jobs wait for each other in pairs: the pool must run two at once for any to end
+    // (however slow the machine), and the peak shows it never runs a third.
+    let pair = Arc::new(tokio::sync::Barrier::new(2));
     let jobs = (0..6).map(|i| {
-        let (running, peak) = (running.clone(), peak.clone());
+        let (running, peak, pair) = (running.clone(), peak.clone(), pair.clone());
         pool.send(Execute {
             job: async move {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                actix_rt::time::sleep(Duration::from_millis(20)).await;
+                pair.wait().await;
                 running.fetch_sub(1, Ordering::SeqCst);
                 if i % 3 == 0 {
                     panic!("job {i} panics");
@@ -164,11 +167,13 @@ async fn the_pool_catches_panics_and_bounds_concurrency() {
             on_start: None,
         })
     });
-    let reports: Vec<_> = futures::future::join_all(jobs)
-        .await
-        .into_iter()
-        .map(|report| report.expect("the pool answers"))
-        .collect();
+    let reports: Vec<_> =
+        tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(jobs))
+            .await
+            .expect("the pool ran two jobs at once, so each pair could meet")
+            .into_iter()
+            .map(|report| report.expect("the pool answers"))
+            .collect();
     assert_eq!(
         peak.load(Ordering::SeqCst),
         2,

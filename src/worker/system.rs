@@ -24,7 +24,7 @@ use super::results::ResultStore;
 use super::WorkerError;
 use crate::actors::broker::FlushAcks;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
-use crate::actors::supervisor::{BreakConsumer, StopConsumers, SubscribeSupervisor, Supervise};
+use crate::actors::supervisor::{StopConsumers, SubscribeSupervisor, Supervise};
 use crate::actors::{
     BrokerClient, ConsumerSpec, ConsumerSupervisor, ExecutorPool, OutboundMessage, QueueSpec,
     RestartPolicy, SupervisorEvent,
@@ -273,7 +273,8 @@ impl WorkerSystem {
         }
     }
 
-    /// The consumer supervisor (for fault injection and events).
+    /// The consumer supervisor (to subscribe to its events; with the `fault-injection`
+    /// feature, to break consumers).
     pub fn supervisor(&self) -> &Addr<ConsumerSupervisor> {
         &self.supervisor
     }
@@ -284,10 +285,13 @@ impl WorkerSystem {
     }
 
     /// Fault injection: closes the channel of `queue`'s consumer with a channel error.
+    ///
+    /// Only with the `fault-injection` feature: test-only, not part of the default API.
+    #[cfg(feature = "fault-injection")]
     pub async fn break_consumer(&self, queue: &str) -> Result<(), WorkerError> {
         Ok(self
             .supervisor
-            .send(BreakConsumer {
+            .send(crate::actors::supervisor::BreakConsumer {
                 queue: queue.to_string(),
             })
             .await??)

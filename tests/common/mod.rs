@@ -1,5 +1,9 @@
 //! Helpers shared by the integration tests: the broker under test, unique queues, test
-//! tasks, and waiting for events with a deadline that fails with a clear message.
+//! tasks, and waiting for events with a deadline that fails with a clear message
+//! (`events`: every event is kept, so waits do not depend on the order events came in).
+//!
+//! No helper waits by sleeping for a fixed time: each waits for a condition, with a
+//! generous deadline, and fails saying what did not happen.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -7,8 +11,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use celeriac::{connect_broker, BrokerClient, Config, Task, TaskContext, TaskError, TaskEvent};
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+
+#[allow(unused_imports)]
+pub use events::{is_outcome, succeeded, Collected, Events};
 
 /// The RabbitMQ the tests run against; fails with instructions when there is none.
 pub fn amqp_url() -> String {
@@ -54,22 +60,38 @@ pub fn unique_queue(test: &str) -> String {
     format!("celeriac-test.{test}.{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A worker for `queue` as most tests want it: its task events come out of the returned
-/// receiver, and stopping it leaves the broker connection open for the test's checks.
+/// A worker for `queue` as most tests want it: its task events are collected in the
+/// returned `Events`, and stopping it leaves the broker connection open for the test's
+/// checks.
 pub fn test_worker(
     broker: &BrokerClient,
     config: &Config,
     queue: &str,
-) -> (
-    celeriac::worker::WorkerBuilder,
-    UnboundedReceiver<TaskEvent>,
-) {
-    let (events, received) = celeriac::task_event_channel();
+) -> (celeriac::worker::WorkerBuilder, Events) {
+    let (events, received) = task_events();
     let builder = celeriac::WorkerSystem::builder(broker.clone(), config)
         .queue(queue)
         .on_task_event(events)
         .close_broker_on_stop(false);
     (builder, received)
+}
+
+/// Waits for the first event matching `matches` that no earlier call answered, failing
+/// after `timeout` with `what`. Events that do not match are kept (`Events::take_next`),
+/// so the order in which events come does not matter.
+pub async fn wait_for_event(
+    events: &mut Events,
+    timeout: Duration,
+    what: &str,
+    matches: impl FnMut(&TaskEvent) -> bool,
+) -> TaskEvent {
+    events.take_next(timeout, what, matches).await
+}
+
+/// A recipient for `WorkerBuilder::on_task_event` and the collector of what it receives.
+pub fn task_events() -> (Recipient<TaskEvent>, Events) {
+    let (events, received) = celeriac::task_event_channel();
+    (events, Collected::new(received))
 }
 
 /// Deletes test queues.
@@ -79,34 +101,6 @@ pub async fn delete_queues(broker: &BrokerClient, queues: &[&str]) {
             panic!("cleaning up queue {queue}: {error}");
         }
     }
-}
-
-/// Waits for the next event that matches, failing after `timeout` with `what`.
-pub async fn wait_for_event(
-    events: &mut UnboundedReceiver<TaskEvent>,
-    timeout: Duration,
-    what: &str,
-    mut matches: impl FnMut(&TaskEvent) -> bool,
-) -> TaskEvent {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, events.next()).await {
-            Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
-            Ok(None) => panic!("the event stream ended while waiting for {what}"),
-            Ok(Some(event)) if matches(&event) => return event,
-            Ok(Some(_)) => continue,
-        }
-    }
-}
-
-/// Receives events until `done` says so, failing after `timeout` with `what`.
-pub async fn collect_events(
-    events: &mut UnboundedReceiver<TaskEvent>,
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut(&TaskEvent) -> bool,
-) {
-    wait_for_event(events, timeout, what, |event| done(event)).await;
 }
 
 /// Forwards any message type into a channel (supervisor events and the like).
@@ -132,22 +126,11 @@ pub fn forward<M: Message<Result = ()> + Send + Unpin + 'static>(
     (Forward { sender }.start().recipient(), receiver)
 }
 
-/// Receives the next message matching `matches` within `timeout`, or fails with `what`.
-pub async fn recv_matching<M>(
-    receiver: &mut UnboundedReceiver<M>,
-    timeout: Duration,
-    what: &str,
-    mut matches: impl FnMut(&M) -> bool,
-) -> M {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, receiver.next()).await {
-            Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
-            Ok(None) => panic!("the channel closed while waiting for {what}"),
-            Ok(Some(message)) if matches(&message) => return message,
-            Ok(Some(_)) => continue,
-        }
-    }
+/// A recipient that forwards into the returned collector.
+pub fn collect<M: Message<Result = ()> + Send + Unpin + Clone + std::fmt::Debug + 'static>(
+) -> (Recipient<M>, Collected<M>) {
+    let (recipient, receiver) = forward();
+    (recipient, Collected::new(receiver))
 }
 
 /// The example binary that `cargo test` built (it builds the examples next to the tests).
@@ -176,15 +159,34 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Sends `signal` (`libc::SIGTERM`, `libc::SIGKILL`...) to process `pid` with kill(2).
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let target = libc::pid_t::try_from(pid).expect("a pid fits in pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let sent = unsafe { libc::kill(target, signal) };
+    assert_eq!(
+        sent,
+        0,
+        "kill({pid}, {signal}) failed: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 impl KillOnDrop {
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        send_signal(self.0.id(), signal);
+    }
+
     /// Sends SIGTERM and waits for the process to exit, failing after `timeout`.
     pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        self.signal(libc::SIGTERM);
+        self.wait_exit(timeout).await
+    }
+
+    /// Waits for the process to exit, failing after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.0.id();
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(exit) = self.0.try_wait().expect("wait on the child") {
@@ -192,7 +194,7 @@ impl KillOnDrop {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "process {pid} did not exit within {timeout:?} of SIGTERM"
+                "process {pid} did not exit within {timeout:?}"
             );
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
@@ -216,9 +218,10 @@ pub fn python_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
 }
 
-/// `(ready, unacked)` message counts of `queue`, read with rabbitmqctl from the private
-/// node that scripts/test started (`CELERIAC_TEST_RABBIT_DIR`).
-pub fn queue_counts(queue: &str) -> (u64, u64) {
+/// The `(ready, unacked)` message counts of every queue on the node of scripts/test
+/// (`CELERIAC_TEST_RABBIT_DIR`), read with one rabbitmqctl call. Blocking (0.4 to 1 s): from
+/// async code, use `queue_counts_async` or `wait_for_counts`.
+pub fn all_queue_counts() -> std::collections::HashMap<String, (u64, u64)> {
     let dir = match std::env::var("CELERIAC_TEST_RABBIT_DIR") {
         Ok(dir) if !dir.is_empty() => dir,
         _ => panic!(
@@ -226,33 +229,117 @@ pub fn queue_counts(queue: &str) -> (u64, u64) {
              rabbitmqctl from the private node of scripts/test; run scripts/test"
         ),
     };
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq");
-    let output = std::process::Command::new(script)
-        .args(["ctl", &dir, "list_queues", "-q", "--no-table-headers"])
-        .args(["name", "messages_ready", "messages_unacknowledged"])
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl list_queues failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let listing = node_ctl(
+        std::path::Path::new(&dir),
+        &[
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ],
     );
-    let listing = String::from_utf8_lossy(&output.stdout);
+    parse_counts(&listing)
+}
+
+/// `name ready unacked` lines, tab-separated, by name.
+fn parse_counts(listing: &str) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut counts = std::collections::HashMap::new();
     for line in listing.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         if let [name, ready, unacked] = fields[..] {
-            if name == queue {
-                return (
-                    ready.trim().parse().expect("a count"),
-                    unacked.trim().parse().expect("a count"),
-                );
-            }
+            let count = |field: &str| {
+                field
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or_else(|error| panic!("a count in {line:?}: {error}"))
+            };
+            counts.insert(name.to_string(), (count(ready), count(unacked)));
         }
     }
-    panic!("queue {queue} is not in rabbitmqctl's listing:\n{listing}");
+    counts
 }
 
-/// Polls `condition` until it holds, failing after `timeout` with `what`.
+/// `(ready, unacked)` message counts of `queue`, read with rabbitmqctl from the private
+/// node that scripts/test started. Blocking (0.4 to 1 s): from async code, use
+/// `queue_counts_async` or `wait_for_counts`.
+pub fn queue_counts(queue: &str) -> (u64, u64) {
+    match all_queue_counts().get(queue) {
+        Some(counts) => *counts,
+        None => panic!("queue {queue} is not in rabbitmqctl's listing"),
+    }
+}
+
+/// Waits until `condition` holds over the `(ready, unacked)` counts of `queues` (in that
+/// order; a queue that does not exist counts as `(0, 0)`), read with rabbitmqctl on a
+/// blocking thread so that a worker in this process keeps running however long the call
+/// takes. Fails after `timeout` (checked after each reading) with `what` and the counts.
+pub async fn wait_for_counts(
+    what: &str,
+    timeout: Duration,
+    queues: &[&str],
+    mut condition: impl FnMut(&[(u64, u64)]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let all = actix_rt::task::spawn_blocking(all_queue_counts)
+            .await
+            .expect("the rabbitmqctl thread");
+        let counts: Vec<(u64, u64)> = queues
+            .iter()
+            .map(|queue| all.get(*queue).copied().unwrap_or((0, 0)))
+            .collect();
+        if condition(&counts) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; (ready, unacked) of {queues:?}: {counts:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `(ready, unacked)` message counts of `queue` on the node of scripts/test, read with
+/// rabbitmqctl on a blocking thread: the actix system (a worker in this process) keeps
+/// running however long the call takes.
+pub async fn queue_counts_async(queue: &str) -> (u64, u64) {
+    let queue = queue.to_string();
+    actix_rt::task::spawn_blocking(move || queue_counts(&queue))
+        .await
+        .expect("the rabbitmqctl thread")
+}
+
+/// The number of consumers of `queue` on the node of scripts/test, read with rabbitmqctl
+/// on a blocking thread.
+pub async fn queue_consumers_async(queue: &str) -> u64 {
+    let queue = queue.to_string();
+    actix_rt::task::spawn_blocking(move || queue_consumers(&queue))
+        .await
+        .expect("the rabbitmqctl thread")
+}
+
+/// Evaluates the async `condition` until it holds, failing after `timeout` with `what`.
+/// For conditions that take time to evaluate (rabbitmqctl): the deadline is checked after
+/// each evaluation, so a slow call never makes the wait give up early.
+pub async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `condition` until it holds, failing after `timeout` with `what`. `condition`
+/// must not block (no rabbitmqctl: use `wait_until_async`).
 pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !condition() {
@@ -309,7 +396,7 @@ impl Task for Slow {
 }
 
 /// The number of consumers of `queue` on the private node of scripts/test, read with
-/// rabbitmqctl (blocking: call it before the load starts, or from `spawn_blocking`).
+/// rabbitmqctl (blocking: from async code, use `queue_consumers_async`).
 pub fn queue_consumers(queue: &str) -> u64 {
     let dir = std::env::var("CELERIAC_TEST_RABBIT_DIR")
         .ok()
@@ -333,6 +420,48 @@ pub fn queue_consumers(queue: &str) -> u64 {
         .find(|(name, _)| *name == queue)
         .map(|(_, consumers)| consumers.trim().parse().expect("a count"))
         .unwrap_or_else(|| panic!("queue {queue} is not in rabbitmqctl's listing:\n{listing}"))
+}
+
+/// Gates that `test.held` tasks wait on, by name (a test uses its queue's name).
+type Gates = std::collections::HashMap<String, std::sync::Arc<tokio::sync::watch::Sender<bool>>>;
+static GATES: std::sync::Mutex<Option<Gates>> = std::sync::Mutex::new(None);
+
+/// The gate called `name`, created closed.
+fn gate(name: &str) -> std::sync::Arc<tokio::sync::watch::Sender<bool>> {
+    GATES
+        .lock()
+        .expect("the gates")
+        .get_or_insert_with(std::collections::HashMap::new)
+        .entry(name.to_string())
+        .or_insert_with(|| std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+        .clone()
+}
+
+/// Opens gate `name`: every `test.held(name)` task waiting on it (or started later) ends.
+pub fn open_gate(name: &str) {
+    gate(name).send_replace(true);
+}
+
+/// Resolves once gate `name` is open. Runtime-agnostic: a blocking task can wait for it
+/// with `futures::executor::block_on`.
+pub async fn gate_opened(name: &str) {
+    let mut open = gate(name).subscribe();
+    let _ = open.wait_for(|open| *open).await;
+}
+
+/// `test.held(gate)`: runs until the test opens gate `gate` (`open_gate`), then returns
+/// the gate's name. Holds a slot for as long as the test needs, whatever the machine's
+/// speed: no task duration to guess.
+pub struct Held;
+
+impl Task for Held {
+    const NAME: &'static str = "test.held";
+    type Args = (String,);
+    type Output = String;
+    async fn run(_ctx: TaskContext, (name,): (String,)) -> Result<String, TaskError> {
+        gate_opened(&name).await;
+        Ok(name)
+    }
 }
 
 /// A RabbitMQ node of the test's own (for tests that stop or restart the broker, which
@@ -456,4 +585,5 @@ impl Drop for PrivateNode {
     }
 }
 
+pub mod events;
 pub mod proxy;

@@ -129,10 +129,10 @@ def scenario_scheduling():
     expect("custom headers", (headers.get("x-trace"), headers.get("n")), ("abc", 5))
     request = linked.get(timeout=TIMEOUT)
     expect("root and parent ids", (request["root_id"], request["parent_id"]), (root_id, parent_id))
-    before = time.monotonic()
+    # 10-second sleeps that end with the limits' exceptions were stopped by the limits
+    # before their own end (which would be a result): no wall-clock bound needed.
     expect_raises("hard time limit", hard, TimeLimitExceeded)
     expect_raises("soft time limit", soft, SoftTimeLimitExceeded)
-    assert time.monotonic() - before < 8, "the time limits did not stop 10-second sleeps"
     expect("within the time limit", in_time.get(timeout=TIMEOUT), 0.1)
 
 

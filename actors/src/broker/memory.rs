@@ -11,9 +11,8 @@ use futures::StreamExt;
 use lapin::BasicProperties;
 
 use super::{
-    BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, SetPrefetch,
-    SubscribeConnection,
+    CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue, DeleteQueue,
+    DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, SetPrefetch, SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, Settlement};
 use crate::error::BrokerError;
@@ -336,10 +335,15 @@ impl Handler<CloseBroker> for MemoryBrokerActor {
     }
 }
 
-impl Handler<BreakConsumerChannel> for MemoryBrokerActor {
+#[cfg(feature = "fault-injection")]
+impl Handler<super::BreakConsumerChannel> for MemoryBrokerActor {
     type Result = Result<(), BrokerError>;
 
-    fn handle(&mut self, request: BreakConsumerChannel, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        request: super::BreakConsumerChannel,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         for queue in self.queues.values() {
             for consumer in &queue.consumers {
                 if consumer.tag == request.consumer_tag {

@@ -125,6 +125,9 @@ pub struct CloseBroker;
 
 /// Fault injection for tests and drills: makes the broker close the channel of a consumer
 /// with a channel error (a passive declare of a queue that does not exist, answered 404).
+///
+/// Only with the `fault-injection` feature: test-only, not part of the default API.
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), BrokerError>")]
 pub struct BreakConsumerChannel {
@@ -155,6 +158,23 @@ pub enum ConnectionEvent {
 #[rtype(result = "()")]
 pub struct SubscribeConnection(pub Recipient<ConnectionEvent>);
 
+/// What a broker actor answers for fault injection: [`BreakConsumerChannel`] with the
+/// `fault-injection` feature, nothing without it (every actor has it then). A bound of
+/// [`BrokerClient::new`], so that the feature adds a message without changing its signature.
+#[cfg(feature = "fault-injection")]
+pub trait FaultInjection: Actor + Handler<BreakConsumerChannel> {}
+
+#[cfg(feature = "fault-injection")]
+impl<A: Actor + Handler<BreakConsumerChannel>> FaultInjection for A {}
+
+/// What a broker actor answers for fault injection: nothing without the `fault-injection`
+/// feature (every actor has it). A bound of [`BrokerClient::new`].
+#[cfg(not(feature = "fault-injection"))]
+pub trait FaultInjection {}
+
+#[cfg(not(feature = "fault-injection"))]
+impl<A> FaultInjection for A {}
+
 /// A handle on either broker actor: what producers, consumers and the worker hold.
 #[derive(Clone)]
 pub struct BrokerClient {
@@ -176,7 +196,9 @@ pub struct BrokerClient {
     pub delete: Recipient<DeleteQueue>,
     /// Closes the broker.
     pub close: Recipient<CloseBroker>,
-    /// Breaks a consumer's channel (fault injection).
+    /// Breaks a consumer's channel (fault injection; only with the `fault-injection`
+    /// feature).
+    #[cfg(feature = "fault-injection")]
     pub break_channel: Recipient<BreakConsumerChannel>,
     /// Subscribes to connection events.
     pub subscribe_connection: Recipient<SubscribeConnection>,
@@ -198,7 +220,7 @@ impl BrokerClient {
             + Handler<CountMessages>
             + Handler<DeleteQueue>
             + Handler<CloseBroker>
-            + Handler<BreakConsumerChannel>
+            + FaultInjection
             + Handler<SubscribeConnection>
             + Handler<FlushAcks>,
     {
@@ -212,6 +234,7 @@ impl BrokerClient {
             count: addr.clone().recipient(),
             delete: addr.clone().recipient(),
             close: addr.clone().recipient(),
+            #[cfg(feature = "fault-injection")]
             break_channel: addr.clone().recipient(),
             subscribe_connection: addr.clone().recipient(),
             flush_acks: addr.clone().recipient(),

@@ -23,9 +23,9 @@ use tokio::sync::watch;
 
 use self::link::{ChannelSlot, Link, LinkState};
 use super::{
-    BreakConsumerChannel, CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent,
-    CountMessages, DeclareQueue, DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer,
-    PublishMessage, QueueSpec, SetPrefetch, SubscribeConnection,
+    CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareQueue,
+    DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
+    SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -928,10 +928,15 @@ impl Handler<SubscribeConnection> for AmqpBrokerActor {
     }
 }
 
-impl Handler<BreakConsumerChannel> for AmqpBrokerActor {
+#[cfg(feature = "fault-injection")]
+impl Handler<super::BreakConsumerChannel> for AmqpBrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
-    fn handle(&mut self, request: BreakConsumerChannel, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        request: super::BreakConsumerChannel,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         let channel = self.consumer_channel(&request.consumer_tag);
         Box::pin(async move {
             let channel = channel.ok_or_else(|| BrokerError::Amqp {
