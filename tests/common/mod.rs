@@ -457,3 +457,4 @@ impl Drop for PrivateNode {
 }
 
 pub mod proxy;
+pub mod tls;
