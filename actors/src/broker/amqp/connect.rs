@@ -72,15 +72,7 @@ pub(super) async fn connect_once(config: &AmqpConfig) -> Result<Connection, Brok
                 reason,
             })?)
         }
-        AMQPScheme::AMQP => {
-            if config.tls.is_set() {
-                log::warn!(
-                    "TLS settings are not used: the broker URL {url} is plain amqp://, and the \
-                     connection is NOT encrypted; use amqps:// to connect over TLS"
-                );
-            }
-            Transport::Plain
-        }
+        AMQPScheme::AMQP => Transport::Plain,
     };
     let runtime = lapin_runtime()?;
     let properties = ConnectionProperties::default()
@@ -146,6 +138,22 @@ pub(super) async fn connect_once(config: &AmqpConfig) -> Result<Connection, Brok
         abandoned.store(true, Ordering::SeqCst);
     }
     outcome
+}
+
+/// Logs a warning when TLS settings come with a plain `amqp://` URL: they are not used,
+/// and the connection is not encrypted.
+pub(super) fn warn_if_tls_unused(config: &AmqpConfig) {
+    let plain = config
+        .url
+        .parse::<AMQPUri>()
+        .is_ok_and(|uri| uri.scheme == AMQPScheme::AMQP);
+    if plain && config.tls.is_set() {
+        log::warn!(
+            "TLS settings are NOT used: the broker URL {} is plain amqp://, so the connection \
+             is not encrypted; use amqps:// to connect over TLS",
+            redact_url(&config.url)
+        );
+    }
 }
 
 /// Connects the TCP stream of `uri`, and wraps it in TLS for `amqps://`. The server's

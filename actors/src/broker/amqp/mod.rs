@@ -3,6 +3,14 @@
 //! lapin runs on a multi-threaded tokio runtime of its own (one per process), not on the
 //! actix arbiter that connected: a busy or stopped arbiter then cannot stall or silently
 //! hang the connection. lapin's auto-recovery is enabled.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `connect` | opening one connection: heartbeat, plain or TLS transport, connect timeout |
+//! | `tls` | [`TlsConfig`]: trusted CAs and client certificate, the rustls connector |
+//! | `redact` | [`redact_url`], [`scrub_password`]: passwords kept out of messages and `Debug` |
+//! | `link` | the current connection and channels that follow it across reconnections |
+//! | [`acks`] | batched acknowledgements per consumer channel |
 
 pub mod acks;
 mod connect;
@@ -24,7 +32,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, Event};
 use tokio::sync::watch;
 
-use self::connect::connect_once;
+use self::connect::{connect_once, warn_if_tls_unused};
 use self::link::{ChannelSlot, Link, LinkState};
 pub use self::redact::{redact_url, scrub_password, RedactedUrl};
 pub use self::tls::TlsConfig;
@@ -184,6 +192,7 @@ impl AmqpBrokerActor {
     /// `config.connect_timeout`, and with `BrokerError::Connect` when it refuses us.
     pub async fn connect(config: AmqpConfig) -> Result<Addr<Self>, BrokerError> {
         let url = redact_url(&config.url);
+        warn_if_tls_unused(&config);
         let connection = Arc::new(connect_once(&config).await?);
         log::info!("connected to the broker at {url}");
         Ok(AmqpBrokerActor::create(|ctx| {
