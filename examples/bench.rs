@@ -148,7 +148,7 @@ impl Settings {
     /// celeriac's configuration for the bench.
     fn config(&self, queue: &str) -> Config {
         Config {
-            broker_url: Some(self.url.clone()),
+            broker_url: self.url.clone(),
             default_queue: queue.to_string(),
             concurrency: self.concurrency,
             prefetch_multiplier: 4,

@@ -70,13 +70,6 @@ async fn main() -> ExitCode {
         }
     };
     let config = Config::from_env();
-    if config.broker_url.is_none() {
-        eprintln!(
-            "call: CELERIAC_BROKER_URL is not set; point it at RabbitMQ, \
-             e.g. CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f"
-        );
-        return ExitCode::from(2);
-    }
     run(call, &config).await
 }
 

@@ -35,11 +35,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::from_env();
     // Keep clear of a real `celery` queue when pointed at a shared RabbitMQ.
     config.default_queue = "celeriac.quickstart".to_string();
-    let broker_name = config.broker_url.as_deref().map_or(
-        "the embedded broker".to_string(),
-        celeriac::actors::broker::amqp::redact_url,
+    // The quickstart runs anywhere: without CELERIAC_BROKER_URL it uses the embedded
+    // in-process broker (a library user who sets nothing gets Celery's default RabbitMQ).
+    if std::env::var_os("CELERIAC_BROKER_URL").is_none_or(|url| url.is_empty()) {
+        config.broker_url = celeriac::app::MEMORY_BROKER_URL.to_string();
+        println!(
+            "CELERIAC_BROKER_URL is not set: using the embedded in-process broker (memory://)"
+        );
+    }
+    println!(
+        "quickstart on {}",
+        celeriac::actors::broker::amqp::redact_url(&config.broker_url)
     );
-    println!("quickstart on {broker_name}");
 
     let broker = connect_broker(&config).await?;
     let (events, mut received) = task_event_channel();

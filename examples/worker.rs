@@ -19,10 +19,6 @@ use celeriac::{connect_broker, Config, WorkerSystem};
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = Config::from_env();
-    if config.broker_url.is_none() {
-        eprintln!("set CELERIAC_BROKER_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f");
-        return ExitCode::from(2);
-    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

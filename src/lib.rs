@@ -16,6 +16,7 @@
 pub use celeriac_actors as actors;
 
 pub mod app;
+pub(crate) mod log_text;
 pub mod protocol;
 pub mod result;
 pub mod task;

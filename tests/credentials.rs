@@ -23,7 +23,7 @@ async fn a_malformed_url_with_a_password_gives_an_error_without_it() {
     ];
     for url in urls {
         let config = Config {
-            broker_url: Some(url.clone()),
+            broker_url: url.clone(),
             connect_timeout: Duration::from_secs(5),
             ..Config::default()
         };
@@ -57,6 +57,7 @@ async fn a_malformed_url_with_a_password_gives_an_error_without_it() {
 #[actix_rt::test]
 async fn an_unsupported_result_backend_is_named_without_its_password() {
     let config = Config {
+        broker_url: celeriac::app::MEMORY_BROKER_URL.to_string(),
         result_backend: Some(format!("redis://:{PASSWORD}@127.0.0.1:6379/0")),
         ..Config::default()
     };

@@ -66,7 +66,7 @@ fn init() {
 
 fn scenario_config(url: String, name: &str) -> Config {
     Config {
-        broker_url: Some(url),
+        broker_url: url,
         concurrency: CONCURRENCY,
         prefetch_multiplier: PREFETCH_MULTIPLIER,
         connect_timeout: Duration::from_secs(10),
@@ -712,7 +712,7 @@ async fn connections_cut_ten_times_at_random_moments_lose_no_accepted_task() {
         .await
         .expect("the broker via the proxy");
     let producer_config = Config {
-        broker_url: Some(amqp_url()),
+        broker_url: amqp_url(),
         ..config.clone()
     };
     let producer_broker = connect_broker(&producer_config)

@@ -69,7 +69,7 @@ fn listed_heartbeat(dir: &str, name: &str) -> Option<u64> {
 async fn negotiated(heartbeat: Duration) -> u64 {
     let name = format!("celeriac-heartbeat-{}", uuid::Uuid::new_v4().simple());
     let config = Config {
-        broker_url: Some(amqp_url()),
+        broker_url: amqp_url(),
         broker_heartbeat: heartbeat,
         connection_name: name.clone(),
         ..Config::default()
@@ -210,7 +210,7 @@ async fn a_silent_worker_connection_is_noticed_by_heartbeat_and_loses_no_task() 
     let started = Instant::now();
     let proxy = Proxy::for_url(&amqp_url());
     let config = Config {
-        broker_url: Some(proxy.url(&amqp_url())),
+        broker_url: proxy.url(&amqp_url()),
         broker_heartbeat: HEARTBEAT,
         concurrency: CONCURRENCY,
         prefetch_multiplier: PREFETCH_MULTIPLIER,
@@ -219,7 +219,7 @@ async fn a_silent_worker_connection_is_noticed_by_heartbeat_and_loses_no_task() 
     };
     let window = CONCURRENCY * PREFETCH_MULTIPLIER;
     let producer_config = Config {
-        broker_url: Some(amqp_url()),
+        broker_url: amqp_url(),
         ..config.clone()
     };
     let producer_broker = connect_broker(&producer_config)

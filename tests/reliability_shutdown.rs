@@ -18,7 +18,7 @@ async fn a_send_waits_for_an_absent_broker_up_to_its_send_timeout_then_fails_cle
     init_logging();
     let proxy = Proxy::for_url(&amqp_url());
     let config = Config {
-        broker_url: Some(proxy.url(&amqp_url())),
+        broker_url: proxy.url(&amqp_url()),
         send_timeout: Duration::from_millis(1500),
         ..common::config(1)
     };
@@ -226,7 +226,7 @@ async fn subscribers_are_told_when_the_connection_goes_down_and_comes_back() {
     init_logging();
     let proxy = Proxy::for_url(&amqp_url());
     let config = Config {
-        broker_url: Some(proxy.url(&amqp_url())),
+        broker_url: proxy.url(&amqp_url()),
         ..common::config(1)
     };
     let broker = connect_broker(&config)

@@ -166,7 +166,7 @@ async fn the_wait_queue_keeps_the_channel_alive_past_a_short_consumer_timeout() 
     let node = PrivateNode::start(2000);
     for horizon_ms in [1000, 60_000] {
         let config = Config {
-            broker_url: Some(node.url.clone()),
+            broker_url: node.url.clone(),
             concurrency: 2,
             eta_horizon: Duration::from_millis(horizon_ms),
             ..Config::default()

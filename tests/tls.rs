@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn tls_config(url: &str, tls: TlsConfig, name: &str) -> Config {
     Config {
-        broker_url: Some(url.to_string()),
+        broker_url: url.to_string(),
         broker_tls: tls,
         concurrency: 2,
         connect_timeout: CONNECT_TIMEOUT,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use celeriac::actors::amqp::{AMQPValue, BasicProperties, FieldTable};
 use celeriac::actors::OutboundMessage;
+use celeriac::protocol::ContentType;
 use celeriac::{
     connect_broker, task_event_channel, Config, Producer, RestartPolicy, Signature,
     SupervisorEvent, TaskEventKind, WorkerError, WorkerSystem,
@@ -558,7 +559,7 @@ async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
         .expect("a free port")
         .port();
     let config = Config {
-        broker_url: Some(format!("amqp://guest:secret@127.0.0.1:{port}/%2f")),
+        broker_url: format!("amqp://guest:secret@127.0.0.1:{port}/%2f"),
         connect_timeout: Duration::from_secs(2),
         ..Config::default()
     };
@@ -589,7 +590,7 @@ async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
 async fn wrong_credentials_give_a_clear_error() {
     let url = amqp_url().replacen("guest:guest", "guest:wrong-password", 1);
     let config = Config {
-        broker_url: Some(url),
+        broker_url: url,
         connect_timeout: Duration::from_secs(3),
         ..Config::default()
     };
@@ -609,7 +610,11 @@ async fn wrong_credentials_give_a_clear_error() {
 
 #[actix_rt::test]
 async fn typed_arguments_sent_as_bincode_run_on_a_rust_worker() {
-    let config = config(2);
+    // bincode is accepted only when the worker opts in.
+    let config = Config {
+        accept_content: vec![ContentType::Json, ContentType::Bincode],
+        ..config(2)
+    };
     let broker = connect(&config).await;
     let queue = unique_queue("bincode");
     let (builder, mut received) = test_worker(&broker, &config, &queue);

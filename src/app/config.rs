@@ -7,13 +7,23 @@ use crate::actors::broker::amqp::RedactedUrl;
 use crate::actors::TlsConfig;
 
 use super::routing::{QueueConfig, TaskRoute};
+use crate::protocol::{ContentType, DecodePolicy, DEFAULT_MAX_BODY_SIZE};
+
+/// The broker a configuration names when it names none: Celery's default, a RabbitMQ on
+/// this machine with the `guest` user.
+pub const DEFAULT_BROKER_URL: &str = "amqp://guest:guest@localhost:5672//";
+
+/// The `broker_url` that selects the embedded in-process broker.
+pub const MEMORY_BROKER_URL: &str = "memory://";
 
 /// Settings shared by producers and workers. `Debug` masks the passwords of the URLs.
 #[derive(Clone)]
 pub struct Config {
-    /// `amqp://user:password@host:port/vhost`, or `amqps://` for TLS; `None` means the
-    /// embedded in-process broker.
-    pub broker_url: Option<String>,
+    /// Where the broker is: `amqp://user:password@host:port/vhost` (`%2f` or a second `/`
+    /// is the default vhost `/`), `amqps://` for TLS (port 5671 by default), or `memory://`
+    /// for the embedded in-process broker (one process only: tasks sent there vanish when the
+    /// process exits). Defaults to Celery's default, [`DEFAULT_BROKER_URL`].
+    pub broker_url: String,
     /// Trusted CAs and client certificate for an `amqps://` broker (Celery's
     /// `broker_use_ssl`). Certificate and host name are always verified.
     pub broker_tls: TlsConfig,
@@ -30,8 +40,15 @@ pub struct Config {
     pub send_timeout: Duration,
     /// How the connection is rebuilt after it was lost (forever, by default).
     pub reconnect: crate::actors::ReconnectPolicy,
-    /// Messages with a larger body (after decompression) are rejected without requeue.
+    /// Messages with a larger body, as received or once decompressed, are rejected without
+    /// requeue (inflating stops as soon as it is passed); bincode arguments may not claim
+    /// more memory than this either.
     pub max_message_size: usize,
+    /// The content types a worker accepts (Celery's `accept_content`): JSON only by
+    /// default. `application/x-bincode` is for Rust-to-Rust traffic and must be opted in
+    /// (`CELERIAC_ACCEPT_CONTENT=json,bincode`). Messages of other types are rejected
+    /// without requeue.
+    pub accept_content: Vec<ContentType>,
     /// How long a warm shutdown lets running tasks finish before it turns cold.
     pub shutdown_timeout: Duration,
     /// Run async task code on a thread (actix arbiter) of its own rather than beside the
@@ -74,14 +91,15 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            broker_url: None,
+            broker_url: DEFAULT_BROKER_URL.to_string(),
             broker_tls: TlsConfig::default(),
             broker_heartbeat: Duration::from_secs(60),
             default_queue: "celery".to_string(),
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
             reconnect: crate::actors::ReconnectPolicy::default(),
-            max_message_size: 16 * 1024 * 1024,
+            max_message_size: DEFAULT_MAX_BODY_SIZE,
+            accept_content: vec![ContentType::Json],
             shutdown_timeout: Duration::from_secs(60),
             pool_on_own_thread: false,
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -105,10 +123,11 @@ impl Config {
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
     /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_SEND_TIMEOUT_MS`,
-    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_SHUTDOWN_TIMEOUT_S`,
-    /// `CELERIAC_BROKER_HEARTBEAT_S` and `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set.
-    /// Values that do not parse are ignored with a warning; TLS files are read (and a
-    /// certificate without its key refused) when connecting.
+    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
+    /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
+    /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
+    /// ignored with a warning; TLS files are read (and a certificate without its key
+    /// refused) when connecting.
     pub fn from_env() -> Self {
         let mut config = Config::default();
         if let Some(routes) = env_string("CELERIAC_TASK_ROUTES") {
@@ -123,6 +142,12 @@ impl Config {
         if let Some(bytes) = env_number("CELERIAC_MAX_MESSAGE_SIZE") {
             config.max_message_size = bytes as usize;
         }
+        if let Some(names) = env_string("CELERIAC_ACCEPT_CONTENT") {
+            match parse_content_types(&names) {
+                Ok(accept) => config.accept_content = accept,
+                Err(error) => log::warn!("ignoring CELERIAC_ACCEPT_CONTENT: {error}"),
+            }
+        }
         if let Some(seconds) = env_number("CELERIAC_SHUTDOWN_TIMEOUT_S") {
             config.shutdown_timeout = Duration::from_secs(seconds);
         }
@@ -130,7 +155,7 @@ impl Config {
             config.acks_late = matches!(acks_late.trim(), "1" | "true" | "yes" | "on");
         }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
-            config.broker_url = Some(url);
+            config.broker_url = url.trim().to_string();
         }
         if let Some(seconds) = env_number("CELERIAC_BROKER_HEARTBEAT_S") {
             config.broker_heartbeat = Duration::from_secs(seconds);
@@ -158,6 +183,15 @@ impl Config {
         config
     }
 
+    /// What a worker of this configuration reads: `accept_content` up to
+    /// `max_message_size`.
+    pub fn decode_policy(&self) -> DecodePolicy {
+        DecodePolicy {
+            max_body_size: self.max_message_size,
+            accept: self.accept_content.clone(),
+        }
+    }
+
     /// The prefetch window for the configured concurrency (at most 65535, AMQP's limit).
     pub fn prefetch(&self) -> u16 {
         u16::try_from(
@@ -172,7 +206,7 @@ impl Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("broker_url", &self.broker_url.as_deref().map(RedactedUrl))
+            .field("broker_url", &RedactedUrl(&self.broker_url))
             .field("broker_tls", &self.broker_tls)
             .field("broker_heartbeat", &self.broker_heartbeat)
             .field("default_queue", &self.default_queue)
@@ -180,6 +214,7 @@ impl std::fmt::Debug for Config {
             .field("send_timeout", &self.send_timeout)
             .field("reconnect", &self.reconnect)
             .field("max_message_size", &self.max_message_size)
+            .field("accept_content", &self.accept_content)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("pool_on_own_thread", &self.pool_on_own_thread)
             .field("concurrency", &self.concurrency)
@@ -202,6 +237,22 @@ impl std::fmt::Debug for Config {
             .field("eta_task_limit", &self.eta_task_limit)
             .finish()
     }
+}
+
+/// Content types from a comma-separated list of names (`json`, `bincode`, or MIME types).
+fn parse_content_types(names: &str) -> Result<Vec<ContentType>, String> {
+    let accept = names
+        .split(',')
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| {
+            ContentType::from_name(name)
+                .ok_or_else(|| format!("unknown content type {name:?} (known: json, bincode)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if accept.is_empty() {
+        return Err("no content type named".to_string());
+    }
+    Ok(accept)
 }
 
 fn env_string(name: &str) -> Option<String> {
@@ -238,7 +289,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use super::Config;
+    use super::*;
     use crate::actors::TlsConfig;
 
     #[test]
@@ -254,7 +305,7 @@ mod tests {
         ];
         for (url, password) in urls {
             let config = Config {
-                broker_url: Some(url.to_string()),
+                broker_url: url.to_string(),
                 result_backend: Some("redis://:backend-secret@redis:6379/0".to_string()),
                 broker_tls: TlsConfig {
                     ca_file: Some("/etc/ssl/ca.pem".into()),
@@ -270,5 +321,31 @@ mod tests {
             assert!(shown.contains("/etc/ssl/client.key"), "{shown}");
             assert!(!format!("{config:#?}").contains(password), "{url}");
         }
+    }
+
+    #[test]
+    fn a_config_that_names_no_broker_uses_celerys_default_rabbitmq() {
+        let config = Config::default();
+        assert_eq!(config.broker_url, "amqp://guest:guest@localhost:5672//");
+        let uri: lapin::uri::AMQPUri = config.broker_url.parse().expect("lapin reads it");
+        assert_eq!(uri.vhost, "/");
+        assert_eq!(uri.authority.host, "localhost");
+        assert_eq!(uri.authority.port, 5672);
+    }
+
+    #[test]
+    fn json_is_the_only_content_accepted_by_default() {
+        assert_eq!(Config::default().accept_content, vec![ContentType::Json]);
+        assert_eq!(
+            parse_content_types("json, bincode").unwrap(),
+            vec![ContentType::Json, ContentType::Bincode]
+        );
+        assert_eq!(
+            parse_content_types("application/x-bincode").unwrap(),
+            vec![ContentType::Bincode]
+        );
+        let error = parse_content_types("json,pickle").unwrap_err();
+        assert!(error.contains("\"pickle\""), "{error}");
+        assert!(parse_content_types(" , ").is_err());
     }
 }

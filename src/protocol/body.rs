@@ -39,6 +39,16 @@ impl ContentType {
         }
     }
 
+    /// The content type a configuration names: Celery's serializer names (`json`,
+    /// `bincode`) or a MIME type (`application/json`, `application/x-bincode`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "json" => Some(ContentType::Json),
+            "bincode" => Some(ContentType::Bincode),
+            other => Self::from_mime(other),
+        }
+    }
+
     /// The `content_encoding` property celeriac writes: `utf-8` for JSON,
     /// `binary` for bincode.
     pub fn encoding(&self) -> &'static str {

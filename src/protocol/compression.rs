@@ -11,18 +11,17 @@ use super::error::ProtocolError;
 /// The `compression` header value Celery sends for `compression='gzip'`.
 pub const GZIP_MIME: &str = "application/x-gzip";
 
-/// Upper bound for a decompressed body, against decompression bombs.
-const MAX_OUTPUT: u64 = 512 * 1024 * 1024;
-
-/// Decompress a body according to its `compression` header.
+/// Decompress a body according to its `compression` header, inflating at most `limit`
+/// bytes: a body that would inflate further is refused as soon as the limit is passed,
+/// so a compression bomb costs at most `limit` bytes (plus the inflater's own state).
 ///
 /// `application/x-gzip`, `application/gzip`, `gzip`, `zlib` and
 /// `application/x-zlib` are read (zlib stream, or gzip framing if present);
 /// anything else is [`ProtocolError::UnsupportedCompression`].
-pub fn decompress(compression: &str, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+pub fn decompress(compression: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
     match compression {
         GZIP_MIME | "application/gzip" | "gzip" | "zlib" | "application/x-zlib" => {
-            inflate_any(body).map_err(|reason| ProtocolError::Decompression {
+            inflate_any(body, limit).map_err(|reason| ProtocolError::Decompression {
                 compression: compression.to_owned(),
                 reason,
             })
@@ -33,27 +32,31 @@ pub fn decompress(compression: &str, body: &[u8]) -> Result<Vec<u8>, ProtocolErr
     }
 }
 
-/// Inflate a zlib stream, or a gzip member when the data starts with `1f 8b`.
-fn inflate_any(data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let read = if data.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(data)
-            .take(MAX_OUTPUT + 1)
-            .read_to_end(&mut out)
-    } else {
-        flate2::read::ZlibDecoder::new(data)
-            .take(MAX_OUTPUT + 1)
-            .read_to_end(&mut out)
-    };
-    read.map_err(|error| error.to_string())?;
-    if out.len() as u64 > MAX_OUTPUT {
-        return Err(format!(
-            "decompressed body is larger than {MAX_OUTPUT} bytes"
-        ));
-    }
+/// Inflate a zlib stream, or a gzip member when the data starts with `1f 8b`, reading at
+/// most `limit + 1` bytes of output (one more than allowed tells that the limit was passed).
+fn inflate_any(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     if data.is_empty() {
         return Err("empty compressed body".to_string());
     }
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    // Never reserve from what the stream claims: grow as real output arrives.
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+    let read = if data.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(data)
+            .take(cap)
+            .read_to_end(&mut out)
+    } else {
+        flate2::read::ZlibDecoder::new(data)
+            .take(cap)
+            .read_to_end(&mut out)
+    };
+    if out.len() > limit {
+        return Err(format!(
+            "it inflates to more than the size limit of {limit} bytes ({} bytes compressed)",
+            data.len()
+        ));
+    }
+    read.map_err(|error| error.to_string())?;
     Ok(out)
 }
 
@@ -61,6 +64,8 @@ fn inflate_any(data: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    const LIMIT: usize = 1024 * 1024;
 
     fn zlib(data: &[u8], level: u32) -> Vec<u8> {
         let mut encoder =
@@ -91,7 +96,7 @@ mod tests {
         for input in sample_inputs() {
             for level in [0, 1, 6, 9] {
                 let compressed = zlib(&input, level);
-                let out = decompress(GZIP_MIME, &compressed).unwrap();
+                let out = decompress(GZIP_MIME, &compressed, LIMIT).unwrap();
                 assert_eq!(out, input, "level {level}, {} bytes", input.len());
             }
         }
@@ -103,24 +108,47 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(&input).unwrap();
         let compressed = encoder.finish().unwrap();
-        assert_eq!(decompress(GZIP_MIME, &compressed).unwrap(), input);
+        assert_eq!(decompress(GZIP_MIME, &compressed, LIMIT).unwrap(), input);
     }
 
     #[test]
     fn rejects_garbage_and_corruption() {
-        assert!(decompress(GZIP_MIME, b"").is_err());
-        assert!(decompress(GZIP_MIME, b"not zlib at all").is_err());
+        assert!(decompress(GZIP_MIME, b"", LIMIT).is_err());
+        assert!(decompress(GZIP_MIME, b"not zlib at all", LIMIT).is_err());
         let mut compressed = zlib(b"some body some body some body", 6);
         let last = compressed.len() - 1;
         compressed[last] ^= 0xff;
-        let err = decompress(GZIP_MIME, &compressed).unwrap_err();
+        let err = decompress(GZIP_MIME, &compressed, LIMIT).unwrap_err();
         assert!(err.to_string().contains("corrupt"), "{err}");
         let truncated = zlib(b"some body some body some body", 6);
-        assert!(decompress(GZIP_MIME, &truncated[..truncated.len() / 2]).is_err());
-        let err = decompress("application/x-bz2", b"BZh").unwrap_err();
+        assert!(decompress(GZIP_MIME, &truncated[..truncated.len() / 2], LIMIT).is_err());
+        let err = decompress("application/x-bz2", b"BZh", LIMIT).unwrap_err();
         assert_eq!(
             err.to_string(),
             "unsupported compression \"application/x-bz2\""
         );
+    }
+
+    #[test]
+    fn stops_inflating_past_the_limit() {
+        // 64 MiB of zeros compress to about 64 KiB: a bomb against a 1 MiB limit.
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![0u8; 1024 * 1024];
+        for _ in 0..64 {
+            encoder.write_all(&chunk).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 200 * 1024, "{} bytes", bomb.len());
+        let err = decompress(GZIP_MIME, &bomb, LIMIT).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("more than the size limit of 1048576 bytes"),
+            "{text}"
+        );
+        // Exactly at the limit is fine.
+        let exact = zlib(&vec![7u8; LIMIT], 9);
+        assert_eq!(decompress(GZIP_MIME, &exact, LIMIT).unwrap().len(), LIMIT);
+        let over = zlib(&vec![7u8; LIMIT + 1], 9);
+        assert!(decompress(GZIP_MIME, &over, LIMIT).is_err());
     }
 }

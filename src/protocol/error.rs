@@ -29,6 +29,37 @@ pub enum ProtocolError {
         /// The content type as received.
         content_type: String,
     },
+    /// The content type is one celeriac reads, but the receiver does not accept it
+    /// (Celery's `accept_content`).
+    #[display("content type {content_type:?} is not accepted (accepted: {accepted})")]
+    #[from(ignore)]
+    RefusedContentType {
+        /// The content type as received.
+        content_type: String,
+        /// The accepted content types, comma-separated.
+        accepted: String,
+    },
+    /// The body is larger than the receiver's size limit (before or after decompression).
+    #[display("message body of {size} bytes is over the size limit of {limit} bytes")]
+    #[from(ignore)]
+    TooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A JSON body holds so many values that parsing it would take more memory than the
+    /// receiver allows for one message.
+    #[display("JSON body of {size} bytes would take up to {parsed} bytes once parsed, over the limit of {limit} bytes (too many values)")]
+    #[from(ignore)]
+    TooManyValues {
+        /// The body's size in bytes.
+        size: usize,
+        /// What parsing it may take, in bytes.
+        parsed: usize,
+        /// The memory limit for one parsed body, in bytes.
+        limit: usize,
+    },
     /// The `compression` header names an algorithm celeriac does not read.
     #[display("unsupported compression {compression:?}")]
     #[from(ignore)]

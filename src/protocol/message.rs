@@ -11,8 +11,94 @@ use super::body::{
 use super::compression::decompress;
 use super::error::ProtocolError;
 use super::headers::{timelimit_from_json, TaskHeaders, COMPRESSION_HEADER};
+use super::json_cost::parsed_size_bound;
 use super::repr::{args_repr, kwargs_repr, origin};
 use super::time::parse_datetime;
+
+/// The size of the largest body a receiver reads by default (16 MiB), before and after
+/// decompression.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+
+/// How many times `max_body_size` a parsed JSON body may take in memory.
+pub const PARSED_SIZE_FACTOR: usize = 4;
+
+/// What a receiver is willing to read: checked before anything is parsed or inflated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodePolicy {
+    /// Bodies larger than this, as received or once decompressed, are refused; inflating
+    /// stops as soon as it is passed.
+    pub max_body_size: usize,
+    /// The content types accepted (Celery's `accept_content`); a message without a
+    /// `content_type` is read as JSON.
+    pub accept: Vec<ContentType>,
+}
+
+impl Default for DecodePolicy {
+    /// JSON only, up to [`DEFAULT_MAX_BODY_SIZE`]: Celery's defaults.
+    fn default() -> Self {
+        DecodePolicy {
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            accept: vec![ContentType::Json],
+        }
+    }
+}
+
+impl DecodePolicy {
+    /// The content type of a message with these properties, when it is accepted.
+    pub fn content_type(&self, properties: &BasicProperties) -> Result<ContentType, ProtocolError> {
+        let content_type = match properties.content_type() {
+            None => ContentType::Json,
+            Some(mime) => ContentType::from_mime(mime.as_str()).ok_or_else(|| {
+                ProtocolError::UnsupportedContentType {
+                    content_type: mime.as_str().to_owned(),
+                }
+            })?,
+        };
+        if self.accept.contains(&content_type) {
+            return Ok(content_type);
+        }
+        Err(ProtocolError::RefusedContentType {
+            content_type: content_type.mime().to_owned(),
+            accepted: self
+                .accept
+                .iter()
+                .map(ContentType::mime)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// The most memory one parsed JSON body may take: [`PARSED_SIZE_FACTOR`] x
+    /// `max_body_size`.
+    pub fn max_parsed_size(&self) -> usize {
+        self.max_body_size.saturating_mul(PARSED_SIZE_FACTOR)
+    }
+
+    /// Refuses a JSON body whose parsed form could take more than
+    /// [`DecodePolicy::max_parsed_size`].
+    pub fn check_json_cost(&self, body: &[u8]) -> Result<(), ProtocolError> {
+        let parsed = parsed_size_bound(body);
+        if parsed > self.max_parsed_size() {
+            return Err(ProtocolError::TooManyValues {
+                size: body.len(),
+                parsed,
+                limit: self.max_parsed_size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a body over the size limit.
+    pub fn check_size(&self, size: usize) -> Result<(), ProtocolError> {
+        if size > self.max_body_size {
+            return Err(ProtocolError::TooLarge {
+                size,
+                limit: self.max_body_size,
+            });
+        }
+        Ok(())
+    }
+}
 
 /// A whole task message: what a producer sends and a worker receives.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,22 +224,36 @@ impl TaskMessage {
         Ok((properties, body))
     }
 
-    /// Decode a delivery (its properties and body).
+    /// Decode a delivery (its properties and body), reading JSON and bincode bodies of up
+    /// to [`DEFAULT_MAX_BODY_SIZE`]. A receiver of untrusted messages uses
+    /// [`TaskMessage::decode_with`] and its own [`DecodePolicy`].
+    pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<TaskMessage, ProtocolError> {
+        let policy = DecodePolicy {
+            accept: vec![ContentType::Json, ContentType::Bincode],
+            ..DecodePolicy::default()
+        };
+        Self::decode_with(properties, body, &policy)
+    }
+
+    /// Decode a delivery under `policy`.
     ///
     /// Protocol v2 when `headers["task"]` exists; else protocol v1 (a JSON
     /// object body with `task`/`id`/`args`/`kwargs`..., PROTOCOL.md 1.6);
-    /// else an error. The `compression` header is honoured. A missing
-    /// `content_type` is read as JSON; types other than JSON and bincode are
-    /// [`ProtocolError::UnsupportedContentType`].
-    pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<TaskMessage, ProtocolError> {
-        let content_type = match properties.content_type() {
-            None => ContentType::Json,
-            Some(mime) => ContentType::from_mime(mime.as_str()).ok_or_else(|| {
-                ProtocolError::UnsupportedContentType {
-                    content_type: mime.as_str().to_owned(),
-                }
-            })?,
-        };
+    /// else an error. A missing `content_type` is read as JSON; types other than JSON and
+    /// bincode are [`ProtocolError::UnsupportedContentType`], types the policy does not
+    /// accept [`ProtocolError::RefusedContentType`], both before the body is looked at. The
+    /// `compression` header is honoured, and the body must fit the policy's size limit both
+    /// as received and once decompressed ([`ProtocolError::TooLarge`],
+    /// [`ProtocolError::Decompression`]); a JSON body must not hold so many values that
+    /// parsing it would take more than [`DecodePolicy::max_parsed_size`]
+    /// ([`ProtocolError::TooManyValues`]).
+    pub fn decode_with(
+        properties: &BasicProperties,
+        body: &[u8],
+        policy: &DecodePolicy,
+    ) -> Result<TaskMessage, ProtocolError> {
+        let content_type = policy.content_type(properties)?;
+        policy.check_size(body.len())?;
         let empty = FieldTable::default();
         let table = properties.headers().as_ref().unwrap_or(&empty);
         let header = |name: &str| {
@@ -166,7 +266,7 @@ impl TaskMessage {
         let body = match header(COMPRESSION_HEADER) {
             Some(value) => match as_opt_string(COMPRESSION_HEADER, value)? {
                 Some(compression) => {
-                    decompressed = decompress(&compression, body)?;
+                    decompressed = decompress(&compression, body, policy.max_body_size)?;
                     decompressed.as_slice()
                 }
                 None => body,
@@ -174,6 +274,9 @@ impl TaskMessage {
             None => body,
         };
 
+        if content_type == ContentType::Json {
+            policy.check_json_cost(body)?;
+        }
         let (headers, payload, protocol_version) = if header("task").is_some() {
             let headers = TaskHeaders::from_field_table(table)?;
             let payload = match content_type {

@@ -8,6 +8,7 @@
 //! - [`body`]: [`ContentType`], [`TaskPayload`] and the `[args, kwargs, embed]` body.
 //! - [`time`]: ISO 8601 `eta`/`expires` parsing and formatting.
 //! - [`compression`]: the `compression` header (zlib bodies).
+//! - [`json_cost`]: the memory a JSON body takes once parsed, bounded before parsing.
 //! - [`amqp`]: AMQP field value <-> JSON conversions with py-amqp's type codes.
 //! - [`result`]: [`TaskState`] and [`ResultMessage`], the result document.
 //! - [`exception`]: [`ExceptionInfo`], how task errors travel in results.
@@ -19,6 +20,7 @@ pub mod compression;
 pub mod error;
 pub mod exception;
 pub mod headers;
+pub mod json_cost;
 pub mod kombu;
 pub mod message;
 pub mod repr;
@@ -32,5 +34,5 @@ pub use body::{empty_embed, ContentType, TaskPayload};
 pub use error::ProtocolError;
 pub use exception::ExceptionInfo;
 pub use headers::TaskHeaders;
-pub use message::TaskMessage;
+pub use message::{DecodePolicy, TaskMessage, DEFAULT_MAX_BODY_SIZE, PARSED_SIZE_FACTOR};
 pub use result::{ResultMessage, TaskState};

@@ -156,6 +156,10 @@ impl Actor for ResultCollector {
 
 /// Reads a result document; a body without `task_id` takes the AMQP correlation id.
 fn decode(delivery: &Delivery) -> Result<ResultMessage, ProtocolError> {
+    // Anyone who can publish to the reply queue can send anything: bound what parsing costs.
+    let policy = crate::protocol::DecodePolicy::default();
+    policy.check_size(delivery.body.len())?;
+    policy.check_json_cost(&delivery.body)?;
     let correlation_id = delivery
         .properties
         .correlation_id()

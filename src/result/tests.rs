@@ -121,3 +121,23 @@ fn the_oldest_unclaimed_results_are_forgotten_past_the_capacity() {
     }
     assert_eq!(collector.kept_for_test(), vec!["b", "c"]);
 }
+
+#[actix_rt::test]
+async fn a_result_with_too_many_values_is_dropped_before_parsing_and_the_next_one_arrives() {
+    let (broker, results) = start().await;
+    let queue = results.reply_queue().to_string();
+    // 6 MiB of `{},`: parsed, it would take over 140 MB.
+    let hostile = format!(
+        r#"{{"status": "SUCCESS", "task_id": "t-9", "result": [{}0]}}"#,
+        "{},".repeat(2 * 1024 * 1024)
+    );
+    publish(&broker, &queue, Some("t-9"), hostile.into_bytes()).await;
+    let good = ResultMessage::success("t-9", json!("fine"));
+    publish(&broker, &queue, Some("t-9"), good.to_json().expect("json")).await;
+    let value = results
+        .async_result("t-9")
+        .get(Duration::from_secs(5))
+        .await
+        .expect("the good result arrives");
+    assert_eq!(value, json!("fine"));
+}

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod args;
+pub mod bincode_args;
 mod blocking;
 mod context;
 mod error;

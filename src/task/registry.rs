@@ -16,11 +16,13 @@ use crate::protocol::TaskPayload;
 pub trait ErasedTask: Send + Sync {
     /// Decodes the arguments (a `TypeError` naming the argument when they do not fit;
     /// kombu's typed values unwrapped first) and returns the run, whose output is already
-    /// encoded as JSON.
+    /// encoded as JSON. Bincode arguments may claim at most `max_decoded_size` bytes
+    /// (rounded up to a power of two), whatever their length prefixes declare.
     fn prepare(
         &self,
         context: TaskContext,
         payload: TaskPayload,
+        max_decoded_size: usize,
     ) -> Result<BoxFuture<'static, Result<Value, TaskError>>, TaskError>;
 
     /// The task's options.
@@ -45,6 +47,7 @@ impl<T: Task> ErasedTask for Registered<T> {
         &self,
         context: TaskContext,
         payload: TaskPayload,
+        max_decoded_size: usize,
     ) -> Result<BoxFuture<'static, Result<Value, TaskError>>, TaskError> {
         let args: T::Args = match payload {
             TaskPayload::Json {
@@ -57,16 +60,13 @@ impl<T: Task> ErasedTask for Registered<T> {
                 decode_args(&args, &kwargs)
                     .map_err(|error| TaskError::type_error(format!("task {}: {error}", T::NAME)))?
             }
-            TaskPayload::Bincode(bytes) => {
-                bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                    .map(|(args, _)| args)
-                    .map_err(|error| {
-                        TaskError::type_error(format!(
-                            "task {}: bincode arguments do not fit: {error}",
-                            T::NAME
-                        ))
-                    })?
-            }
+            TaskPayload::Bincode(bytes) => super::bincode_args::decode(&bytes, max_decoded_size)
+                .map_err(|error| {
+                    TaskError::type_error(format!(
+                        "task {}: bincode arguments do not fit: {error}",
+                        T::NAME
+                    ))
+                })?,
         };
         Ok(async move {
             let hook_context = context.clone();

@@ -19,7 +19,8 @@ use super::retry::republish_for_retry;
 use crate::actors::executor::{Execute, ExecutionReport};
 use crate::actors::{Delivery, ExecutorPool, Settlement};
 use crate::app::Producer;
-use crate::protocol::{ExceptionInfo, TaskMessage, TaskState};
+use crate::log_text::{clip, clip_display};
+use crate::protocol::{DecodePolicy, ExceptionInfo, TaskMessage, TaskState};
 use crate::task::{
     AppState, ErasedTask, ErrorAction, RetryAt, TaskContext, TaskError, TaskRegistry,
 };
@@ -35,8 +36,9 @@ pub(crate) struct WorkerDefaults {
     pub(crate) time_limit: Option<Duration>,
     /// Soft time limit.
     pub(crate) soft_time_limit: Option<Duration>,
-    /// Larger bodies are rejected without requeue.
-    pub(crate) max_message_size: usize,
+    /// Content types accepted and the body size limit (as received and decompressed);
+    /// messages outside it are rejected without requeue.
+    pub(crate) decode: DecodePolicy,
 }
 
 /// Deliveries acked early whose task is still running, by a per-worker number: a cold
@@ -198,10 +200,15 @@ impl Request<'_> {
                 "task {}[{}] panicked: {}",
                 self.name,
                 self.id,
-                error.message
+                clip(&error.message)
             );
         } else {
-            log::warn!("task {}[{}] failed: {error}", self.name, self.id);
+            log::warn!(
+                "task {}[{}] failed: {}",
+                self.name,
+                self.id,
+                clip_display(&error)
+            );
         }
         self.store_exception(TaskState::Failure, &exception_of(&error))
             .await;
@@ -225,10 +232,11 @@ impl Request<'_> {
 async fn reject_unreadable(delivery: &Delivery, services: &Services, reason: String) {
     let (id, name) = TaskMessage::peek_identity(&delivery.properties);
     log::error!(
-        "rejecting message {} (task {}) from queue \"{}\": {reason}",
-        id.as_deref().unwrap_or("without id"),
-        name.as_deref().unwrap_or("unknown"),
-        delivery.queue
+        "rejecting message {} (task {}) from queue \"{}\": {}",
+        clip(id.as_deref().unwrap_or("without id")),
+        clip(name.as_deref().unwrap_or("unknown")),
+        delivery.queue,
+        clip(&reason)
     );
     settle(
         delivery,
@@ -251,16 +259,8 @@ pub(crate) async fn process(
     draining: tokio::sync::watch::Receiver<bool>,
 ) {
     let delivery = Arc::new(delivery);
-    let limit = services.defaults.max_message_size;
-    if delivery.body.len() > limit {
-        let reason = format!(
-            "message of {} bytes is over the size limit of {limit} bytes",
-            delivery.body.len()
-        );
-        reject_unreadable(&delivery, &services, reason).await;
-        return;
-    }
-    let message = match TaskMessage::decode(&delivery.properties, &delivery.body) {
+    let policy = &services.defaults.decode;
+    let message = match TaskMessage::decode_with(&delivery.properties, &delivery.body, policy) {
         Ok(message) => message,
         Err(error) => {
             reject_unreadable(&delivery, &services, error.to_string()).await;
@@ -288,8 +288,8 @@ pub(crate) async fn process(
     let Some(task) = task else {
         log::error!(
             "Received unregistered task of type '{}' (id {}) from queue \"{}\": rejected without requeue",
-            request.name,
-            request.id,
+            clip(&request.name),
+            clip(&request.id),
             delivery.queue
         );
         request.settle(Settlement::Reject { requeue: false }).await;
@@ -392,17 +392,19 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let v1_copy = (message.protocol_version == 1).then(|| message.clone());
     let retries = message.headers.retries;
 
-    let prepared = match task.prepare(context, message.payload) {
+    let max_decoded_size = services.defaults.decode.max_body_size;
+    let prepared = match task.prepare(context, message.payload, max_decoded_size) {
         Ok(prepared) => prepared,
         Err(error) => {
             // Arguments that do not fit are a poison message: FAILURE (naming the argument)
             // for whoever waits on the result, and the message rejected without requeue, so
             // that a dead-letter exchange keeps it.
             log::error!(
-                "rejecting task {}[{}] from queue \"{}\": {error}",
+                "rejecting task {}[{}] from queue \"{}\": {}",
                 request.name,
                 request.id,
-                request.delivery.queue
+                request.delivery.queue,
+                clip_display(&error)
             );
             request
                 .store_exception(TaskState::Failure, &exception_of(&error))
@@ -608,9 +610,10 @@ async fn retry(
     .await;
     if let Err(failure) = republished {
         log::error!(
-            "task {}[{}]: the retry could not be published: {failure}",
+            "task {}[{}]: the retry could not be published: {}",
             request.name,
-            request.id
+            request.id,
+            clip_display(&failure)
         );
         if request.acks_late {
             // Unacked: the broker delivers it again and it is retried then.
@@ -625,10 +628,11 @@ async fn retry(
         return;
     }
     log::info!(
-        "task {}[{}] retry {} at {eta}: {error}",
+        "task {}[{}] retry {} at {eta}: {}",
         request.name,
         request.id,
-        context.retries + 1
+        context.retries + 1,
+        clip_display(&error)
     );
     request
         .store_exception(TaskState::Retry, &exception_of(&error))

@@ -136,7 +136,7 @@ impl WorkerBuilder {
             acks_on_failure_or_timeout: self.config.acks_on_failure_or_timeout,
             time_limit: self.config.time_limit,
             soft_time_limit: self.config.soft_time_limit,
-            max_message_size: self.config.max_message_size,
+            decode: self.config.decode_policy(),
         };
         let running = RunningTasks::default();
         let producer = Arc::new(Producer::new(self.broker.clone(), &self.config));

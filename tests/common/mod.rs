@@ -25,7 +25,7 @@ pub fn amqp_url() -> String {
 /// A config for the test broker with the given concurrency.
 pub fn config(concurrency: usize) -> Config {
     Config {
-        broker_url: Some(amqp_url()),
+        broker_url: amqp_url(),
         concurrency,
         connect_timeout: Duration::from_secs(10),
         connection_name: "celeriac-tests".into(),
