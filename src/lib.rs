@@ -31,7 +31,7 @@ pub mod result;
 pub mod task;
 pub mod worker;
 
-pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent};
+pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsConfig};
 pub use app::{connect_broker, Config, Producer, QueueConfig, SendError, Signature, TaskRoute};
 pub use result::{AsyncResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};

@@ -8,19 +8,31 @@ use derive_more::{Display, Error};
 #[derive(Debug, Display, Error, Clone)]
 pub enum BrokerError {
     /// The broker could not be reached within the connect timeout.
-    #[display("could not connect to the broker at {url} within {timeout_ms} ms")]
+    #[display("could not connect to the broker at {url} within {timeout_ms} ms ({last_failure})")]
     ConnectTimeout {
         /// The broker URL, without its password.
         url: String,
         /// The configured connect timeout.
         timeout_ms: u128,
+        /// The last failed attempt's reason (refused, unreachable...), or "no answer".
+        last_failure: String,
+    },
+    /// The TLS settings cannot be used: a file that cannot be read or holds no certificate
+    /// or key, a client certificate without its key.
+    #[display("invalid TLS settings for the broker at {url}: {reason}")]
+    Tls {
+        /// The broker URL, without its password.
+        url: String,
+        /// What is wrong, naming the file.
+        reason: String,
     },
     /// The broker refused the connection or the connection failed while it was being set up.
     #[display("could not connect to the broker at {url}: {reason}")]
     Connect {
         /// The broker URL, without its password.
         url: String,
-        /// lapin's explanation (refused, access refused, DNS...).
+        /// lapin's or rustls's explanation (refused, access refused, DNS, a certificate that
+        /// does not verify...), with the password scrubbed out.
         reason: String,
     },
     /// An AMQP operation failed (channel closed, 404, 406, I/O...).

@@ -27,7 +27,7 @@ pub mod executor;
 pub mod publisher;
 pub mod supervisor;
 
-pub use broker::amqp::{AmqpBrokerActor, AmqpConfig, ReconnectPolicy};
+pub use broker::amqp::{AmqpBrokerActor, AmqpConfig, ReconnectPolicy, TlsConfig};
 pub use broker::memory::MemoryBrokerActor;
 pub use broker::{BrokerClient, QueueSpec};
 pub use broker::{ConnectionEvent, SubscribeConnection};

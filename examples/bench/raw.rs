@@ -32,7 +32,11 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, BoxError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     Connection::connect_with_runtime(url, properties, runtime()?)
         .await
-        .map_err(|error| format!("connecting to {} failed: {error}", redact(url)).into())
+        .map_err(|error| {
+            // lapin's error for a malformed URL quotes the URL, password included.
+            let reason = celeriac::actors::broker::amqp::scrub_password(&error.to_string(), url);
+            format!("connecting to {} failed: {reason}", redact(url)).into()
+        })
 }
 
 /// The URL with its password masked.

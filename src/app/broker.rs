@@ -8,9 +8,12 @@ use crate::actors::{AmqpBrokerActor, AmqpConfig, BrokerClient, BrokerError, Memo
 use super::config::MEMORY_BROKER_URL;
 use super::Config;
 
-/// Connects to `config.broker_url`: RabbitMQ for `amqp://` URLs, an embedded in-process
-/// broker for `memory://`. Must run inside an actix system. Fails with a clear error after
-/// `config.connect_timeout` when RabbitMQ cannot be reached.
+/// Connects to `config.broker_url`: RabbitMQ for `amqp://` and `amqps://` URLs, an
+/// embedded in-process broker for `memory://`. Must run inside an actix system. Fails with a
+/// clear error after `config.connect_timeout` when RabbitMQ cannot be reached, at once when
+/// an `amqps://` broker's certificate does not verify (the error names the broker, password
+/// masked, and rustls's reason) or the TLS files cannot be read. Errors never show the
+/// password.
 pub async fn connect_broker(config: &Config) -> Result<BrokerClient, BrokerError> {
     match config.broker_url.as_str() {
         MEMORY_BROKER_URL => {
@@ -24,6 +27,8 @@ pub async fn connect_broker(config: &Config) -> Result<BrokerClient, BrokerError
                 connect_timeout: config.connect_timeout,
                 send_timeout: config.send_timeout,
                 reconnect: config.reconnect.clone(),
+                heartbeat: config.broker_heartbeat,
+                tls: config.broker_tls.clone(),
             };
             Ok(BrokerClient::new(&AmqpBrokerActor::connect(amqp).await?))
         }

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::actors::broker::amqp::RedactedUrl;
+use crate::actors::TlsConfig;
+
 use super::routing::{QueueConfig, TaskRoute};
 use crate::protocol::{ContentType, DecodePolicy, DEFAULT_MAX_BODY_SIZE};
 
@@ -13,14 +16,21 @@ pub const DEFAULT_BROKER_URL: &str = "amqp://guest:guest@localhost:5672//";
 /// The `broker_url` that selects the embedded in-process broker.
 pub const MEMORY_BROKER_URL: &str = "memory://";
 
-/// Settings shared by producers and workers.
-#[derive(Debug, Clone)]
+/// Settings shared by producers and workers. `Debug` masks the passwords of the URLs.
+#[derive(Clone)]
 pub struct Config {
     /// Where the broker is: `amqp://user:password@host:port/vhost` (`%2f` or a second `/`
-    /// is the default vhost `/`), or `memory://` for the embedded in-process broker (one
-    /// process only: tasks sent there vanish when the process exits). Defaults to Celery's
-    /// default, [`DEFAULT_BROKER_URL`].
+    /// is the default vhost `/`), `amqps://` for TLS (port 5671 by default), or `memory://`
+    /// for the embedded in-process broker (one process only: tasks sent there vanish when the
+    /// process exits). Defaults to Celery's default, [`DEFAULT_BROKER_URL`].
     pub broker_url: String,
+    /// Trusted CAs and client certificate for an `amqps://` broker (Celery's
+    /// `broker_use_ssl`). Certificate and host name are always verified.
+    pub broker_tls: TlsConfig,
+    /// The AMQP heartbeat asked of the broker (Celery's `broker_heartbeat`): a connection
+    /// silent for two heartbeats is taken as dead and recovered. Zero asks for none; lapin
+    /// then follows the broker's proposal (RabbitMQ: 60 s).
+    pub broker_heartbeat: Duration,
     /// Queue for tasks that name none (Celery's `task_default_queue`).
     pub default_queue: String,
     /// How long connecting to the broker may take before it fails.
@@ -82,6 +92,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             broker_url: DEFAULT_BROKER_URL.to_string(),
+            broker_tls: TlsConfig::default(),
+            broker_heartbeat: Duration::from_secs(60),
             default_queue: "celery".to_string(),
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
@@ -111,8 +123,11 @@ impl Config {
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
     /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_SEND_TIMEOUT_MS`,
-    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`) and `CELERIAC_SHUTDOWN_TIMEOUT_S` where set. Values that do not parse
-    /// are ignored with a warning.
+    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
+    /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
+    /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
+    /// ignored with a warning; TLS files are read (and a certificate without its key
+    /// refused) when connecting.
     pub fn from_env() -> Self {
         let mut config = Config::default();
         if let Some(routes) = env_string("CELERIAC_TASK_ROUTES") {
@@ -142,6 +157,14 @@ impl Config {
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
             config.broker_url = url.trim().to_string();
         }
+        if let Some(seconds) = env_number("CELERIAC_BROKER_HEARTBEAT_S") {
+            config.broker_heartbeat = Duration::from_secs(seconds);
+        }
+        config.broker_tls = TlsConfig {
+            ca_file: env_string("CELERIAC_BROKER_TLS_CA").map(Into::into),
+            cert_file: env_string("CELERIAC_BROKER_TLS_CERT").map(Into::into),
+            key_file: env_string("CELERIAC_BROKER_TLS_KEY").map(Into::into),
+        };
         if let Some(queue) = env_string("CELERIAC_DEFAULT_QUEUE") {
             config.default_queue = queue;
         }
@@ -177,6 +200,42 @@ impl Config {
                 .max(1),
         )
         .unwrap_or(u16::MAX)
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("broker_url", &RedactedUrl(&self.broker_url))
+            .field("broker_tls", &self.broker_tls)
+            .field("broker_heartbeat", &self.broker_heartbeat)
+            .field("default_queue", &self.default_queue)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("max_message_size", &self.max_message_size)
+            .field("accept_content", &self.accept_content)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("pool_on_own_thread", &self.pool_on_own_thread)
+            .field("concurrency", &self.concurrency)
+            .field("prefetch_multiplier", &self.prefetch_multiplier)
+            .field("connection_name", &self.connection_name)
+            .field(
+                "result_backend",
+                &self.result_backend.as_deref().map(RedactedUrl),
+            )
+            .field("task_routes", &self.task_routes)
+            .field("queues", &self.queues)
+            .field("acks_late", &self.acks_late)
+            .field(
+                "acks_on_failure_or_timeout",
+                &self.acks_on_failure_or_timeout,
+            )
+            .field("time_limit", &self.time_limit)
+            .field("soft_time_limit", &self.soft_time_limit)
+            .field("eta_horizon", &self.eta_horizon)
+            .field("eta_task_limit", &self.eta_task_limit)
+            .finish()
     }
 }
 
@@ -231,6 +290,38 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::TlsConfig;
+
+    #[test]
+    fn debug_masks_every_password() {
+        let urls = [
+            ("amqp://guest:hunter2@127.0.0.1:5672/%2f", "hunter2"),
+            ("amqps://u:p%40ss%3Aw0rd@broker:5671/prod", "p%40ss%3Aw0rd"),
+            ("amqp://u:raw@pass:word@broker/%2f", "raw@pass:word"),
+            ("amqp://:only-password@broker", "only-password"),
+            ("guest:no-scheme-secret@host:5672", "no-scheme-secret"),
+            ("amqp://u:first-pw@a;amqp://u:second-pw@b", "first-pw"),
+            ("amqp://u:first-pw@a;amqp://u:second-pw@b", "second-pw"),
+        ];
+        for (url, password) in urls {
+            let config = Config {
+                broker_url: url.to_string(),
+                result_backend: Some("redis://:backend-secret@redis:6379/0".to_string()),
+                broker_tls: TlsConfig {
+                    ca_file: Some("/etc/ssl/ca.pem".into()),
+                    cert_file: Some("/etc/ssl/client.pem".into()),
+                    key_file: Some("/etc/ssl/client.key".into()),
+                },
+                ..Config::default()
+            };
+            let shown = format!("{config:?}");
+            assert!(!shown.contains(password), "{url}: {shown}");
+            assert!(!shown.contains("backend-secret"), "{shown}");
+            assert!(shown.contains(":***@"), "{shown}");
+            assert!(shown.contains("/etc/ssl/client.key"), "{shown}");
+            assert!(!format!("{config:#?}").contains(password), "{url}");
+        }
+    }
 
     #[test]
     fn a_config_that_names_no_broker_uses_celerys_default_rabbitmq() {

@@ -33,7 +33,7 @@ pub enum SendError {
     )]
     #[from(ignore)]
     UnsupportedResultBackend {
-        /// The configured value.
+        /// The configured value, its password masked (`redis://:***@host`).
         backend: String,
     },
     /// A result was asked of a producer that has no result backend.

@@ -51,7 +51,7 @@ impl Producer {
             None | Some("") => Ok(producer),
             Some(RPC_BACKEND) => producer.with_rpc_results().await,
             Some(other) => Err(SendError::UnsupportedResultBackend {
-                backend: other.to_string(),
+                backend: crate::actors::broker::amqp::redact_url(other),
             }),
         }
     }

@@ -587,3 +587,4 @@ impl Drop for PrivateNode {
 
 pub mod events;
 pub mod proxy;
+pub mod tls;

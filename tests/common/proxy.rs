@@ -1,5 +1,6 @@
 //! A loopback TCP proxy owned by the tests, for injecting network faults between celeriac
-//! and RabbitMQ: cut every connection at once, stall the bytes, refuse new connections.
+//! and RabbitMQ: cut every connection at once, stall the bytes (of every connection, or of
+//! the connections open now only: half-open connections), refuse new connections.
 //!
 //! It runs on a thread of its own with its own tokio runtime, so it keeps working (and
 //! keeps failing on purpose) whatever the test's actix system is doing. Its methods are
@@ -34,12 +35,27 @@ struct Shared {
     refused: AtomicUsize,
 }
 
+/// Which connections hold their bytes.
+#[derive(Clone, Copy, Default)]
+struct Stall {
+    /// Every connection, new ones included.
+    all: bool,
+    /// Connections accepted before this many had been (numbered from 0 in accept order).
+    accepted_before: usize,
+}
+
+impl Stall {
+    fn holds(&self, connection: usize) -> bool {
+        self.all || connection < self.accepted_before
+    }
+}
+
 /// A loopback TCP proxy to one upstream address.
 pub struct Proxy {
     addr: SocketAddr,
     upstream: SocketAddr,
     shared: Arc<Shared>,
-    stall: watch::Sender<bool>,
+    stall: watch::Sender<Stall>,
     commands: Option<mpsc::UnboundedSender<Command>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -57,7 +73,7 @@ impl Proxy {
             accepted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
         });
-        let (stall, stalled) = watch::channel(false);
+        let (stall, stalled) = watch::channel(Stall::default());
         let (commands, receiver) = mpsc::unbounded_channel();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -127,9 +143,23 @@ impl Proxy {
         self.shared.refuse.store(on, Ordering::SeqCst);
     }
 
-    /// While on, no byte is forwarded in either direction (connections stay open).
+    /// While on, no byte is forwarded in either direction (connections stay open). Off
+    /// also ends `stall_open`.
     pub fn stall(&self, on: bool) {
-        self.stall.send_replace(on);
+        self.stall.send_replace(Stall {
+            all: on,
+            accepted_before: 0,
+        });
+    }
+
+    /// Stalls the connections open now, for good (until `stall(false)`), without closing
+    /// them: each end sees a silent peer, as with a half-open connection. New connections
+    /// are forwarded as usual. Answers how many connections it stalled.
+    pub fn stall_open(&self) -> usize {
+        let accepted = self.shared.accepted.load(Ordering::SeqCst);
+        self.stall
+            .send_modify(|stall| stall.accepted_before = accepted);
+        self.active()
     }
 
     /// Connections accepted and forwarded so far (refused ones not included).
@@ -164,7 +194,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         // Closing the command channel stops the proxy and closes its connections.
         self.commands.take();
-        self.stall.send_replace(false);
+        self.stall.send_replace(Stall::default());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -197,7 +227,7 @@ async fn serve(
     listener: StdListener,
     upstream: SocketAddr,
     shared: Arc<Shared>,
-    stalled: watch::Receiver<bool>,
+    stalled: watch::Receiver<Stall>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let listener = TcpListener::from_std(listener).expect("the proxy's listener");
@@ -211,8 +241,8 @@ async fn serve(
                     drop(client);
                     continue;
                 }
-                shared.accepted.fetch_add(1, Ordering::SeqCst);
-                connections.spawn(pipe(client, upstream, stalled.clone()));
+                let number = shared.accepted.fetch_add(1, Ordering::SeqCst);
+                connections.spawn(pipe(client, upstream, number, stalled.clone()));
             }
             command = commands.recv() => match command {
                 Some(Command::CutAll(reply)) => {
@@ -233,8 +263,13 @@ async fn serve(
     connections.shutdown().await;
 }
 
-/// Forwards one connection both ways until either side closes it.
-async fn pipe(client: TcpStream, upstream: SocketAddr, stalled: watch::Receiver<bool>) {
+/// Forwards connection `number` both ways until either side closes it.
+async fn pipe(
+    client: TcpStream,
+    upstream: SocketAddr,
+    number: usize,
+    stalled: watch::Receiver<Stall>,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -243,27 +278,36 @@ async fn pipe(client: TcpStream, upstream: SocketAddr, stalled: watch::Receiver<
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        () = forward(client_read, server_write, stalled.clone()) => {}
-        () = forward(server_read, client_write, stalled) => {}
+        () = forward(client_read, server_write, number, stalled.clone()) => {}
+        () = forward(server_read, client_write, number, stalled) => {}
     }
 }
 
-/// Copies bytes from `from` to `to`, holding them while the proxy is stalled.
+/// Copies bytes from `from` to `to`, holding them while connection `number` is stalled.
 async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut stalled: watch::Receiver<bool>,
+    number: usize,
+    mut stalled: watch::Receiver<Stall>,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        if stalled.wait_for(|on| !*on).await.is_err() {
+        if stalled
+            .wait_for(|stall| !stall.holds(number))
+            .await
+            .is_err()
+        {
             return;
         }
         let read = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
-        if stalled.wait_for(|on| !*on).await.is_err() {
+        if stalled
+            .wait_for(|stall| !stall.holds(number))
+            .await
+            .is_err()
+        {
             return;
         }
         if to.write_all(&buffer[..read]).await.is_err() {

@@ -3,12 +3,23 @@
 //! lapin runs on a multi-threaded tokio runtime of its own (one per process), not on the
 //! actix arbiter that connected: a busy or stopped arbiter then cannot stall or silently
 //! hang the connection. lapin's auto-recovery is enabled.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `connect` | opening one connection: heartbeat, plain or TLS transport, connect timeout |
+//! | `tls` | [`TlsConfig`]: trusted CAs and client certificate, the rustls connector |
+//! | `redact` | [`redact_url`], [`scrub_password`]: passwords kept out of messages and `Debug` |
+//! | `link` | the current connection and channels that follow it across reconnections |
+//! | [`acks`] | batched acknowledgements per consumer channel |
 
 pub mod acks;
+mod connect;
 mod link;
+mod redact;
+mod tls;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -18,10 +29,13 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
+use lapin::{Channel, Confirmation, Connection, Event};
 use tokio::sync::watch;
 
+use self::connect::{connect_once, warn_if_tls_unused};
 use self::link::{ChannelSlot, Link, LinkState};
+pub use self::redact::{redact_url, scrub_password, RedactedUrl};
+pub use self::tls::TlsConfig;
 use super::{
     CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareQueue,
     DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
@@ -64,10 +78,11 @@ impl ReconnectPolicy {
     }
 }
 
-/// How to reach RabbitMQ.
-#[derive(Debug, Clone)]
+/// How to reach RabbitMQ. `Debug` masks the URL's password.
+#[derive(Clone)]
 pub struct AmqpConfig {
-    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
+    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost), or `amqps://`
+    /// for TLS (port 5671 by default).
     pub url: String,
     /// Shown in RabbitMQ's management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
@@ -78,10 +93,17 @@ pub struct AmqpConfig {
     pub send_timeout: Duration,
     /// How the connection is rebuilt when lapin's recovery gives up.
     pub reconnect: ReconnectPolicy,
+    /// The AMQP heartbeat asked of the broker (whole seconds; the lower of ours and the
+    /// broker's wins). A connection silent for two heartbeats is taken as dead and recovered.
+    /// Zero asks for none, and lapin then follows the broker's proposal (RabbitMQ: 60 s). A
+    /// `heartbeat` in the URL's query takes precedence.
+    pub heartbeat: Duration,
+    /// Trusted CAs and client certificate for `amqps://` URLs.
+    pub tls: TlsConfig,
 }
 
 impl AmqpConfig {
-    /// A config for `url` with a 10-second connect timeout.
+    /// A config for `url` with a 10-second connect timeout and a 60-second heartbeat.
     pub fn new(url: impl Into<String>) -> Self {
         AmqpConfig {
             url: url.into(),
@@ -89,68 +111,23 @@ impl AmqpConfig {
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
             reconnect: ReconnectPolicy::default(),
+            heartbeat: Duration::from_secs(60),
+            tls: TlsConfig::default(),
         }
     }
 }
 
-/// The URL with its password masked, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// The runtime lapin runs on, shared by every connection of the process.
-fn lapin_runtime() -> Result<async_rs::TokioRuntime, BrokerError> {
-    static RUNTIME: OnceLock<async_rs::TokioRuntime> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.clone());
-    }
-    let runtime = async_rs::Runtime::tokio().map_err(|error| BrokerError::Amqp {
-        operation: "starting lapin's runtime".into(),
-        reason: error.to_string(),
-    })?;
-    Ok(RUNTIME.get_or_init(|| runtime).clone())
-}
-
-/// Opens one connection: lapin on its own runtime, with its auto-recovery tuned to
-/// retry quickly for about a minute before the actor's own reconnection takes over.
-async fn connect_once(config: &AmqpConfig) -> Result<Connection, BrokerError> {
-    let url = redact_url(&config.url);
-    let runtime = lapin_runtime()?;
-    let properties = ConnectionProperties::default()
-        .enable_auto_recover()
-        .configure_backoff(|backoff| {
-            backoff
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(30)
-                .with_jitter()
-        })
-        .with_connection_name(config.connection_name.clone().into());
-    let connecting = Connection::connect_with_runtime(&config.url, properties, runtime);
-    match tokio::time::timeout(config.connect_timeout, connecting).await {
-        Err(_) => Err(BrokerError::ConnectTimeout {
-            url,
-            timeout_ms: config.connect_timeout.as_millis(),
-        }),
-        Ok(Err(error)) => Err(BrokerError::Connect {
-            url,
-            reason: error.to_string(),
-        }),
-        Ok(Ok(connection)) => Ok(connection),
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &RedactedUrl(&self.url))
+            .field("connection_name", &self.connection_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("heartbeat", &self.heartbeat)
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -215,6 +192,7 @@ impl AmqpBrokerActor {
     /// `config.connect_timeout`, and with `BrokerError::Connect` when it refuses us.
     pub async fn connect(config: AmqpConfig) -> Result<Addr<Self>, BrokerError> {
         let url = redact_url(&config.url);
+        warn_if_tls_unused(&config);
         let connection = Arc::new(connect_once(&config).await?);
         log::info!("connected to the broker at {url}");
         Ok(AmqpBrokerActor::create(|ctx| {
@@ -968,14 +946,21 @@ impl Handler<super::BreakConsumerChannel> for AmqpBrokerActor {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{AmqpConfig, TlsConfig};
 
     #[test]
-    fn redacts_the_password_only() {
-        assert_eq!(
-            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
+    fn debug_masks_the_password() {
+        let mut config = AmqpConfig::new("amqps://user:s3cr%40t@broker:5671/%2f");
+        config.tls = TlsConfig {
+            ca_file: Some("/etc/celeriac/ca.pem".into()),
+            ..TlsConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr"), "{shown}");
+        assert!(
+            shown.contains("amqps://user:***@broker:5671/%2f"),
+            "{shown}"
         );
-        assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+        assert!(shown.contains("/etc/celeriac/ca.pem"), "{shown}");
     }
 }
