@@ -47,22 +47,16 @@ fn with_password(url: &str, password: &str) -> String {
     format!("{scheme}://{user}:{password}@{host}")
 }
 
-/// Connects, expecting a refusal before the connect timeout; answers the error.
+/// Connects, expecting a refusal; answers the error. That the refusal came before the
+/// connect timeout is shown by its kind (`assert_refusal` wants `BrokerError::Connect`
+/// with the TLS reason, not `ConnectTimeout`), not by a clock.
 async fn refused(config: &Config, what: &str) -> BrokerError {
     init_logging();
-    let started = Instant::now();
     // The connect timeout bounds connect_broker; the guard only catches a hang.
     match tokio::time::timeout(CONNECT_TIMEOUT * 3, connect_broker(config)).await {
         Err(_) => panic!("{what}: connect_broker hung for {:?}", CONNECT_TIMEOUT * 3),
         Ok(Ok(_)) => panic!("{what}: connected although it should have been refused"),
-        Ok(Err(error)) => {
-            assert!(
-                started.elapsed() <= CONNECT_TIMEOUT + Duration::from_secs(5),
-                "{what}: refused only after {:?} ({error})",
-                started.elapsed()
-            );
-            error
-        }
+        Ok(Err(error)) => error,
     }
 }
 
