@@ -194,159 +194,168 @@ fn assert_log_lines_short(log: &std::path::Path) {
     }
 }
 
+/// A worker process under attack, with its queue, its log and the broker the test uses.
+struct Target {
+    broker: BrokerClient,
+    queue: String,
+    dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+    worker: KillOnDrop,
+}
+
+impl Target {
+    /// Starts an `interop` worker accepting `accept` on a fresh queue and waits until it
+    /// consumes.
+    async fn start(name: &str, accept: &str) -> Target {
+        let broker = connect(&config(1)).await;
+        let queue = unique_queue(name);
+        let dir = std::env::temp_dir().join(format!("celeriac-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let log = dir.join("worker.log");
+        let mut worker = start_worker(&queue, accept, &log);
+        wait_for_log(&mut worker, &log, "worker started", 1).await;
+        Target {
+            broker,
+            queue,
+            dir,
+            log,
+            worker,
+        }
+    }
+
+    /// Publishes a raw message to the worker's queue.
+    async fn publish(
+        &self,
+        task: &str,
+        id: &str,
+        content_type: &str,
+        compression: Option<&str>,
+        body: Vec<u8>,
+    ) {
+        self.broker
+            .publish(raw(&self.queue, task, id, content_type, compression, body))
+            .await
+            .expect("published");
+    }
+
+    /// Waits until the worker has logged `count` lines containing `needle`.
+    async fn logged(&mut self, needle: &str, count: usize) {
+        wait_for_log(&mut self.worker, &self.log, needle, count).await;
+    }
+
+    /// Checks that the worker still serves, that its peak RSS stayed under the bound and
+    /// that no log line quotes much input; then stops it and cleans up.
+    async fn finish(mut self, what: &str) {
+        still_serving(&self.broker, &self.queue).await;
+        assert!(
+            self.worker
+                .0
+                .try_wait()
+                .expect("wait on the worker")
+                .is_none(),
+            "the worker exited"
+        );
+        let peak = peak_rss_kib(self.worker.0.id());
+        println!("{what}: peak RSS {} MiB", peak / 1024);
+        assert!(
+            peak < RSS_BOUND_KIB,
+            "the worker's peak RSS is {peak} KiB, over the bound of {RSS_BOUND_KIB} KiB"
+        );
+        assert_log_lines_short(&self.log);
+        let exit = self.worker.terminate(WAIT).await;
+        assert!(exit.success(), "the worker exited with {exit}");
+        delete_queues(&self.broker, &[&self.queue]).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[actix_rt::test]
 async fn a_json_only_worker_refuses_bincode_and_bombs_and_keeps_serving() {
-    let broker = connect(&config(1)).await;
-    let queue = unique_queue("hostile-json");
-    let dir = std::env::temp_dir().join(format!("celeriac-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("worker.log");
-    let mut worker = start_worker(&queue, "json", &log);
-    wait_for_log(&mut worker, &log, "worker started", 1).await;
+    let mut target = Target::start("hostile-json", "json").await;
 
     // The 9-byte bincode message: bincode is not accepted by default.
-    broker
-        .publish(raw(
-            &queue,
+    let bomb = bincode_length_bomb();
+    target
+        .publish(
             "interop.touch",
             "bincode-bomb",
             "application/x-bincode",
             None,
-            bincode_length_bomb(),
-        ))
-        .await
-        .expect("published");
-    wait_for_log(
-        &mut worker,
-        &log,
-        "is not accepted (accepted: application/json)",
-        1,
-    )
-    .await;
+            bomb,
+        )
+        .await;
+    target
+        .logged("is not accepted (accepted: application/json)", 1)
+        .await;
 
     // Compression bombs: each inflates to 128 MiB against a 1 MiB limit.
     let bomb = compressed_json_body(BOMB_INFLATED);
     assert!(bomb.len() < SIZE_LIMIT, "the bomb is {} bytes", bomb.len());
     for index in 0..BOMBS {
-        broker
-            .publish(raw(
-                &queue,
-                "interop.echo",
-                &format!("bomb-{index}"),
-                "application/json",
-                Some("application/x-gzip"),
-                bomb.clone(),
-            ))
-            .await
-            .expect("published");
+        let id = format!("bomb-{index}");
+        let gzip = Some("application/x-gzip");
+        target
+            .publish("interop.echo", &id, "application/json", gzip, bomb.clone())
+            .await;
     }
-    wait_for_log(
-        &mut worker,
-        &log,
-        "inflates to more than the size limit of 1048576 bytes",
-        BOMBS,
-    )
-    .await;
+    target
+        .logged(
+            "inflates to more than the size limit of 1048576 bytes",
+            BOMBS,
+        )
+        .await;
 
     // A task that fails with a 900 KB error message: its log line is clipped.
     let long = "z".repeat(900 * 1024);
-    let producer = Producer::new(broker.clone(), &config(1));
+    let producer = Producer::new(target.broker.clone(), &config(1));
     producer
         .send_signature(
             Signature::new("interop.fail")
                 .with_args(vec![long.into()])
-                .with_queue(&queue),
+                .with_queue(&target.queue),
         )
         .await
         .expect("sent");
-    wait_for_log(&mut worker, &log, "bytes in all)", 1).await;
+    target.logged("bytes in all)", 1).await;
 
-    still_serving(&broker, &queue).await;
-    assert!(
-        worker.0.try_wait().expect("wait on the worker").is_none(),
-        "the worker exited"
-    );
-    let peak = peak_rss_kib(worker.0.id());
-    println!(
-        "json-only worker: peak RSS {} MiB after {BOMBS} bombs",
-        peak / 1024
-    );
-    assert!(
-        peak < RSS_BOUND_KIB,
-        "the worker's peak RSS is {peak} KiB, over the bound of {RSS_BOUND_KIB} KiB"
-    );
-    assert_log_lines_short(&log);
-    let exit = worker.terminate(WAIT).await;
-    assert!(exit.success(), "the worker exited with {exit}");
-    delete_queues(&broker, &[&queue]).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    target
+        .finish(&format!("json-only worker after {BOMBS} compression bombs"))
+        .await;
 }
 
 #[actix_rt::test]
 async fn a_worker_that_accepts_bincode_refuses_hostile_length_prefixes() {
-    let broker = connect(&config(1)).await;
-    let queue = unique_queue("hostile-bincode");
-    let dir = std::env::temp_dir().join(format!("celeriac-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("worker.log");
-    let mut worker = start_worker(&queue, "json,bincode", &log);
-    wait_for_log(&mut worker, &log, "worker started", 1).await;
+    let mut target = Target::start("hostile-bincode", "json,bincode").await;
 
     // Sent twice the prefetch window over: the worker must survive every one of them.
     for index in 0..BOMBS {
-        broker
-            .publish(raw(
-                &queue,
-                "interop.touch",
-                &format!("bincode-bomb-{index}"),
-                "application/x-bincode",
-                None,
-                bincode_length_bomb(),
-            ))
-            .await
-            .expect("published");
+        let id = format!("bincode-bomb-{index}");
+        let bomb = bincode_length_bomb();
+        target
+            .publish("interop.touch", &id, "application/x-bincode", None, bomb)
+            .await;
     }
     // And a body with trailing bytes after valid arguments: `interop.fail("x")` + junk.
     let mut trailing =
         bincode::serde::encode_to_vec(("x".to_string(),), bincode::config::standard()).unwrap();
     trailing.extend_from_slice(b"junk");
-    broker
-        .publish(raw(
-            &queue,
+    target
+        .publish(
             "interop.fail",
             "trailing",
             "application/x-bincode",
             None,
             trailing,
-        ))
-        .await
-        .expect("published");
-    wait_for_log(
-        &mut worker,
-        &log,
-        "more than the limit of 1048576 bytes",
-        BOMBS,
-    )
-    .await;
-    wait_for_log(&mut worker, &log, "4 trailing bytes after the arguments", 1).await;
+        )
+        .await;
+    target
+        .logged("more than the limit of 1048576 bytes", BOMBS)
+        .await;
+    target
+        .logged("4 trailing bytes after the arguments", 1)
+        .await;
 
-    still_serving(&broker, &queue).await;
-    assert!(
-        worker.0.try_wait().expect("wait on the worker").is_none(),
-        "the worker exited"
-    );
-    let peak = peak_rss_kib(worker.0.id());
-    println!(
-        "bincode worker: peak RSS {} MiB after {BOMBS} length bombs",
-        peak / 1024
-    );
-    assert!(
-        peak < RSS_BOUND_KIB,
-        "the worker's peak RSS is {peak} KiB, over the bound of {RSS_BOUND_KIB} KiB"
-    );
-    assert_log_lines_short(&log);
-    let exit = worker.terminate(WAIT).await;
-    assert!(exit.success(), "the worker exited with {exit}");
-    delete_queues(&broker, &[&queue]).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    target
+        .finish(&format!("bincode worker after {BOMBS} length bombs"))
+        .await;
 }

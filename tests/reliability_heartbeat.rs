@@ -25,7 +25,6 @@ use futures::StreamExt;
 use serde_json::json;
 
 use common::proxy::Proxy;
-use common::tls::rabbitmqctl;
 use common::*;
 
 /// Tasks sent.
@@ -50,7 +49,7 @@ fn node_dir() -> String {
 /// The heartbeat timeout RabbitMQ lists for the connection named `name` (its
 /// `connection_name` client property), in seconds; `None` while it is not listed.
 fn listed_heartbeat(dir: &str, name: &str) -> Option<u64> {
-    let listing = rabbitmqctl(
+    let listing = node_ctl(
         Path::new(dir),
         &[
             "list_connections",

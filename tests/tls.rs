@@ -15,8 +15,8 @@ use celeriac::{
 use serde_json::json;
 
 use common::tls::{
-    amqps_url, connection_uses_tls, other_ca, rabbitmqctl, tls_dir, trust, trust_with_client_cert,
-    NodeTls, TempDir,
+    amqps_url, connection_uses_tls, other_ca, tls_dir, trust, trust_with_client_cert, NodeTls,
+    TempDir,
 };
 use common::*;
 
@@ -246,7 +246,7 @@ async fn a_broker_requiring_a_client_certificate_takes_ours_and_refuses_none() {
     let name = connection_name("client-cert");
     let with = tls_config(&url, trust_with_client_cert(&node.tls_dir()), &name);
     let probe = connect(&with).await;
-    let listing = rabbitmqctl(
+    let listing = node_ctl(
         &node.dir,
         &[
             "list_connections",

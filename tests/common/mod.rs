@@ -556,8 +556,9 @@ fn rabbitmq_script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq")
 }
 
-/// Runs `rabbitmqctl args` on the node under `dir`; answers its output, fails with its error.
-fn node_ctl(dir: &std::path::Path, args: &[&str]) -> String {
+/// Runs `rabbitmqctl args` on the node under `dir` (blocking: call it off the worker's
+/// thread); answers its output, fails with its error.
+pub fn node_ctl(dir: &std::path::Path, args: &[&str]) -> String {
     let output = std::process::Command::new(rabbitmq_script())
         .arg("ctl")
         .arg(dir)

@@ -148,7 +148,7 @@ fn node_env(dir: &Path, name: &str) -> String {
 /// under `dir` uses TLS, from `rabbitmqctl list_connections ssl client_properties` (`None`:
 /// no such connection).
 pub fn connection_uses_tls(dir: &Path, name: &str) -> Option<bool> {
-    let listing = rabbitmqctl(
+    let listing = super::node_ctl(
         dir,
         &[
             "list_connections",
@@ -162,22 +162,4 @@ pub fn connection_uses_tls(dir: &Path, name: &str) -> Option<bool> {
         .lines()
         .find(|line| line.contains(name))
         .map(|line| line.split('\t').next() == Some("true"))
-}
-
-/// Runs `rabbitmqctl args` on the node under `dir` (blocking); answers its output.
-pub fn rabbitmqctl(dir: &Path, args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rabbitmq");
-    let output = Command::new(script)
-        .arg("ctl")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("scripts/rabbitmq runs");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
