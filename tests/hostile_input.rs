@@ -96,6 +96,7 @@ fn bincode_length_bomb() -> Vec<u8> {
 fn start_worker(queue: &str, accept: &str, log: &std::path::Path) -> KillOnDrop {
     let log_file = std::fs::File::create(log).expect("the log file is created");
     let child = Command::new(example_binary("interop"))
+        .env("CELERIAC_RESULT_BACKEND", "rpc://")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)
         .env("CELERIAC_CONCURRENCY", "2")

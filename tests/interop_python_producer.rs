@@ -19,6 +19,7 @@ async fn run_scenario(scenario: &str) {
 
     let mut worker = KillOnDrop(
         Command::new(example_binary("interop"))
+            .env("CELERIAC_RESULT_BACKEND", "rpc://")
             .env("CELERIAC_BROKER_URL", amqp_url())
             .env("CELERIAC_QUEUE", &queue)
             .env("CELERIAC_CONCURRENCY", "4")

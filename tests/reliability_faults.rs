@@ -1014,6 +1014,7 @@ async fn channels_closed_by_soft_errors_lose_no_accepted_task() {
 fn interop_worker(queue: &str, log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).expect("the worker's log file");
     let child = Command::new(example_binary("interop"))
+        .env("CELERIAC_RESULT_BACKEND", "rpc://")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)
         .env("CELERIAC_ACKS_LATE", "true")

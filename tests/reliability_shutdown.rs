@@ -88,6 +88,7 @@ async fn a_send_waits_for_an_absent_broker_up_to_its_send_timeout_then_fails_cle
 /// for what the worker says it did.
 fn interop_worker(queue: &str) -> (KillOnDrop, Collected<String>) {
     let mut child = Command::new(example_binary("interop"))
+        .env("CELERIAC_RESULT_BACKEND", "rpc://")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)
         .env("CELERIAC_CONCURRENCY", "2")

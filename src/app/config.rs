@@ -62,9 +62,19 @@ pub struct Config {
     pub prefetch_multiplier: usize,
     /// The name shown for this client in RabbitMQ.
     pub connection_name: String,
-    /// Where producers get task results (Celery's `result_backend`): `Some("rpc://")`, the
-    /// only backend supported, or `None` for no results.
+    /// The result backend (Celery's `result_backend`): `None` stores no results;
+    /// `Some("rpc://")` makes workers publish results to each message's reply queue and
+    /// producers (`Producer::from_config`) declare one.
     pub result_backend: Option<String>,
+    /// Store no SUCCESS results, nor errors unless `store_errors_even_if_ignored` (Celery's
+    /// `task_ignore_result`, default false); tasks may override it.
+    pub ignore_result: bool,
+    /// Store errors even for tasks that ignore results (Celery's
+    /// `task_store_errors_even_if_ignored`, default false); tasks may override it.
+    pub store_errors_even_if_ignored: bool,
+    /// Store a STARTED result when a task starts (Celery's `task_track_started`, default
+    /// false); tasks may override it.
+    pub track_started: bool,
     /// Task routes by glob, first match wins (Celery's `task_routes`).
     pub task_routes: Vec<TaskRoute>,
     /// Queues that are not declared plain (priorities, quorum, dead-lettering).
@@ -106,6 +116,9 @@ impl Default for Config {
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
             result_backend: None,
+            ignore_result: false,
+            store_errors_even_if_ignored: false,
+            track_started: false,
             task_routes: Vec::new(),
             queues: Vec::new(),
             acks_late: false,
@@ -122,7 +135,9 @@ impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
-    /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_SEND_TIMEOUT_MS`,
+    /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_IGNORE_RESULT`,
+    /// `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`, `CELERIAC_TRACK_STARTED`,
+    /// `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
@@ -151,8 +166,17 @@ impl Config {
         if let Some(seconds) = env_number("CELERIAC_SHUTDOWN_TIMEOUT_S") {
             config.shutdown_timeout = Duration::from_secs(seconds);
         }
-        if let Some(acks_late) = env_string("CELERIAC_ACKS_LATE") {
-            config.acks_late = matches!(acks_late.trim(), "1" | "true" | "yes" | "on");
+        if let Some(acks_late) = env_flag("CELERIAC_ACKS_LATE") {
+            config.acks_late = acks_late;
+        }
+        if let Some(ignore) = env_flag("CELERIAC_IGNORE_RESULT") {
+            config.ignore_result = ignore;
+        }
+        if let Some(store) = env_flag("CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED") {
+            config.store_errors_even_if_ignored = store;
+        }
+        if let Some(track) = env_flag("CELERIAC_TRACK_STARTED") {
+            config.track_started = track;
         }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
             config.broker_url = url.trim().to_string();
@@ -224,6 +248,12 @@ impl std::fmt::Debug for Config {
                 "result_backend",
                 &self.result_backend.as_deref().map(RedactedUrl),
             )
+            .field("ignore_result", &self.ignore_result)
+            .field(
+                "store_errors_even_if_ignored",
+                &self.store_errors_even_if_ignored,
+            )
+            .field("track_started", &self.track_started)
             .field("task_routes", &self.task_routes)
             .field("queues", &self.queues)
             .field("acks_late", &self.acks_late)
@@ -259,6 +289,15 @@ fn env_string(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .filter(|value| !value.trim().is_empty())
+}
+
+/// A boolean variable: `1`, `true`, `yes`, `on` are true, anything else false.
+fn env_flag(name: &str) -> Option<bool> {
+    let value = env_string(name)?;
+    Some(matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    ))
 }
 
 fn env_number(name: &str) -> Option<u64> {

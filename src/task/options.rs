@@ -62,6 +62,14 @@ pub struct TaskOptions {
     pub acks_on_failure_or_timeout: Option<bool>,
     /// The queue producers send this task to when neither the call nor a route names one.
     pub queue: Option<String>,
+    /// Store no SUCCESS result, nor (unless `store_errors_even_if_ignored`) errors
+    /// (Celery's `Task.ignore_result`); `None`: the worker's `Config::ignore_result`.
+    pub ignore_result: Option<bool>,
+    /// Store errors even when results are ignored; `None`: the worker's setting.
+    pub store_errors_even_if_ignored: Option<bool>,
+    /// Store a STARTED result when the task starts (Celery's `Task.track_started`);
+    /// `None`: the worker's `Config::track_started`.
+    pub track_started: Option<bool>,
 }
 
 /// The default number of retries, as Celery's `Task.max_retries`.

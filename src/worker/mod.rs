@@ -5,6 +5,7 @@ mod dispatcher;
 mod eta;
 mod events;
 mod processing;
+mod result_rules;
 mod results;
 mod retry;
 mod system;
@@ -30,6 +31,13 @@ pub enum WorkerError {
         queue: String,
         /// Its last failure.
         reason: String,
+    },
+    /// `result_backend` names a backend the worker cannot store to.
+    #[display("unsupported result backend {backend:?}: use rpc:// or leave it unset")]
+    #[from(ignore)]
+    UnsupportedResultBackend {
+        /// The backend, password masked.
+        backend: String,
     },
     /// The worker has no task registered.
     #[display("no task is registered: register tasks before starting the worker")]

@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::eta::{hold_until, EtaDecision, EtaScheduler};
 use super::events::{EventSink, TaskEventKind};
-use super::results::{exception_of, ReplyAddress, ResultStore};
+use super::result_rules::{result_rules, ResultRules, ResultSettings};
+use super::results::{exception_of, ResultAddress, ResultStore};
 use super::retry::republish_for_retry;
 use crate::actors::executor::{Execute, ExecutionReport};
 use crate::actors::{Delivery, ExecutorPool, Settlement};
@@ -39,6 +40,12 @@ pub(crate) struct WorkerDefaults {
     /// Content types accepted and the body size limit (as received and decompressed);
     /// messages outside it are rejected without requeue.
     pub(crate) decode: DecodePolicy,
+    /// Store no results (but errors, with `store_errors_even_if_ignored`).
+    pub(crate) ignore_result: bool,
+    /// Store errors even when results are ignored.
+    pub(crate) store_errors_even_if_ignored: bool,
+    /// Store STARTED when a task starts.
+    pub(crate) track_started: bool,
 }
 
 /// Deliveries acked early whose task is still running, by a per-worker number: a cold
@@ -166,7 +173,10 @@ struct Request<'a> {
     services: &'a Services,
     id: String,
     name: String,
-    reply: Option<ReplyAddress>,
+    /// Where results go.
+    address: ResultAddress,
+    /// Which results are stored.
+    rules: ResultRules,
     /// Whether the message is still unacked when the run ends.
     acks_late: bool,
     acks_on_failure: bool,
@@ -184,10 +194,10 @@ impl Request<'_> {
     }
 
     async fn store_exception(&self, state: TaskState, exception: &ExceptionInfo) {
-        if let Some(reply) = &self.reply {
+        if self.rules.errors {
             self.services
                 .results
-                .exception(reply, state, exception)
+                .exception(&self.address, state, exception)
                 .await;
         }
     }
@@ -274,7 +284,23 @@ pub(crate) async fn process(
         services: &services,
         id: message.headers.id.clone(),
         name: message.headers.task.clone(),
-        reply: ReplyAddress::of(&message),
+        address: ResultAddress::of(&message),
+        rules: result_rules(ResultSettings {
+            backend: services.results.enabled(),
+            task_ignores: options
+                .as_ref()
+                .and_then(|o| o.ignore_result)
+                .unwrap_or(services.defaults.ignore_result),
+            message_ignores: message.headers.ignore_result == Some(true),
+            store_errors_even_if_ignored: options
+                .as_ref()
+                .and_then(|o| o.store_errors_even_if_ignored)
+                .unwrap_or(services.defaults.store_errors_even_if_ignored),
+            track_started: options
+                .as_ref()
+                .and_then(|o| o.track_started)
+                .unwrap_or(services.defaults.track_started),
+        }),
         acks_late: options
             .as_ref()
             .and_then(|o| o.acks_late)
@@ -461,6 +487,10 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
                 Some(guard)
             };
             request.emit(TaskEventKind::Started);
+            if request.rules.started {
+                // Stored before the outcome is (the outcome waits for this future).
+                services.results.started(&request.address).await;
+            }
             guard
         } else {
             None
@@ -487,8 +517,11 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let error = match outcome {
         Ok(result) => {
             log::info!("task {}[{}] succeeded", request.name, request.id);
-            if let Some(reply) = &request.reply {
-                services.results.success(reply, result.clone()).await;
+            if request.rules.success {
+                services
+                    .results
+                    .success(&request.address, result.clone())
+                    .await;
             }
             if request.acks_late {
                 request.settle(Settlement::Ack).await;

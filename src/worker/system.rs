@@ -20,7 +20,7 @@ use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
 use super::eta::EtaScheduler;
 use super::events::{EventSink, TaskEvent};
 use super::processing::{RunningTasks, Services, WorkerDefaults};
-use super::results::ResultStore;
+use super::results::{BackendKind, ResultStore};
 use super::WorkerError;
 use crate::actors::broker::FlushAcks;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
@@ -113,6 +113,8 @@ impl WorkerBuilder {
         if self.registry.names().is_empty() {
             return Err(WorkerError::NoTasks);
         }
+        let backend = BackendKind::parse(self.config.result_backend.as_deref())
+            .map_err(|backend| WorkerError::UnsupportedResultBackend { backend })?;
         let specs: Vec<QueueSpec> = self
             .queues
             .iter()
@@ -137,6 +139,9 @@ impl WorkerBuilder {
             time_limit: self.config.time_limit,
             soft_time_limit: self.config.soft_time_limit,
             decode: self.config.decode_policy(),
+            ignore_result: self.config.ignore_result,
+            store_errors_even_if_ignored: self.config.store_errors_even_if_ignored,
+            track_started: self.config.track_started,
         };
         let running = RunningTasks::default();
         let producer = Arc::new(Producer::new(self.broker.clone(), &self.config));
@@ -155,7 +160,7 @@ impl WorkerBuilder {
                 registry,
                 pool: pool.clone(),
                 events,
-                results: ResultStore::new(broker.clone()),
+                results: ResultStore::new(backend, broker.clone()),
                 eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
                 defaults,
                 state,

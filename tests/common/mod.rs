@@ -28,10 +28,12 @@ pub fn amqp_url() -> String {
     }
 }
 
-/// A config for the test broker with the given concurrency.
+/// A config for the test broker with the given concurrency, and `rpc://` results (workers
+/// publish results to each message's reply queue).
 pub fn config(concurrency: usize) -> Config {
     Config {
         broker_url: amqp_url(),
+        result_backend: Some("rpc://".into()),
         concurrency,
         connect_timeout: Duration::from_secs(10),
         connection_name: "celeriac-tests".into(),
