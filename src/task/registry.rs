@@ -14,7 +14,7 @@ use crate::protocol::TaskPayload;
 /// A task with its types erased: decodes its arguments and runs.
 pub trait ErasedTask: Send + Sync {
     /// Decodes the arguments (a `TypeError` naming the argument when they do not fit;
-    /// kombu's typed values read as each argument's type asks, see `decode_args`) and returns the run, whose output is already
+    /// kombu's typed values read per type) and returns the run, whose output is already
     /// encoded as JSON. Bincode arguments may claim at most `max_decoded_size` bytes
     /// (rounded up to a power of two), whatever their length prefixes declare.
     fn prepare(

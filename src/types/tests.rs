@@ -239,3 +239,33 @@ fn bincode_carries_the_envelope_text() {
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
     assert_eq!(back, value);
 }
+
+/// A task whose arguments are typed, for `Signature::of`.
+struct Remind;
+
+impl crate::Task for Remind {
+    const NAME: &'static str = "tasks.remind";
+    type Args = (Kombu<DateTime<Utc>>, String);
+    type Output = Kombu<NaiveDate>;
+    async fn run(
+        _: crate::TaskContext,
+        (when, _): Self::Args,
+    ) -> Result<Kombu<NaiveDate>, crate::TaskError> {
+        Ok(Kombu(when.date_naive()))
+    }
+}
+
+#[test]
+fn a_signature_of_typed_arguments_carries_the_envelopes() {
+    let signature =
+        crate::Signature::of::<Remind>(&(Kombu(utc(2024, 1, 2, 3, 4, 5)), "2024".to_owned()))
+            .unwrap();
+    assert_eq!(
+        signature.args,
+        vec![
+            json!({"__type__": "datetime", "__value__": "2024-01-02T03:04:05+00:00"}),
+            json!("2024")
+        ]
+    );
+    assert!(signature.kwargs.is_empty());
+}
