@@ -1,6 +1,6 @@
 //! kombu's JSON type envelopes (`{"__type__": ..., "__value__": ...}`, PROTOCOL.md 1.4):
 //! how Python sends values JSON has no type for. Python decodes them at any depth. In Rust
-//! the target type decides: [`EnvelopeAware`] hands a `serde_json::Value` the envelope
+//! the target type decides: argument decoding hands a `serde_json::Value` the envelope
 //! unchanged, [`crate::types::Kombu`] reads it as its type, and a plain target (`String`,
 //! `Vec<u8>`, ...) gets the plain JSON of [`unwrap_envelopes`].
 
