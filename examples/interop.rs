@@ -14,7 +14,8 @@
 //! | task | does |
 //! |---|---|
 //! | `interop.add(x, y)` | `x + y` (integers stay integers) |
-//! | `interop.echo(*args, **kwargs)` | returns `[args, kwargs]` (kombu typed values unwrapped) |
+//! | `interop.echo(*args, **kwargs)` | returns `[args, kwargs]` (a `Value`: kombu typed values come back as sent) |
+//! | `interop.typed_echo(when, local, naive, day, at, amount, id, text, raw, plain)` | returns its arguments as a dict, read and written as `Kombu<_>` types (`datetime`, `date`, `time`, `Decimal`, `UUID`, `bytes`); `plain` is a `String`, so a datetime sent there comes back as its ISO string |
 //! | `interop.fail(message)` | fails; Python raises `ValueError(message)` |
 //! | `interop.sleep(seconds)` | waits without blocking the worker, returns `seconds` |
 //! | `interop.touch(path, token)` | appends `token` and a newline to the file, returns `token` |
@@ -33,7 +34,9 @@ use std::time::Duration;
 
 use celeriac::protocol::time::format_datetime;
 use celeriac::task::{BlockingTask, RetryBackoff, TaskOptions};
+use celeriac::types::{Decimal, Kombu};
 use celeriac::{connect_broker, Config, Task, TaskContext, TaskError, WorkerSystem};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -104,6 +107,33 @@ impl Task for Echo {
     type Output = Value;
     async fn run(_: TaskContext, args_and_kwargs: Value) -> Result<Value, TaskError> {
         Ok(args_and_kwargs)
+    }
+}
+
+/// `interop.typed_echo(...)`: one argument of each kombu type, and a `String`.
+struct TypedEcho;
+
+/// The arguments (and the result) of `interop.typed_echo`.
+#[derive(Serialize, Deserialize)]
+struct TypedValues {
+    when: Kombu<DateTime<Utc>>,
+    local: Kombu<DateTime<FixedOffset>>,
+    naive: Kombu<NaiveDateTime>,
+    day: Kombu<NaiveDate>,
+    at: Kombu<NaiveTime>,
+    amount: Kombu<Decimal>,
+    id: Kombu<uuid::Uuid>,
+    text: Kombu<Vec<u8>>,
+    raw: Kombu<Vec<u8>>,
+    plain: String,
+}
+
+impl Task for TypedEcho {
+    const NAME: &'static str = "interop.typed_echo";
+    type Args = TypedValues;
+    type Output = TypedValues;
+    async fn run(_: TaskContext, values: TypedValues) -> Result<TypedValues, TaskError> {
+        Ok(values)
     }
 }
 
@@ -286,6 +316,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .queue(queue)
         .register::<Add>()
         .register::<Echo>()
+        .register::<TypedEcho>()
         .register::<Fail>()
         .register::<Sleep>()
         .register::<Touch>()

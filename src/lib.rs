@@ -11,6 +11,7 @@
 //! | [`app`] | [`Config`], connecting to the broker, [`Producer`] and [`Signature`] for sending |
 //! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown; results stored as `rpc://` does |
 //! | [`result`] | the `rpc://` result client: [`AsyncResult`] and [`ResultError`] |
+//! | [`types`] | [`Kombu<T>`](types::Kombu): datetimes, dates, times, decimals, UUIDs and bytes as Python's own types |
 //! | [`actors`] | the actix actors underneath (re-export of `celeriac-actors`) |
 //!
 //! # Features
@@ -29,6 +30,7 @@ pub(crate) mod log_text;
 pub mod protocol;
 pub mod result;
 pub mod task;
+pub mod types;
 pub mod worker;
 
 pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsConfig};

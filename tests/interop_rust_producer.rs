@@ -1,6 +1,8 @@
 //! celeriac sends, a real Python Celery 5.7 worker runs (tests/python/py_worker_app.py):
 //! positional and typed arguments, the v2 header set with the AMQP types Python expects,
-//! countdown/eta/expires/priority, and rpc:// results (values and exceptions) back in Rust.
+//! countdown/eta/expires/priority, rpc:// results (values and exceptions) back in Rust, and
+//! `Kombu<_>` values that Python receives as `datetime`, `date`, `time`, `Decimal`, `UUID`
+//! and `bytes`.
 
 mod common;
 
@@ -8,8 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use celeriac::protocol::time::parse_datetime;
+use celeriac::types::{Decimal, Kombu};
 use celeriac::{Producer, ResultError, Signature};
-use chrono::Utc;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
 use common::*;
@@ -179,6 +182,92 @@ async fn a_python_worker_runs_what_celeriac_sends_and_celeriac_gets_the_results(
         }
         other => panic!("expected a revoked task, got {other:?}"),
     }
+
+    let exit = worker.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the Python worker exited with {exit}");
+    producer.close_results().await.expect("results closed");
+    delete_queues(&broker, &[&queue]).await;
+}
+
+/// The typed values celeriac sends to `pyinterop.typed`, and reads back from it.
+type TypedArgs = (
+    Kombu<DateTime<Utc>>,
+    Kombu<DateTime<FixedOffset>>,
+    Kombu<NaiveDateTime>,
+    Kombu<NaiveDate>,
+    Kombu<NaiveTime>,
+    Kombu<Decimal>,
+    Kombu<uuid::Uuid>,
+    Kombu<Vec<u8>>,
+    Kombu<Vec<u8>>,
+    String,
+);
+
+#[actix_rt::test]
+async fn a_python_worker_receives_kombu_typed_values_as_python_types_and_sends_them_back() {
+    let config = config(2);
+    let broker = connect(&config).await;
+    let queue = unique_queue("rust-producer-typed");
+    let producer = Producer::new(broker.clone(), &config)
+        .with_rpc_results()
+        .await
+        .expect("rpc results");
+    let mut worker = python_worker(&queue);
+
+    let when = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()
+        + chrono::Duration::microseconds(123_456);
+    let sent: TypedArgs = (
+        Kombu(when),
+        Kombu(when.with_timezone(&FixedOffset::west_opt(5 * 3600 + 30 * 60).unwrap())),
+        Kombu(when.naive_utc()),
+        Kombu(when.date_naive()),
+        Kombu(when.time()),
+        Kombu("-1.2345678901234567890123456789E+40".parse().unwrap()),
+        Kombu(uuid::Uuid::new_v4()),
+        Kombu("héllo".as_bytes().to_vec()),
+        Kombu(vec![0, 255, 16, 128]),
+        "2024-01-02T03:04:05+00:00".to_owned(),
+    );
+    let (args, kwargs) = celeriac::task::args::encode_args(&sent).expect("encodes");
+    let result = producer
+        .send_signature_with_result(
+            Signature::new("pyinterop.typed")
+                .with_args(args)
+                .with_kwargs(kwargs)
+                .with_queue(queue.clone()),
+        )
+        .await
+        .expect("sent");
+    let seen = result.get(WAIT).await.expect("the typed values");
+
+    let names: Vec<&str> = seen
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|pair| pair[0].as_str().expect("a type name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "datetime", "datetime", "datetime", "date", "time", "Decimal", "UUID", "bytes",
+            "bytes", "str"
+        ],
+        "the Python types of what celeriac sent (in {seen})"
+    );
+    let values: Vec<Value> = seen
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|pair| pair[1].clone())
+        .collect();
+    let back: TypedArgs =
+        celeriac::task::args::decode_args(&values, &serde_json::Map::new()).expect("typed back");
+    assert_eq!(back, sent, "the values Python sent back");
+    assert_eq!(
+        back.1.offset(),
+        sent.1.offset(),
+        "the offset of a DateTime<FixedOffset> survives"
+    );
 
     let exit = worker.terminate(Duration::from_secs(30)).await;
     assert!(exit.success(), "the Python worker exited with {exit}");

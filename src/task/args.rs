@@ -12,6 +12,9 @@ use serde::de::{
 use serde::ser::{self, Serialize};
 use serde_json::{Map, Value};
 
+use crate::protocol::kombu::EnvelopeAware;
+use crate::types::ENVELOPE_TOKEN;
+
 /// Why arguments could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Display, Error)]
 pub enum ArgsError {
@@ -121,7 +124,13 @@ impl de::Error for ArgsError {
 /// - `T = ()`: no args.
 /// - `T` a map (or a struct with `#[serde(flatten)]`): kwargs only.
 /// - `T = serde_json::Value` (or any type using `deserialize_any`): receives `[args, kwargs]`.
-/// - any other single value (number, string, enum, ...): exactly one positional arg.
+/// - any other single value (number, string, enum, [`Kombu<_>`](crate::types::Kombu), ...):
+///   exactly one positional arg.
+///
+/// kombu's typed values (`{"__type__": "datetime", ...}`) are read as the target asks: a
+/// [`Kombu<_>`](crate::types::Kombu) reads its type, a `serde_json::Value` keeps the envelope
+/// (so echoing it gives Python back the same value), a `String` or number gets the plain
+/// JSON (the ISO string, the decimal's text), at any depth.
 ///
 /// Errors name the argument and the expected type, e.g.
 /// `argument "x": invalid type: string "a", expected i32`, `missing argument "y"`,
@@ -217,7 +226,7 @@ impl ArgsDeserializer<'_> {
 macro_rules! single_value {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ArgsError> {
-            self.single()?
+            EnvelopeAware(self.single()?)
                 .$method(visitor)
                 .map_err(|e| ArgsError::InvalidPositional { index: 0, reason: e.to_string() })
         }
@@ -276,9 +285,18 @@ impl<'de> de::Deserializer<'de> for ArgsDeserializer<'_> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, ArgsError> {
+        if name == ENVELOPE_TOKEN {
+            // A `Kombu<_>` is one value, whatever its envelope looks like.
+            return EnvelopeAware(self.single()?)
+                .deserialize_newtype_struct(name, visitor)
+                .map_err(|e| ArgsError::InvalidPositional {
+                    index: 0,
+                    reason: e.to_string(),
+                });
+        }
         visitor.visit_newtype_struct(self)
     }
 
@@ -359,7 +377,7 @@ impl<'de> de::Deserializer<'de> for ArgsDeserializer<'_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, ArgsError> {
-        self.single()?
+        EnvelopeAware(self.single()?)
             .deserialize_enum(name, variants, visitor)
             .map_err(|e| ArgsError::InvalidPositional {
                 index: 0,
@@ -401,7 +419,7 @@ impl<'de> MapAccess<'de> for NamedMap {
                 reason: "value requested before key".to_owned(),
             });
         };
-        seed.deserialize(value)
+        seed.deserialize(EnvelopeAware(value))
             .map_err(|e| ArgsError::InvalidArgument {
                 name,
                 reason: e.to_string(),
@@ -426,12 +444,13 @@ impl<'de> SeqAccess<'de> for PositionalSeq<'_> {
         seed: S,
     ) -> Result<Option<S::Value>, ArgsError> {
         match self.items.next() {
-            Some((index, value)) => seed.deserialize(value.clone()).map(Some).map_err(|e| {
-                ArgsError::InvalidPositional {
+            Some((index, value)) => seed
+                .deserialize(EnvelopeAware(value.clone()))
+                .map(Some)
+                .map_err(|e| ArgsError::InvalidPositional {
                     index,
                     reason: e.to_string(),
-                }
-            }),
+                }),
             None => Ok(None),
         }
     }
@@ -520,9 +539,14 @@ impl<'a> ser::Serializer for ShapeSerializer<'a> {
 
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
-        _name: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<Value, serde_json::Error> {
+        if name == ENVELOPE_TOKEN {
+            // A `Kombu<_>` envelope is one positional argument, not keyword arguments.
+            *self.shape = Shape::Single;
+            return ser::Serializer::serialize_newtype_struct(JsonSer, name, value);
+        }
         value.serialize(self)
     }
 

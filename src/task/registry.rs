@@ -9,13 +9,12 @@ use serde_json::Value;
 
 use super::args::decode_args;
 use super::{Task, TaskContext, TaskError, TaskOptions};
-use crate::protocol::kombu::unwrap_envelopes;
 use crate::protocol::TaskPayload;
 
 /// A task with its types erased: decodes its arguments and runs.
 pub trait ErasedTask: Send + Sync {
     /// Decodes the arguments (a `TypeError` naming the argument when they do not fit;
-    /// kombu's typed values unwrapped first) and returns the run, whose output is already
+    /// kombu's typed values read per type) and returns the run, whose output is already
     /// encoded as JSON. Bincode arguments may claim at most `max_decoded_size` bytes
     /// (rounded up to a power of two), whatever their length prefixes declare.
     fn prepare(
@@ -50,16 +49,8 @@ impl<T: Task> ErasedTask for Registered<T> {
         max_decoded_size: usize,
     ) -> Result<BoxFuture<'static, Result<Value, TaskError>>, TaskError> {
         let args: T::Args = match payload {
-            TaskPayload::Json {
-                mut args,
-                mut kwargs,
-                ..
-            } => {
-                args.iter_mut().for_each(unwrap_envelopes);
-                kwargs.values_mut().for_each(unwrap_envelopes);
-                decode_args(&args, &kwargs)
-                    .map_err(|error| TaskError::type_error(format!("task {}: {error}", T::NAME)))?
-            }
+            TaskPayload::Json { args, kwargs, .. } => decode_args(&args, &kwargs)
+                .map_err(|error| TaskError::type_error(format!("task {}: {error}", T::NAME)))?,
             TaskPayload::Bincode(bytes) => super::bincode_args::decode(&bytes, max_decoded_size)
                 .map_err(|error| {
                     TaskError::type_error(format!(

@@ -54,3 +54,9 @@ def request(self, *args, **kwargs):
     }
     fields["types"] = {name: type_name(value) for name, value in fields.items()}
     return fields
+
+
+@app.task(name="pyinterop.typed")
+def typed(*args):
+    """`[type name, value]` of each argument: what kombu made of celeriac's typed values."""
+    return [[type_name(value), value] for value in args]

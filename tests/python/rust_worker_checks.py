@@ -35,7 +35,7 @@ def make_app(protocol=2):
     app.conf.task_default_queue = QUEUE
     app.conf.task_protocol = protocol
     stubs = {}
-    for name in ["add", "echo", "fail", "sleep", "touch", "request", "panic", "flaky", "block"]:
+    for name in ["add", "echo", "typed_echo", "fail", "sleep", "touch", "request", "panic", "flaky", "block"]:
 
         def stub(*args, **kwargs):
             raise NotImplementedError("runs on the Rust worker")
@@ -141,12 +141,29 @@ def scenario_encoding():
     expect("gzip compression", t["add"].apply_async((2, 3), compression="gzip").get(timeout=TIMEOUT), 5)
     when = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    typed = t["echo"].delay(when, datetime.date(2024, 1, 2), decimal.Decimal("1.50"), ident, b"raw", at=when)
-    expect(
-        "kombu typed values",
-        typed.get(timeout=TIMEOUT),
-        [["2024-01-02T03:04:05+00:00", "2024-01-02", "1.50", str(ident), "raw"], {"at": "2024-01-02T03:04:05+00:00"}],
-    )
+    sent = [when, datetime.date(2024, 1, 2), datetime.time(3, 4, 5, 6), decimal.Decimal("1.50"), ident, b"raw", b"\x00\xff"]
+    echoed = t["echo"].delay(*sent, at=when).get(timeout=TIMEOUT)
+    expect("a Value echoes kombu typed values as sent", echoed, [sent, {"at": when}])
+    expect("... of the same Python types", [type(v) for v in echoed[0]], [type(v) for v in sent])
+    typed_sent = {
+        "when": datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        "local": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))),
+        "naive": datetime.datetime(2030, 1, 1, 12, 0),
+        "day": datetime.date(2024, 1, 2),
+        "at": datetime.time(23, 59, 59, 10),
+        "amount": decimal.Decimal("-1.2345678901234567890123456789E+40"),
+        "id": ident,
+        "text": "héllo".encode(),
+        "raw": bytes([0, 255, 16, 128]),
+        "plain": when,
+    }
+    typed = t["typed_echo"].apply_async(kwargs=typed_sent).get(timeout=TIMEOUT)
+    expected = dict(typed_sent, plain=when.isoformat())
+    expect("typed Rust arguments echo kombu typed values", typed, expected)
+    expect("... of the same Python types", {k: type(v) for k, v in typed.items()}, {k: type(v) for k, v in expected.items()})
+    expect("... with the same offsets", (typed["local"].utcoffset(), typed["naive"].tzinfo), (typed_sent["local"].utcoffset(), None))
+    positional = t["typed_echo"].delay(*typed_sent.values()).get(timeout=TIMEOUT)
+    expect("typed Rust arguments by position", positional, expected)
     app_v1, t_v1 = make_app(protocol=1)
     expect("protocol v1", t_v1["add"].delay(2, 3).get(timeout=TIMEOUT), 5)
     expect("protocol v1 kwargs", t_v1["add"].apply_async((2,), {"y": 5}).get(timeout=TIMEOUT), 7)
