@@ -65,6 +65,9 @@ pub struct Config {
     /// Where producers get task results (Celery's `result_backend`): `Some("rpc://")`, the
     /// only backend supported, or `None` for no results.
     pub result_backend: Option<String>,
+    /// How long stored results live in a key-value backend such as Redis (Celery's
+    /// `result_expires`, one day by default): the TTL of each `celery-task-meta-<id>` key.
+    pub result_expires: Duration,
     /// Task routes by glob, first match wins (Celery's `task_routes`).
     pub task_routes: Vec<TaskRoute>,
     /// Queues that are not declared plain (priorities, quorum, dead-lettering).
@@ -106,6 +109,7 @@ impl Default for Config {
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
             result_backend: None,
+            result_expires: Duration::from_secs(86_400),
             task_routes: Vec::new(),
             queues: Vec::new(),
             acks_late: false,
@@ -121,7 +125,8 @@ impl Default for Config {
 impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
-    /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
+    /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_RESULT_EXPIRES_S`,
+    /// `CELERIAC_TASK_ROUTES`
     /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
@@ -180,6 +185,9 @@ impl Config {
         if let Some(backend) = env_string("CELERIAC_RESULT_BACKEND") {
             config.result_backend = Some(backend.trim().to_string());
         }
+        if let Some(seconds) = env_number("CELERIAC_RESULT_EXPIRES_S") {
+            config.result_expires = Duration::from_secs(seconds.max(1));
+        }
         config
     }
 
@@ -224,6 +232,7 @@ impl std::fmt::Debug for Config {
                 "result_backend",
                 &self.result_backend.as_deref().map(RedactedUrl),
             )
+            .field("result_expires", &self.result_expires)
             .field("task_routes", &self.task_routes)
             .field("queues", &self.queues)
             .field("acks_late", &self.acks_late)

@@ -121,18 +121,27 @@ impl AsyncResult {
 
     /// A ready result as `get` answers it.
     fn outcome(&self, message: ResultMessage) -> Result<serde_json::Value, ResultError> {
-        match message.status {
-            TaskState::Revoked => Err(ResultError::Revoked {
-                task_id: self.id.to_string(),
-                exception: exception_of(&message),
-            }),
-            TaskState::Failure => Err(ResultError::Failed {
-                task_id: self.id.to_string(),
-                exception: exception_of(&message),
-                traceback: message.traceback,
-            }),
-            _ => Ok(message.result),
-        }
+        outcome(&self.id, message)
+    }
+}
+
+/// A ready result as `get` answers it (any backend): SUCCESS gives the value, FAILURE and
+/// REVOKED the exception.
+pub(crate) fn outcome(
+    task_id: &str,
+    message: ResultMessage,
+) -> Result<serde_json::Value, ResultError> {
+    match message.status {
+        TaskState::Revoked => Err(ResultError::Revoked {
+            task_id: task_id.to_string(),
+            exception: exception_of(&message),
+        }),
+        TaskState::Failure => Err(ResultError::Failed {
+            task_id: task_id.to_string(),
+            exception: exception_of(&message),
+            traceback: message.traceback,
+        }),
+        _ => Ok(message.result),
     }
 }
 
