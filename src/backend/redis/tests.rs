@@ -115,3 +115,11 @@ fn the_config_takes_result_backend_and_result_expires() {
     assert_eq!(backend.url, "redis://:pw@127.0.0.1:6379/1");
     assert_eq!(crate::Config::default().result_expires.as_secs(), 86_400);
 }
+
+#[test]
+fn children_null_as_python_store_result_writes_it_reads_as_empty() {
+    let text = br#"{"status": "SUCCESS", "result": 42, "traceback": null, "children": null, "date_done": "2026-11-30T05:56:35.610033+00:00", "task_id": "t"}"#;
+    let document = decode("t", text).expect("Python's document decodes");
+    assert!(document.children.is_empty());
+    assert_eq!(document.result, serde_json::json!(42));
+}
