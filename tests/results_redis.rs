@@ -401,3 +401,100 @@ async fn celeriac_reads_what_python_celery_stores() {
         .expect("TTL");
     assert!(ttl > 0 && ttl <= 86_400, "Python's TTL {ttl}");
 }
+
+#[actix_rt::test]
+async fn celeriac_reads_what_a_python_worker_stores() {
+    use std::process::{Command, Stdio};
+
+    let backend = backend(Duration::from_secs(600)).await;
+    let config = common::config(1);
+    let broker = common::connect(&config).await;
+    let queue = common::unique_queue("redis-results");
+    let producer = celeriac::Producer::new(broker.clone(), &config);
+    let _worker = common::KillOnDrop(
+        Command::new(common::python())
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "py_worker_app",
+                "worker",
+                "-Q",
+                &queue,
+            ])
+            .args([
+                "--pool=solo",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+            ])
+            .args(["--without-heartbeat", "--loglevel=WARNING"])
+            .arg(format!(
+                "--hostname=pyworker-{}@localhost",
+                uuid::Uuid::new_v4().simple()
+            ))
+            .current_dir(common::python_dir())
+            .env("CELERIAC_TEST_AMQP_URL", common::amqp_url())
+            .env("CELERIAC_QUEUE", &queue)
+            .env("CELERIAC_PY_RESULT_BACKEND", redis_url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the Python worker starts"),
+    );
+    let send = |signature: celeriac::Signature| {
+        let producer = producer.clone();
+        let signature = signature.with_queue(queue.clone());
+        async move { producer.send_signature(signature).await.expect("sent") }
+    };
+    let sum =
+        send(celeriac::Signature::new("pyinterop.add").with_args(vec![json!(2), json!(3)])).await;
+    let failed =
+        send(celeriac::Signature::new("pyinterop.fail").with_args(vec![json!("py boom")])).await;
+    // Generous: the Python worker boots first.
+    let wait = Duration::from_secs(90);
+    match backend.async_result(&sum).get(wait).await {
+        Ok(value) => assert_eq!(value, json!(5)),
+        Err(error) => panic!("expected 5 from the Python worker: {error}"),
+    }
+    match backend.async_result(&failed).get(wait).await {
+        Err(ResultError::Failed {
+            exception,
+            traceback,
+            ..
+        }) => {
+            assert_eq!(exception, value_error("py boom"));
+            assert!(traceback.is_some_and(|text| text.contains("ValueError")));
+        }
+        other => panic!("expected ResultError::Failed, got {other:?}"),
+    }
+    broker.close().await.ok();
+}
+
+#[actix_rt::test]
+async fn a_store_that_keeps_failing_gives_up_after_its_attempts_naming_the_task() {
+    common::init_logging();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut config = RedisBackendConfig::new(format!("redis://:not-shown@127.0.0.1:{port}/0"));
+    config.store_retry.initial_delay = Duration::from_millis(10);
+    config.store_retry.max_attempts = Some(3);
+    let backend = RedisResults::start(config).expect("a valid URL");
+    let id = task_id();
+    let error = backend
+        .store(ResultMessage::success(&id, json!(1)))
+        .await
+        .expect_err("nothing listens");
+    let text = error.to_string();
+    assert!(
+        matches!(error, RedisBackendError::Command { .. })
+            && text.contains(&id)
+            && text.contains(&format!("127.0.0.1:{port}"))
+            && !text.contains("not-shown"),
+        "{text}"
+    );
+}

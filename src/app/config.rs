@@ -62,8 +62,9 @@ pub struct Config {
     pub prefetch_multiplier: usize,
     /// The name shown for this client in RabbitMQ.
     pub connection_name: String,
-    /// Where producers get task results (Celery's `result_backend`): `Some("rpc://")`, the
-    /// only backend supported, or `None` for no results.
+    /// Where producers get task results (Celery's `result_backend`): `Some("rpc://")`,
+    /// `Some("redis://[:password@]host:port/db")` (read with
+    /// [`RedisResults`](crate::RedisResults)), or `None` for no results.
     pub result_backend: Option<String>,
     /// How long stored results live in a key-value backend such as Redis (Celery's
     /// `result_expires`, one day by default): the TTL of each `celery-task-meta-<id>` key.
