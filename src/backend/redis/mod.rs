@@ -99,8 +99,15 @@ impl RedisResults {
         self.store.send(store::Forget(task_id.to_string())).await?
     }
 
-    /// A handle on the result of task `task_id`, whoever sent it.
-    pub fn async_result(&self, task_id: impl Into<String>) -> RedisAsyncResult {
+    /// A handle on the result of task `task_id`, whoever sent it: the same
+    /// [`AsyncResult`](crate::AsyncResult) type as for `rpc://` results.
+    pub fn async_result(&self, task_id: impl Into<String>) -> crate::AsyncResult {
+        crate::AsyncResult::from(self.redis_async_result(task_id))
+    }
+
+    /// A Redis-only handle on the result of task `task_id`, whose `state`, `ready` and
+    /// `latest` answer backend errors.
+    pub fn redis_async_result(&self, task_id: impl Into<String>) -> RedisAsyncResult {
         RedisAsyncResult::new(task_id, self.clone())
     }
 
