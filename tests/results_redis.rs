@@ -405,15 +405,24 @@ async fn celeriac_reads_what_python_celery_stores() {
     assert!(ttl > 0 && ttl <= 86_400, "Python's TTL {ttl}");
 }
 
+/// A producer configured with `result_backend = redis://...` sends to a Python Celery worker
+/// storing its results in Redis; `send_signature_with_result` answers handles reading them.
 #[actix_rt::test]
-async fn celeriac_reads_what_a_python_worker_stores() {
+async fn a_redis_producer_gets_what_a_python_worker_stores() {
     use std::process::{Command, Stdio};
 
-    let backend = backend(Duration::from_secs(600)).await;
-    let config = common::config(1);
+    let mut config = common::config(1);
+    config.result_backend = Some(redis_url());
     let broker = common::connect(&config).await;
     let queue = common::unique_queue("redis-results");
-    let producer = celeriac::Producer::new(broker.clone(), &config);
+    let producer = match celeriac::Producer::from_config(broker.clone(), &config).await {
+        Ok(producer) => producer,
+        Err(error) => panic!("a producer with Redis results: {error}"),
+    };
+    assert!(
+        producer.reply_queue().is_none(),
+        "no reply queue with Redis"
+    );
     let _worker = common::KillOnDrop(
         Command::new(common::python())
             .args([
@@ -449,7 +458,12 @@ async fn celeriac_reads_what_a_python_worker_stores() {
     let send = |signature: celeriac::Signature| {
         let producer = producer.clone();
         let signature = signature.with_queue(queue.clone());
-        async move { producer.send_signature(signature).await.expect("sent") }
+        async move {
+            producer
+                .send_signature_with_result(signature)
+                .await
+                .expect("sent")
+        }
     };
     let sum =
         send(celeriac::Signature::new("pyinterop.add").with_args(vec![json!(2), json!(3)])).await;
@@ -457,11 +471,11 @@ async fn celeriac_reads_what_a_python_worker_stores() {
         send(celeriac::Signature::new("pyinterop.fail").with_args(vec![json!("py boom")])).await;
     // Generous: the Python worker boots first.
     let wait = Duration::from_secs(90);
-    match backend.async_result(&sum).get(wait).await {
+    match sum.get(wait).await {
         Ok(value) => assert_eq!(value, json!(5)),
         Err(error) => panic!("expected 5 from the Python worker: {error}"),
     }
-    match backend.async_result(&failed).get(wait).await {
+    match failed.get(wait).await {
         Err(ResultError::Failed {
             exception,
             traceback,
@@ -472,6 +486,11 @@ async fn celeriac_reads_what_a_python_worker_stores() {
         }
         other => panic!("expected ResultError::Failed, got {other:?}"),
     }
+    // Readable again, from a handle made by id alone.
+    let again = producer
+        .async_result(sum.id())
+        .expect("results are enabled");
+    assert_eq!(again.get(wait).await.ok(), Some(json!(5)));
     broker.close().await.ok();
 }
 
