@@ -26,6 +26,7 @@
 pub use celeriac_actors as actors;
 
 pub mod app;
+pub mod backend;
 pub(crate) mod log_text;
 pub mod protocol;
 pub mod result;
@@ -35,6 +36,7 @@ pub mod worker;
 
 pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsConfig};
 pub use app::{connect_broker, Config, Producer, QueueConfig, SendError, Signature, TaskRoute};
+pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
 pub use result::{AsyncResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};
 pub use worker::{task_event_channel, TaskEvent, TaskEventKind, WorkerError, WorkerSystem};

@@ -58,15 +58,19 @@ async fn a_malformed_url_with_a_password_gives_an_error_without_it() {
 async fn an_unsupported_result_backend_is_named_without_its_password() {
     let config = Config {
         broker_url: celeriac::app::MEMORY_BROKER_URL.to_string(),
-        result_backend: Some(format!("redis://:{PASSWORD}@127.0.0.1:6379/0")),
+        // redis:// is supported now; memcache:// is not.
+        result_backend: Some(format!("memcache://:{PASSWORD}@127.0.0.1:11211/0")),
         ..Config::default()
     };
     let broker = connect_broker(&config).await.expect("the embedded broker");
     let error = match celeriac::Producer::from_config(broker, &config).await {
-        Ok(_) => panic!("a redis:// result backend was accepted"),
+        Ok(_) => panic!("a memcache:// result backend was accepted"),
         Err(error) => error.to_string(),
     };
-    assert!(error.contains("redis://:***@127.0.0.1:6379/0"), "{error}");
+    assert!(
+        error.contains("memcache://:***@127.0.0.1:11211/0"),
+        "{error}"
+    );
     assert!(
         !error.contains(PASSWORD),
         "the error shows the password: {error}"

@@ -430,14 +430,14 @@ async fn without_a_result_backend_no_result_is_promised() {
     assert!(error.to_string().contains("with_rpc_results"), "{error}");
 
     let unsupported = Config {
-        result_backend: Some("redis://localhost".into()),
+        result_backend: Some("memcache://localhost".into()),
         ..config.clone()
     };
     let error = Producer::from_config(broker.clone(), &unsupported)
         .await
-        .expect_err("redis is not supported");
+        .expect_err("memcache is not supported");
     assert!(
-        error.to_string().contains("redis://localhost") && error.to_string().contains("rpc://"),
+        error.to_string().contains("memcache://localhost") && error.to_string().contains("rpc://"),
         "{error}"
     );
 

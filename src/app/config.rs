@@ -64,8 +64,13 @@ pub struct Config {
     pub connection_name: String,
     /// The result backend (Celery's `result_backend`): `None` stores no results;
     /// `Some("rpc://")` makes workers publish results to each message's reply queue and
-    /// producers (`Producer::from_config`) declare one.
+    /// producers (`Producer::from_config`) declare one; `Some("redis://[:password@]host:port/db")`
+    /// stores them in Redis as Celery does, readable from any process
+    /// ([`RedisResults`](crate::RedisResults)).
     pub result_backend: Option<String>,
+    /// How long stored results live in a key-value backend such as Redis (Celery's
+    /// `result_expires`, one day by default): the TTL of each `celery-task-meta-<id>` key.
+    pub result_expires: Duration,
     /// Store no SUCCESS results, nor errors unless `store_errors_even_if_ignored` (Celery's
     /// `task_ignore_result`, default false); tasks may override it.
     pub ignore_result: bool,
@@ -116,6 +121,7 @@ impl Default for Config {
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
             result_backend: None,
+            result_expires: Duration::from_secs(86_400),
             ignore_result: false,
             store_errors_even_if_ignored: false,
             track_started: false,
@@ -134,10 +140,10 @@ impl Default for Config {
 impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
-    /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_TASK_ROUTES`
-    /// (`pattern=queue,...`), `CELERIAC_ACKS_LATE`, `CELERIAC_IGNORE_RESULT`,
-    /// `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`, `CELERIAC_TRACK_STARTED`,
-    /// `CELERIAC_SEND_TIMEOUT_MS`,
+    /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_RESULT_EXPIRES_S`,
+    /// `CELERIAC_TASK_ROUTES` (`pattern=queue,...`), `CELERIAC_ACKS_LATE`,
+    /// `CELERIAC_IGNORE_RESULT`, `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`,
+    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
@@ -204,6 +210,9 @@ impl Config {
         if let Some(backend) = env_string("CELERIAC_RESULT_BACKEND") {
             config.result_backend = Some(backend.trim().to_string());
         }
+        if let Some(seconds) = env_number("CELERIAC_RESULT_EXPIRES_S") {
+            config.result_expires = Duration::from_secs(seconds.max(1));
+        }
         config
     }
 
@@ -248,6 +257,7 @@ impl std::fmt::Debug for Config {
                 "result_backend",
                 &self.result_backend.as_deref().map(RedactedUrl),
             )
+            .field("result_expires", &self.result_expires)
             .field("ignore_result", &self.ignore_result)
             .field(
                 "store_errors_even_if_ignored",

@@ -28,8 +28,8 @@ pub enum SendError {
     Protocol(ProtocolError),
     /// The configured result backend is not one celeriac supports.
     #[display(
-        "unsupported result backend {backend:?}: only \"rpc://\" is supported \
-         (set CELERIAC_RESULT_BACKEND=rpc:// or leave it unset)"
+        "unsupported result backend {backend:?}: only \"rpc://\" and \"redis://...\" are \
+         supported (set CELERIAC_RESULT_BACKEND=rpc://, redis://host:port/db, or leave it unset)"
     )]
     #[from(ignore)]
     UnsupportedResultBackend {
@@ -39,13 +39,17 @@ pub enum SendError {
     /// A result was asked of a producer that has no result backend.
     #[display(
         "task {task} was not sent: results need a result backend; build the producer with \
-         `with_rpc_results()`, or `Producer::from_config` with result_backend \"rpc://\""
+         `with_rpc_results()` or `with_redis_results(..)`, or `Producer::from_config` with \
+         result_backend \"rpc://\" or \"redis://...\""
     )]
     #[from(ignore)]
     NoResultBackend {
         /// The task name.
         task: String,
     },
+    /// The Redis result backend could not be set up (bad URL, unreachable, wrong password).
+    #[display("the result backend is unusable: {_0}")]
+    ResultBackend(crate::backend::redis::RedisBackendError),
     /// A task tried to send a task outside a worker (its context has no producer).
     #[display(
         "this task context has no producer: tasks can send tasks only inside a WorkerSystem"

@@ -7,6 +7,7 @@ use actix::{Actor, Addr};
 use chrono::Utc;
 
 use crate::actors::{BrokerClient, OutboundMessage, Publish, PublisherActor};
+use crate::backend::redis::{RedisBackendConfig, RedisResults};
 use crate::protocol::{TaskMessage, TaskPayload};
 use crate::result::{AsyncResult, RpcResults, RPC_BACKEND};
 use crate::task::Task;
@@ -18,7 +19,8 @@ use super::{Config, SendError, Signature};
 ///
 /// With `rpc://` results ([`Producer::with_rpc_results`]), every task it sends carries its
 /// reply queue as `reply_to`, and [`Producer::send_signature_with_result`] answers an
-/// [`AsyncResult`].
+/// [`AsyncResult`]. With Redis results ([`Producer::with_redis_results`]) the handle reads
+/// the result the worker stores in Redis (no `reply_to`).
 #[derive(Clone)]
 pub struct Producer {
     publisher: Addr<PublisherActor>,
@@ -29,6 +31,8 @@ pub struct Producer {
     declared: Arc<Mutex<HashSet<String>>>,
     /// The reply queue and its collector, once `rpc://` results are enabled.
     results: Option<RpcResults>,
+    /// The Redis result backend, once enabled (it takes precedence over `rpc://`).
+    redis_results: Option<RedisResults>,
 }
 
 impl Producer {
@@ -40,16 +44,24 @@ impl Producer {
             config: Arc::new(config.clone()),
             declared: Arc::default(),
             results: None,
+            redis_results: None,
         }
     }
 
     /// A producer as `config` says: with `rpc://` results when `config.result_backend` is
-    /// `Some("rpc://")`. Any other backend is [`SendError::UnsupportedResultBackend`].
+    /// `Some("rpc://")`, with Redis results (checked with a `PING`) for a `redis://` URL.
+    /// `rediss://` is [`SendError::ResultBackend`] (no TLS yet); any other backend is
+    /// [`SendError::UnsupportedResultBackend`].
     pub async fn from_config(broker: BrokerClient, config: &Config) -> Result<Self, SendError> {
         let producer = Producer::new(broker, config);
         match config.result_backend.as_deref().map(str::trim) {
             None | Some("") => Ok(producer),
             Some(RPC_BACKEND) => producer.with_rpc_results().await,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let results =
+                    RedisResults::connect(RedisBackendConfig::from_config(config)?).await?;
+                Ok(producer.with_redis_results(results))
+            }
             Some(other) => Err(SendError::UnsupportedResultBackend {
                 backend: crate::actors::broker::amqp::redact_url(other),
             }),
@@ -67,14 +79,25 @@ impl Producer {
         Ok(self)
     }
 
+    /// Enables Redis results: [`send_signature_with_result`](Self::send_signature_with_result)
+    /// answers handles reading `results`, and tasks are sent without `reply_to`.
+    pub fn with_redis_results(mut self, results: RedisResults) -> Self {
+        self.redis_results = Some(results);
+        self
+    }
+
     /// The reply queue results arrive on, when `rpc://` results are enabled.
     pub fn reply_queue(&self) -> Option<&str> {
         self.results.as_ref().map(RpcResults::reply_queue)
     }
 
-    /// A handle on the result of task `id`; `None` without `rpc://` results. The result
-    /// arrives only if the task was sent with this producer's reply queue as `reply_to`.
+    /// A handle on the result of task `id`; `None` without results. With `rpc://` the
+    /// result arrives only if the task was sent with this producer's reply queue as
+    /// `reply_to`; with Redis, any task's stored result is read.
     pub fn async_result(&self, id: impl Into<String>) -> Option<AsyncResult> {
+        if let Some(redis) = &self.redis_results {
+            return Some(redis.async_result(id));
+        }
         self.results
             .as_ref()
             .map(|results| results.async_result(id))
@@ -114,12 +137,16 @@ impl Producer {
     }
 
     /// Sends a signature and answers a handle on its result, once the broker confirmed the
-    /// message. Needs `rpc://` results ([`SendError::NoResultBackend`] otherwise, before
-    /// anything is sent).
+    /// message. Needs `rpc://` or Redis results ([`SendError::NoResultBackend`] otherwise,
+    /// before anything is sent).
     pub async fn send_signature_with_result(
         &self,
         signature: Signature,
     ) -> Result<AsyncResult, SendError> {
+        if let Some(redis) = &self.redis_results {
+            let id = self.send_signature(signature).await?;
+            return Ok(redis.async_result(id));
+        }
         let Some(results) = &self.results else {
             return Err(SendError::NoResultBackend {
                 task: signature.task,

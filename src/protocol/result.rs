@@ -86,14 +86,23 @@ pub struct ResultMessage {
     /// Traceback text, or null.
     #[serde(default)]
     pub traceback: Option<String>,
-    /// Result tuples of child tasks (`[[id, parent], group]`), usually empty.
-    #[serde(default)]
+    /// Result tuples of child tasks (`[[id, parent], group]`), usually empty. Read as
+    /// empty when `null` (what Python's `backend.store_result` writes without a request).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub children: Vec<Value>,
     /// ISO 8601 completion time with `+00:00`, only for ready states.
     #[serde(default)]
     pub date_done: Option<String>,
     /// The task id (the Python client matches replies on it).
     pub task_id: String,
+}
+
+/// A list, with `null` read as an empty one.
+fn null_as_empty<'de, D>(deserializer: D) -> Result<Vec<Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<Vec<Value>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl ResultMessage {

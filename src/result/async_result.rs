@@ -1,4 +1,5 @@
-//! `AsyncResult`: a handle on the result of one sent task.
+//! `AsyncResult`: a handle on the result of one sent task, from the `rpc://` reply queue
+//! or from the Redis backend.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,31 +9,83 @@ use tokio::sync::oneshot;
 
 use crate::protocol::{ExceptionInfo, ResultMessage, TaskState};
 
+use crate::backend::redis::RedisAsyncResult;
+
 use super::collector::{AwaitReady, ForgetWaiters, Latest, ResultCollector};
 use super::ResultError;
 
-/// The result of one task, as its worker reports it on the producer's reply queue.
+/// The result of one task, from whichever backend holds it.
 ///
-/// Cheap to clone; clones share what `get` received. As with Celery's `rpc://` backend, a
-/// ready result is handed over once: after a `get` returned it, this handle (and its clones)
-/// remember it, but a new handle for the same id would see `PENDING`.
+/// Cheap to clone. With `rpc://` ([`AsyncResult::new`]) the result arrives on the
+/// producer's reply queue and, as with Celery's `rpc://` backend, is handed over once:
+/// after a `get` returned it, this handle (and its clones) remember it, but a new handle for
+/// the same id would see `PENDING`. With Redis ([`AsyncResult::from`] a
+/// [`RedisAsyncResult`], or [`RedisResults::async_result`](crate::RedisResults::async_result))
+/// any handle, in any process, reads the stored result until it expires or is forgotten.
 #[derive(Clone)]
 pub struct AsyncResult {
     /// The task id.
     id: Arc<str>,
-    /// The collector of the reply queue the result arrives on.
-    collector: Addr<ResultCollector>,
-    /// The ready result once a `get` received it (the collector then forgets it).
-    received: Arc<Mutex<Option<ResultMessage>>>,
+    /// Where the result comes from.
+    source: Source,
+}
+
+/// The backend behind an [`AsyncResult`].
+#[derive(Clone)]
+enum Source {
+    /// `rpc://`: the reply queue's collector.
+    Rpc {
+        /// The collector of the reply queue the result arrives on.
+        collector: Addr<ResultCollector>,
+        /// The ready result once a `get` received it (the collector then forgets it).
+        received: Arc<Mutex<Option<ResultMessage>>>,
+    },
+    /// Redis: the stored `celery-task-meta-<id>` document (boxed: it holds the backend's
+    /// config, much larger than the `rpc://` variant).
+    Redis(Box<RedisAsyncResult>),
+}
+
+impl From<RedisAsyncResult> for AsyncResult {
+    fn from(result: RedisAsyncResult) -> Self {
+        AsyncResult {
+            id: Arc::from(result.id()),
+            source: Source::Redis(Box::new(result)),
+        }
+    }
 }
 
 impl AsyncResult {
-    /// A handle on the result of task `id`, arriving through `collector`.
+    /// A handle on the result of task `id`, arriving through `collector` (`rpc://`).
     pub fn new(id: impl Into<String>, collector: Addr<ResultCollector>) -> Self {
         AsyncResult {
             id: Arc::from(id.into()),
-            collector,
-            received: Arc::default(),
+            source: Source::Rpc {
+                collector,
+                received: Arc::default(),
+            },
+        }
+    }
+
+    /// The Redis handle behind this one, when the result is in Redis: its `state`,
+    /// `ready` and `latest` answer backend errors instead of logging them.
+    pub fn as_redis(&self) -> Option<&RedisAsyncResult> {
+        match &self.source {
+            Source::Redis(result) => Some(result),
+            Source::Rpc { .. } => None,
+        }
+    }
+
+    /// Forgets the result: with Redis it is deleted (Celery's `forget()`, state PENDING
+    /// afterwards); with `rpc://` this handle drops the copy a `get` received.
+    pub async fn forget(&self) -> Result<(), ResultError> {
+        match &self.source {
+            Source::Redis(result) => result.forget().await,
+            Source::Rpc { received, .. } => {
+                if let Ok(mut received) = received.lock() {
+                    *received = None;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -44,12 +97,19 @@ impl AsyncResult {
     /// Waits up to `timeout` for the task to finish. SUCCESS answers the return value;
     /// FAILURE and REVOKED answer the exception the worker reported.
     pub async fn get(&self, timeout: Duration) -> Result<serde_json::Value, ResultError> {
+        let (collector, received) = match &self.source {
+            Source::Redis(result) => return result.get(timeout).await,
+            Source::Rpc {
+                collector,
+                received,
+            } => (collector, received),
+        };
         if let Some(message) = self.received() {
             return self.outcome(message);
         }
         let (reply, ready) = oneshot::channel();
         let waiting = async {
-            self.collector
+            collector
                 .send(AwaitReady {
                     task_id: self.id.to_string(),
                     reply,
@@ -62,7 +122,7 @@ impl AsyncResult {
         };
         match tokio::time::timeout(timeout, waiting).await {
             Ok(Ok(message)) => {
-                if let Ok(mut received) = self.received.lock() {
+                if let Ok(mut received) = received.lock() {
                     *received = Some(message.clone());
                 }
                 self.outcome(message)
@@ -72,7 +132,7 @@ impl AsyncResult {
                 reason,
             }),
             Err(_) => {
-                self.collector.do_send(ForgetWaiters(self.id.to_string()));
+                collector.do_send(ForgetWaiters(self.id.to_string()));
                 Err(ResultError::Timeout {
                     task_id: self.id.to_string(),
                     waited: timeout,
@@ -94,13 +154,26 @@ impl AsyncResult {
         self.state().await.is_ready()
     }
 
-    /// The latest result document received for the task, if any (for STARTED, its
-    /// `result` holds the worker's `pid` and `hostname`).
+    /// The latest result document received (or stored) for the task, if any (for STARTED,
+    /// its `result` holds the worker's `pid` and `hostname`). A backend that cannot be read
+    /// is logged and answers `None` (see [`as_redis`](Self::as_redis) for the error).
     pub async fn latest(&self) -> Option<ResultMessage> {
+        let collector = match &self.source {
+            Source::Redis(result) => {
+                return match result.latest().await {
+                    Ok(document) => document,
+                    Err(error) => {
+                        log::warn!("the state of task {} is unknown: {error}", self.id);
+                        None
+                    }
+                };
+            }
+            Source::Rpc { collector, .. } => collector,
+        };
         if let Some(message) = self.received() {
             return Some(message);
         }
-        match self.collector.send(Latest(self.id.to_string())).await {
+        match collector.send(Latest(self.id.to_string())).await {
             Ok(latest) => latest,
             Err(error) => {
                 log::warn!(
@@ -112,27 +185,39 @@ impl AsyncResult {
         }
     }
 
+    /// The ready result a `get` received (`rpc://` only).
     fn received(&self) -> Option<ResultMessage> {
-        self.received
-            .lock()
-            .ok()
-            .and_then(|received| received.clone())
+        match &self.source {
+            Source::Rpc { received, .. } => {
+                received.lock().ok().and_then(|received| received.clone())
+            }
+            Source::Redis(_) => None,
+        }
     }
 
     /// A ready result as `get` answers it.
     fn outcome(&self, message: ResultMessage) -> Result<serde_json::Value, ResultError> {
-        match message.status {
-            TaskState::Revoked => Err(ResultError::Revoked {
-                task_id: self.id.to_string(),
-                exception: exception_of(&message),
-            }),
-            TaskState::Failure => Err(ResultError::Failed {
-                task_id: self.id.to_string(),
-                exception: exception_of(&message),
-                traceback: message.traceback,
-            }),
-            _ => Ok(message.result),
-        }
+        outcome(&self.id, message)
+    }
+}
+
+/// A ready result as `get` answers it (any backend): SUCCESS gives the value, FAILURE and
+/// REVOKED the exception.
+pub(crate) fn outcome(
+    task_id: &str,
+    message: ResultMessage,
+) -> Result<serde_json::Value, ResultError> {
+    match message.status {
+        TaskState::Revoked => Err(ResultError::Revoked {
+            task_id: task_id.to_string(),
+            exception: exception_of(&message),
+        }),
+        TaskState::Failure => Err(ResultError::Failed {
+            task_id: task_id.to_string(),
+            exception: exception_of(&message),
+            traceback: message.traceback,
+        }),
+        _ => Ok(message.result),
     }
 }
 

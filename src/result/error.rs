@@ -41,6 +41,15 @@ pub enum ResultError {
         /// How long `get` waited.
         waited: Duration,
     },
+    /// The stored result cannot be read: the backend is unreachable, or the document
+    /// stored for the task is not a result document (Redis backend).
+    #[display("the result of task {task_id} cannot be read: {reason}")]
+    Backend {
+        /// The task id.
+        task_id: String,
+        /// What went wrong, password masked.
+        reason: String,
+    },
     /// The reply queue is no longer consumed (the broker connection closed, or its consumer
     /// failed more often than its restart policy allows), so no result can arrive.
     #[display("the result of task {task_id} cannot arrive: {reason}")]
@@ -59,7 +68,9 @@ impl ResultError {
             ResultError::Failed { exception, .. } | ResultError::Revoked { exception, .. } => {
                 Some(exception)
             }
-            ResultError::Timeout { .. } | ResultError::Unavailable { .. } => None,
+            ResultError::Timeout { .. }
+            | ResultError::Unavailable { .. }
+            | ResultError::Backend { .. } => None,
         }
     }
 
@@ -69,7 +80,8 @@ impl ResultError {
             ResultError::Failed { task_id, .. }
             | ResultError::Revoked { task_id, .. }
             | ResultError::Timeout { task_id, .. }
-            | ResultError::Unavailable { task_id, .. } => task_id,
+            | ResultError::Unavailable { task_id, .. }
+            | ResultError::Backend { task_id, .. } => task_id,
         }
     }
 }

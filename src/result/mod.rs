@@ -26,7 +26,8 @@ pub use async_result::AsyncResult;
 pub use collector::ResultCollector;
 pub use error::ResultError;
 
-/// The only result backend celeriac supports, as written in `result_backend`.
+/// The `rpc://` result backend, as written in `result_backend` (for Redis, see
+/// [`crate::backend::redis`]).
 pub const RPC_BACKEND: &str = "rpc://";
 
 /// How long an unused reply queue lives (Celery's `result_expires`: one day), in ms.

@@ -33,12 +33,15 @@ pub enum WorkerError {
         reason: String,
     },
     /// `result_backend` names a backend the worker cannot store to.
-    #[display("unsupported result backend {backend:?}: use rpc:// or leave it unset")]
+    #[display("unsupported result backend {backend:?}: use rpc://, redis:// or leave it unset")]
     #[from(ignore)]
     UnsupportedResultBackend {
         /// The backend, password masked.
         backend: String,
     },
+    /// The Redis result backend cannot be used (address, password, URL).
+    #[display("result backend: {_0}")]
+    ResultBackend(crate::backend::redis::RedisBackendError),
     /// The worker has no task registered.
     #[display("no task is registered: register tasks before starting the worker")]
     NoTasks,

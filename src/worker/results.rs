@@ -1,8 +1,9 @@
 //! Storing results where the worker's result backend says, as Celery's worker does: no
-//! backend (nothing stored), or `rpc://` (a result document published to the default
+//! backend (nothing stored); `rpc://` (a result document published to the default
 //! exchange with the task message's `reply_to` as routing key and its `correlation_id`,
-//! transient, JSON, no headers). The message's `reply_to` is used by the rpc backend only:
-//! Python Celery sets it on every message, whatever backend its client uses.
+//! transient, JSON, no headers); or `redis://` (`celery-task-meta-<id>` with its TTL, and
+//! a PUBLISH, through the `RedisStore` actor). The message's `reply_to` is used by the rpc
+//! backend only: Python Celery sets it on every message, whatever backend its client uses.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::actors::amqp::BasicProperties;
 use crate::actors::{BrokerClient, BrokerError, OutboundMessage};
+use crate::backend::redis::RedisResults;
 use crate::protocol::{ExceptionInfo, ResultMessage, TaskMessage, TaskState};
 use crate::result::RPC_BACKEND;
 use crate::task::TaskError;
@@ -51,6 +53,8 @@ pub(crate) enum BackendKind {
     Disabled,
     /// `rpc://`: results go to the message's reply queue.
     Rpc,
+    /// `redis://`: results go to Redis, readable by task id from any process.
+    Redis,
 }
 
 impl BackendKind {
@@ -60,6 +64,7 @@ impl BackendKind {
         match result_backend.map(str::trim) {
             None | Some("") => Ok(BackendKind::Disabled),
             Some(RPC_BACKEND) => Ok(BackendKind::Rpc),
+            Some(url) if url.starts_with("redis://") => Ok(BackendKind::Redis),
             Some(other) => Err(crate::actors::broker::amqp::redact_url(other)),
         }
     }
@@ -165,19 +170,27 @@ impl ReplyQueues {
 pub(crate) struct ResultStore {
     kind: BackendKind,
     broker: BrokerClient,
+    /// The Redis backend, for `BackendKind::Redis`.
+    redis: Option<RedisResults>,
     reply_queues: ReplyQueues,
     /// `celeriac@<host name>`, the `hostname` of STARTED results.
     hostname: Arc<str>,
 }
 
 impl ResultStore {
-    /// A store for `kind`; rpc results are published through `broker`.
-    pub(crate) fn new(kind: BackendKind, broker: BrokerClient) -> Self {
+    /// A store for `kind`; rpc results are published through `broker`, Redis results
+    /// through `redis` (a `Redis` kind without it stores nothing).
+    pub(crate) fn new(
+        kind: BackendKind,
+        broker: BrokerClient,
+        redis: Option<RedisResults>,
+    ) -> Self {
         let origin = crate::protocol::repr::origin();
         let host = origin.split_once('@').map_or("localhost", |(_, host)| host);
         ResultStore {
             kind,
             broker,
+            redis,
             reply_queues: ReplyQueues::default(),
             hostname: Arc::from(format!("celeriac@{host}")),
         }
@@ -218,6 +231,13 @@ impl ResultStore {
         match self.kind {
             BackendKind::Disabled => {}
             BackendKind::Rpc => self.publish_rpc(to, result).await,
+            BackendKind::Redis => {
+                if let Some(redis) = &self.redis {
+                    // Retried with backoff while Redis is away; a final failure is logged
+                    // with the task id by the store itself.
+                    let _ = redis.store(result).await;
+                }
+            }
         }
     }
 
@@ -301,6 +321,10 @@ mod tests {
         assert_eq!(BackendKind::parse(None), Ok(BackendKind::Disabled));
         assert_eq!(BackendKind::parse(Some(" ")), Ok(BackendKind::Disabled));
         assert_eq!(BackendKind::parse(Some("rpc://")), Ok(BackendKind::Rpc));
+        assert_eq!(
+            BackendKind::parse(Some("redis://:pw@127.0.0.1:6379/0")),
+            Ok(BackendKind::Redis)
+        );
         assert_eq!(
             BackendKind::parse(Some("db+postgresql://u:secret@h/db")),
             Err("db+postgresql://u:***@h/db".to_string())

@@ -30,6 +30,7 @@ use crate::actors::{
     RestartPolicy, SupervisorEvent,
 };
 use crate::app::{Config, Producer, QueueConfig};
+use crate::backend::redis::{RedisBackendConfig, RedisResults};
 use crate::task::{AppState, Blocking, BlockingTask, Task, TaskRegistry};
 
 /// Configures a `WorkerSystem`.
@@ -115,6 +116,13 @@ impl WorkerBuilder {
         }
         let backend = BackendKind::parse(self.config.result_backend.as_deref())
             .map_err(|backend| WorkerError::UnsupportedResultBackend { backend })?;
+        // Connected (and PINGed) now: a wrong address or password fails the start clearly.
+        let redis = match backend {
+            BackendKind::Redis => {
+                Some(RedisResults::connect(RedisBackendConfig::from_config(&self.config)?).await?)
+            }
+            _ => None,
+        };
         let specs: Vec<QueueSpec> = self
             .queues
             .iter()
@@ -160,7 +168,7 @@ impl WorkerBuilder {
                 registry,
                 pool: pool.clone(),
                 events,
-                results: ResultStore::new(backend, broker.clone()),
+                results: ResultStore::new(backend, broker.clone(), redis),
                 eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
                 defaults,
                 state,

@@ -590,4 +590,5 @@ impl Drop for PrivateNode {
 
 pub mod events;
 pub mod proxy;
+pub mod redis_server;
 pub mod tls;

@@ -2,14 +2,15 @@
 
     python -m celery -A py_worker_app worker -Q $CELERIAC_QUEUE --pool=solo -c 1
 
-Env: CELERIAC_TEST_AMQP_URL, CELERIAC_QUEUE. Results go back over rpc://.
+Env: CELERIAC_TEST_AMQP_URL, CELERIAC_QUEUE. Results go back over rpc://, or to the
+backend in CELERIAC_PY_RESULT_BACKEND (e.g. redis://127.0.0.1:PORT/0) when set.
 """
 
 import os
 
 from celery import Celery
 
-app = Celery("pyinterop", broker=os.environ["CELERIAC_TEST_AMQP_URL"], backend="rpc://")
+app = Celery("pyinterop", broker=os.environ["CELERIAC_TEST_AMQP_URL"], backend=os.environ.get("CELERIAC_PY_RESULT_BACKEND") or "rpc://")
 app.conf.task_default_queue = os.environ["CELERIAC_QUEUE"]
 app.conf.worker_hijack_root_logger = False
 app.conf.broker_connection_retry_on_startup = True

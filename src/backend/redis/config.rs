@@ -1,0 +1,100 @@
+//! `RedisBackendConfig`: how to reach Redis, how long results live, how stores retry.
+
+use std::time::Duration;
+
+use crate::actors::broker::amqp::{redact_url, RedactedUrl};
+use crate::actors::ReconnectPolicy;
+use crate::app::Config;
+
+use super::error::RedisBackendError;
+
+/// Celery's default `result_expires`: one day.
+pub const DEFAULT_RESULT_EXPIRES: Duration = Duration::from_secs(86_400);
+
+/// How to reach Redis and how results are kept. `Debug` masks the URL's password.
+#[derive(Clone)]
+pub struct RedisBackendConfig {
+    /// `redis://[[user]:password@]host[:port][/db]`. `rediss://` is refused (no TLS yet).
+    pub url: String,
+    /// The TTL of each stored result (Celery's `result_expires`), whole seconds, at least 1.
+    pub result_expires: Duration,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long one command may wait for Redis's answer.
+    pub response_timeout: Duration,
+    /// How a failed store is retried; `max_attempts` bounds it (`None` counts as 1).
+    pub store_retry: ReconnectPolicy,
+}
+
+impl RedisBackendConfig {
+    /// A config for `url`: one-day TTL, 10-second connect and response timeouts, stores
+    /// retried up to 30 times (about 45 s of backoff) before they fail.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisBackendConfig {
+            url: url.into(),
+            result_expires: DEFAULT_RESULT_EXPIRES,
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+            store_retry: ReconnectPolicy {
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(2),
+                max_attempts: Some(30),
+            },
+        }
+    }
+
+    /// The backend `config` names: its `result_backend` (which must be a `redis://` URL),
+    /// `result_expires` and `connect_timeout`.
+    pub fn from_config(config: &Config) -> Result<Self, RedisBackendError> {
+        let url = config.result_backend.clone().unwrap_or_default();
+        let mut backend = Self::new(url);
+        backend.result_expires = config.result_expires;
+        backend.connect_timeout = config.connect_timeout;
+        backend.validate()?;
+        Ok(backend)
+    }
+
+    /// The URL with its password masked, for messages and logs.
+    pub fn server(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The TTL in whole seconds (at least 1, as `SETEX` requires).
+    pub fn expires_seconds(&self) -> u64 {
+        self.result_expires.as_secs().max(1)
+    }
+
+    /// Checks the URL's scheme: `redis://` only.
+    pub fn validate(&self) -> Result<(), RedisBackendError> {
+        let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("redis") => Ok(()),
+            Some("rediss") => Err(RedisBackendError::TlsUnsupported { url: self.server() }),
+            _ => Err(RedisBackendError::InvalidUrl {
+                url: self.server(),
+                reason: "expected redis://[:password@]host[:port][/db]".into(),
+            }),
+        }
+    }
+
+    /// The redis-rs client for this URL (it does not connect yet).
+    pub(crate) fn client(&self) -> Result<::redis::Client, RedisBackendError> {
+        self.validate()?;
+        ::redis::Client::open(self.url.as_str()).map_err(|error| RedisBackendError::InvalidUrl {
+            url: self.server(),
+            reason: super::store::describe(&error, &self.url),
+        })
+    }
+}
+
+impl std::fmt::Debug for RedisBackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackendConfig")
+            .field("url", &RedactedUrl(&self.url))
+            .field("result_expires", &self.result_expires)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("store_retry", &self.store_retry)
+            .finish()
+    }
+}

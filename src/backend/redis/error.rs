@@ -1,0 +1,60 @@
+//! `RedisBackendError`: why the Redis result backend could not store, read or delete.
+
+use derive_more::{Display, Error, From};
+
+/// Why a Redis result backend operation failed. Every `server` is the URL with its
+/// password masked.
+#[derive(Debug, Clone, Display, Error, From)]
+pub enum RedisBackendError {
+    /// The URL cannot be used (not `redis://`, malformed).
+    #[display("invalid Redis result backend URL {url}: {reason}")]
+    #[from(skip)]
+    InvalidUrl {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `rediss://` (TLS) is not supported by this build.
+    #[display(
+        "Redis over TLS ({url}) is not supported yet: celeriac's Redis client is built \
+         without TLS; use redis:// (e.g. through a TLS tunnel)"
+    )]
+    #[from(skip)]
+    TlsUnsupported {
+        /// The URL, password masked.
+        url: String,
+    },
+    /// Redis refused the credentials (wrong or missing password, unknown user).
+    #[display("Redis at {server} refused the login (check the password in the URL): {reason}")]
+    #[from(skip)]
+    Auth {
+        /// The server, password masked.
+        server: String,
+        /// Redis's answer.
+        reason: String,
+    },
+    /// Redis could not be reached, or a command failed.
+    #[display("Redis at {server}: {operation} failed: {reason}")]
+    #[from(skip)]
+    Command {
+        /// The server, password masked.
+        server: String,
+        /// What was attempted, e.g. `storing the result of task 1234`.
+        operation: String,
+        /// The client's error, passwords scrubbed.
+        reason: String,
+    },
+    /// A stored document is not a result document.
+    #[display("the result of task {task_id} stored in Redis is malformed: {reason}")]
+    #[from(skip)]
+    Malformed {
+        /// The task id.
+        task_id: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// The backend's actor stopped.
+    #[display("the Redis result backend stopped: {_0}")]
+    Stopped(actix::MailboxError),
+}

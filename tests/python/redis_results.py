@@ -1,0 +1,85 @@
+"""Python Celery 5.7's side of the Redis result backend interop tests.
+
+    python redis_results.py URL read ID...       AsyncResult(ID).get() for each id; prints one
+                                                 JSON line per id: {"value": ...} or
+                                                 {"exc_type", "exc_module", "exc_args"}
+    python redis_results.py URL send AMQP_URL QUEUE
+                                                 a Python producer with the Redis backend sends
+                                                 to a celeriac worker: add(2, 3), fail('boom'),
+                                                 an expired add, sleep(1.5) seen STARTED; prints
+                                                 "all checks passed" or raises
+    python redis_results.py URL store OK_ID FAIL_ID
+                                                 app.backend.store_result: OK_ID SUCCESS 42,
+                                                 FAIL_ID FAILURE ValueError('boom from python')
+"""
+import datetime
+import json
+import sys
+import time
+
+from celery import Celery
+from celery.result import AsyncResult
+
+
+def main():
+    url, command, *ids = sys.argv[1:]
+    app = Celery("redis_interop", broker="memory://", backend=url)
+    if command == "read":
+        for task_id in ids:
+            try:
+                value = AsyncResult(task_id, app=app).get(timeout=30)
+                print(json.dumps({"value": value}), flush=True)
+            except Exception as exc:  # the task's exception, as Celery rebuilt it
+                print(json.dumps({
+                    "exc_type": type(exc).__name__,
+                    "exc_module": type(exc).__module__,
+                    "exc_args": list(exc.args),
+                }), flush=True)
+    elif command == "send":
+        send_checks(url, *ids)
+    elif command == "store":
+        ok_id, fail_id = ids
+        app.backend.store_result(ok_id, 42, "SUCCESS")
+        try:
+            raise ValueError("boom from python")
+        except ValueError as exc:
+            app.backend.store_result(fail_id, exc, "FAILURE", traceback="Traceback: boom")
+        print("stored", flush=True)
+    else:
+        sys.exit(f"unknown command {command}")
+
+
+def send_checks(url, amqp_url, queue):
+    from celery.exceptions import TaskRevokedError
+
+    app = Celery("redis_producer", broker=amqp_url, backend=url)
+    assert app.send_task("interop.add", args=[2, 3], queue=queue).get(timeout=30) == 5
+    print("ok value", flush=True)
+    try:
+        app.send_task("interop.fail", args=["boom"], queue=queue).get(timeout=30)
+        raise AssertionError("interop.fail did not raise")
+    except ValueError as exc:
+        assert exc.args == ("boom",), exc.args
+    print("ok exception", flush=True)
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+    expired = app.send_task("interop.add", args=[1, 1], queue=queue, expires=past)
+    try:
+        expired.get(timeout=30)
+        raise AssertionError("an expired task returned a value")
+    except TaskRevokedError:
+        pass
+    assert expired.state == "REVOKED", expired.state
+    print("ok revoked", flush=True)
+    sleeping = app.send_task("interop.sleep", args=[1.5], queue=queue)
+    deadline = time.monotonic() + 30
+    while sleeping.state != "STARTED":
+        assert sleeping.state == "PENDING", f"state {sleeping.state} before STARTED"
+        assert time.monotonic() < deadline, "no STARTED state within 30 s"
+        time.sleep(0.05)
+    assert sleeping.get(timeout=30) == 1.5
+    print("ok started", flush=True)
+    print("all checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
