@@ -1,9 +1,13 @@
 //! An actix-web service that sends tasks: `POST /add?x=2&y=3` answers `{"task_id": "..."}`
-//! once the broker confirmed the task.
+//! once the broker confirmed the task, and `GET /tasks/{id}` answers its state and result
+//! from the Redis result backend, from any instance of the service (the usual web pattern:
+//! return the id, poll it later).
 //!
 //! ```text
-//! CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example actix_web
-//! curl -X POST 'http://127.0.0.1:8080/add?x=2&y=3'
+//! CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
+//!   CELERIAC_RESULT_BACKEND=redis://127.0.0.1:6379/0 cargo run --example actix_web
+//! curl -X POST 'http://127.0.0.1:8080/add?x=2&y=3'     # {"task_id": "..."}
+//! curl 'http://127.0.0.1:8080/tasks/<id>'              # {"state": "SUCCESS", "result": 5, ...}
 //! ```
 //!
 //! Listens on `CELERIAC_HTTP_ADDR` (default `127.0.0.1:8080`), sends to `CELERIAC_QUEUE`
@@ -19,7 +23,10 @@ mod tasks;
 use std::process::ExitCode;
 
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
-use celeriac::{connect_broker, Config, Producer, SendError, Signature};
+use celeriac::{
+    connect_broker, Config, Producer, RedisBackendConfig, RedisResults, ResultError, SendError,
+    Signature,
+};
 use derive_more::{Display, Error, From};
 use serde::Deserialize;
 
@@ -29,11 +36,25 @@ enum ApiError {
     /// The task could not be sent.
     #[display("could not send the task: {_0}")]
     Send(SendError),
+    /// The result could not be read.
+    #[display("could not read the result: {_0}")]
+    Result(ResultError),
+    /// No result backend to read from.
+    #[display("no result backend: set CELERIAC_RESULT_BACKEND=redis://...")]
+    NoResults,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> actix_web::http::StatusCode {
-        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+        match self {
+            ApiError::NoResults => actix_web::http::StatusCode::NOT_IMPLEMENTED,
+            _ => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({ "error": self.to_string() }))
     }
 }
 
@@ -44,10 +65,36 @@ struct AddQuery {
     y: i64,
 }
 
-/// Where tasks go.
+/// Where tasks go, and where their results are read.
 struct Target {
     producer: Producer,
     queue: String,
+    /// The Redis result backend, when `CELERIAC_RESULT_BACKEND` names one.
+    results: Option<RedisResults>,
+}
+
+/// `GET /tasks/{id}`: `{"task_id", "state", "ready", "result"}`, with the exception
+/// (`{"exc_type", "exc_message"}`) as `result` for FAILURE and REVOKED, and PENDING for a
+/// task nobody stored a result for (yet).
+async fn task_state(
+    target: web::Data<Target>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let results = target.results.as_ref().ok_or(ApiError::NoResults)?;
+    let id = id.into_inner();
+    let document = results.redis_async_result(&id).latest().await?;
+    let body = match document {
+        None => serde_json::json!({
+            "task_id": id, "state": "PENDING", "ready": false, "result": null,
+        }),
+        Some(document) => serde_json::json!({
+            "task_id": id,
+            "state": document.status.as_str(),
+            "ready": document.status.is_ready(),
+            "result": document.result,
+        }),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn add(
@@ -80,14 +127,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("CELERIAC_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let queue = std::env::var("CELERIAC_QUEUE").unwrap_or_else(|_| config.default_queue.clone());
     let broker = connect_broker(&config).await?;
+    let results = match config.result_backend.as_deref() {
+        Some(url) if url.starts_with("redis://") => {
+            Some(RedisResults::connect(RedisBackendConfig::from_config(&config)?).await?)
+        }
+        _ => None,
+    };
     let target = web::Data::new(Target {
         producer: Producer::new(broker.clone(), &config),
         queue,
+        results,
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(target.clone())
             .route("/add", web::post().to(add))
+            .route("/tasks/{id}", web::get().to(task_state))
     })
     .disable_signals()
     .bind(&addr)?

@@ -1,5 +1,5 @@
 //! `call`: sends one task by name, like `celery call`, and optionally waits for its result
-//! over `rpc://`.
+//! from `CELERIAC_RESULT_BACKEND` (`redis://...`), or over `rpc://` when it is unset.
 //!
 //! ```text
 //! export CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f
@@ -33,7 +33,8 @@ options:
   --eta TIME         run no earlier than TIME (RFC 3339, e.g. 2030-01-01T09:00:00Z)
   --expires S        do not run later than S seconds from now
   --priority N       AMQP priority, 0-255
-  --wait S           wait up to S seconds for the result (rpc://) and print it as JSON
+  --wait S           wait up to S seconds for the result (CELERIAC_RESULT_BACKEND, else
+                     rpc://) and print it as JSON
   -h, --help         print this help
 
 exit codes: 0 sent (and, with --wait, succeeded); 1 the task failed, was revoked, or no
@@ -93,7 +94,7 @@ async fn run(call: Call, config: &Config) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(wait) => send_and_wait(producer, call.signature, wait).await,
+        Some(wait) => send_and_wait(producer, config, call.signature, wait).await,
     };
     if let Err(error) = broker.close().await {
         log::warn!("closing the broker connection: {error}");
@@ -101,8 +102,18 @@ async fn run(call: Call, config: &Config) -> ExitCode {
     code
 }
 
-async fn send_and_wait(producer: Producer, signature: Signature, wait: Duration) -> ExitCode {
-    let producer = match producer.with_rpc_results().await {
+async fn send_and_wait(
+    producer: Producer,
+    config: &Config,
+    signature: Signature,
+    wait: Duration,
+) -> ExitCode {
+    // Results from the configured backend (CELERIAC_RESULT_BACKEND=redis://...), else rpc://.
+    let with_results = match config.result_backend.as_deref().map(str::trim) {
+        None | Some("") => producer.with_rpc_results().await,
+        Some(_) => Producer::from_config(producer.broker().clone(), config).await,
+    };
+    let producer = match with_results {
         Ok(producer) => producer,
         Err(error) => {
             eprintln!("call: {error}");

@@ -461,10 +461,19 @@ struct CallOutput {
 
 /// Runs the `call` example to completion, killing it and failing after 60 s.
 async fn run_call(args: &[&str]) -> CallOutput {
-    let mut child = Command::new(example_binary("call"))
+    run_call_with(args, None).await
+}
+
+/// Runs the `call` example with `CELERIAC_RESULT_BACKEND` = `backend` (unset for `None`).
+async fn run_call_with(args: &[&str], backend: Option<&str>) -> CallOutput {
+    let mut command = Command::new(example_binary("call"));
+    command.env_remove("CELERIAC_RESULT_BACKEND");
+    if let Some(backend) = backend {
+        command.env("CELERIAC_RESULT_BACKEND", backend);
+    }
+    let mut child = command
         .args(args)
         .env("CELERIAC_BROKER_URL", amqp_url())
-        .env_remove("CELERIAC_RESULT_BACKEND")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -585,5 +594,42 @@ async fn a_worker_answers_success_and_failure_through_the_reply_queue() {
 
     worker.stop().await.expect("worker stops");
     close(&broker, &producer).await;
+    delete_queues(&broker, &[&queue]).await;
+}
+
+#[actix_rt::test]
+async fn the_call_example_waits_for_a_result_in_redis() {
+    let redis = common::redis_server::redis_url();
+    let config = Config {
+        result_backend: Some(redis.clone()),
+        ..config(2)
+    };
+    let broker = connect(&config).await;
+    let queue = unique_queue("call-redis");
+    let (builder, _events) = test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<Add>()
+        .start()
+        .await
+        .expect("the worker starts");
+    let args = [
+        <Add as celeriac::Task>::NAME,
+        "--args",
+        "[40, 2]",
+        "--queue",
+        queue.as_str(),
+        "--wait",
+        "30",
+    ];
+    let output = run_call_with(&args, Some(&redis)).await;
+    assert_eq!(output.code, Some(0), "stderr: {}", output.stderr);
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert_eq!(
+        lines.last().copied(),
+        Some("42"),
+        "stdout: {}",
+        output.stdout
+    );
+    worker.stop().await.expect("the worker stops");
     delete_queues(&broker, &[&queue]).await;
 }

@@ -55,6 +55,40 @@ impl From<RedisAsyncResult> for AsyncResult {
 }
 
 impl AsyncResult {
+    /// A handle on the result of task `id` stored in `config.result_backend`, from any
+    /// process (it need not have sent the task): for `redis://` it starts a Redis
+    /// connection of its own (keep a [`RedisResults`](crate::RedisResults) and call its
+    /// `async_result` to share one). `rpc://` results can only be read by the producer
+    /// that sent the task, and no backend means no results: both are
+    /// [`ResultError::Backend`]. Must run inside an actix system.
+    pub fn from_id(id: impl Into<String>, config: &crate::Config) -> Result<Self, ResultError> {
+        let id = id.into();
+        let refuse = |reason: String| ResultError::Backend {
+            task_id: id.clone(),
+            reason,
+        };
+        match config.result_backend.as_deref().map(str::trim) {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let backend = crate::RedisBackendConfig::from_config(config)
+                    .and_then(crate::RedisResults::start)
+                    .map_err(|error| refuse(error.to_string()))?;
+                Ok(backend.async_result(id))
+            }
+            Some(super::RPC_BACKEND) => Err(refuse(
+                "rpc:// results reach only the producer that sent the task: use a redis:// \
+                 result backend to read results from any process"
+                    .to_string(),
+            )),
+            None | Some("") => Err(refuse(
+                "no result backend is configured (CELERIAC_RESULT_BACKEND)".to_string(),
+            )),
+            Some(other) => Err(refuse(format!(
+                "unsupported result backend {}",
+                crate::actors::broker::amqp::redact_url(other)
+            ))),
+        }
+    }
+
     /// A handle on the result of task `id`, arriving through `collector` (`rpc://`).
     pub fn new(id: impl Into<String>, collector: Addr<ResultCollector>) -> Self {
         AsyncResult {
