@@ -551,3 +551,99 @@ async fn a_celeriac_worker_stores_in_redis_what_a_python_producer_reads() {
     assert!(exit.success(), "the worker exited with {exit}");
     common::delete_queues(&broker, &[&queue]).await;
 }
+
+/// A worker storing to Redis while Redis is stopped and started again: every result is
+/// stored once it is back, none lost. The tasks sent after the stop run, and so store,
+/// after it: their stores are the ones retried.
+#[actix_rt::test]
+async fn a_worker_stores_every_result_across_a_redis_restart() {
+    let redis = actix_rt::task::spawn_blocking(|| PrivateRedis::start(None))
+        .await
+        .expect("started");
+    let config = celeriac::Config {
+        result_backend: Some(redis.url.clone()),
+        ..common::config(2)
+    };
+    let broker = common::connect(&config).await;
+    let queue = common::unique_queue("redis-restart");
+    let (builder, mut events) = common::test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<common::Add>()
+        .start()
+        .await
+        .expect("the worker starts");
+    let producer = celeriac::Producer::new(broker.clone(), &config);
+    let send = |n: i64| {
+        let producer = producer.clone();
+        let queue = queue.clone();
+        async move {
+            let signature = celeriac::Signature::new("test.add")
+                .with_args(vec![n.into(), 0.into()])
+                .with_queue(queue);
+            producer.send_signature(signature).await.expect("sent")
+        }
+    };
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(send(n).await);
+    }
+    events
+        .wait_count(
+            PATIENCE,
+            "the first 50 tasks to succeed",
+            50,
+            common::succeeded,
+        )
+        .await;
+    let redis = actix_rt::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .expect("stopped");
+    for n in 50..100 {
+        ids.push(send(n).await);
+    }
+    let started =
+        |event: &celeriac::TaskEvent| matches!(event.kind, celeriac::TaskEventKind::Started);
+    events
+        .wait_count(
+            PATIENCE,
+            "tasks sent after the stop to start while Redis is down",
+            55,
+            started,
+        )
+        .await;
+    let mut redis = redis;
+    let redis = actix_rt::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .expect("restarted");
+    events
+        .wait_count(
+            Duration::from_secs(120),
+            "every task to succeed after Redis came back",
+            ids.len(),
+            common::succeeded,
+        )
+        .await;
+    let reader = RedisResults::connect(RedisBackendConfig::new(&redis.url))
+        .await
+        .expect("connected");
+    // The private Redis keeps nothing across a restart (no persistence): the results stored
+    // before the stop are gone with it; those of the tasks sent after it must all be there.
+    for (n, id) in ids.iter().enumerate().skip(50) {
+        let document = reader
+            .document(id)
+            .await
+            .expect("readable")
+            .unwrap_or_else(|| panic!("no result stored for task {n} ({id})"));
+        assert_eq!(document.status, TaskState::Success);
+        assert_eq!(document.result, json!(n));
+    }
+    worker.stop().await.expect("the worker stops");
+    common::delete_queues(&broker, &[&queue]).await;
+    drop(redis);
+}
