@@ -1,5 +1,5 @@
 //! Conversions between AMQP field values and JSON, with the type codes
-//! py-amqp uses (PROTOCOL.md 1.3): `str` as `S`, `int` as `I` (`L` outside
+//! py-amqp uses (docs/wire-protocol.md §1.3): `str` as `S`, `int` as `I` (`L` outside
 //! the i32 range), `bool` as `t`, `float` as `d`, `None` as `V`, list as `A`,
 //! dict as `F`.
 

@@ -1,4 +1,4 @@
-//! Message bodies (PROTOCOL.md 1.4 and 1.6): content types, the v2
+//! Message bodies (docs/wire-protocol.md §1.4 and §1.6): content types, the v2
 //! `[args, kwargs, embed]` array and the v1 task object.
 
 use serde_json::{Map, Value};
@@ -70,7 +70,7 @@ pub enum TaskPayload {
         args: Vec<Value>,
         /// Keyword arguments.
         kwargs: Map<String, Value>,
-        /// The embed object (PROTOCOL.md 1.4), or `Null`.
+        /// The embed object (docs/wire-protocol.md §1.4), or `Null`.
         embed: Value,
     },
     /// bincode body: the bincode encoding of the task's typed argument value

@@ -1,4 +1,4 @@
-//! Body decompression (`compression` header, PROTOCOL.md 1.4).
+//! Body decompression (`compression` header, docs/wire-protocol.md §1.4).
 //!
 //! Celery's `compression='gzip'` sends header `compression: application/x-gzip`
 //! with a **zlib** stream (RFC 1950) as the body; real gzip framing (RFC 1952) is

@@ -1,4 +1,4 @@
-//! Exceptions as they travel in result documents (PROTOCOL.md 2.3).
+//! Exceptions as they travel in result documents (docs/wire-protocol.md §2.3).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Celery protocol v2 headers (PROTOCOL.md 1.3).
+//! Celery protocol v2 headers (docs/wire-protocol.md §1.3).
 
 use std::collections::BTreeMap;
 
@@ -40,7 +40,7 @@ const KNOWN_HEADERS: [&str; 20] = [
     COMPRESSION_HEADER,
 ];
 
-/// Celery protocol v2 headers (PROTOCOL.md 1.3): everything about a task
+/// Celery protocol v2 headers (docs/wire-protocol.md §1.3): everything about a task
 /// message except its arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskHeaders {
@@ -117,7 +117,7 @@ impl TaskHeaders {
     }
 
     /// Encode as an AMQP header table with the type codes Python sends
-    /// (PROTOCOL.md 1.3). `extra` headers are written first, so they can
+    /// (docs/wire-protocol.md §1.3). `extra` headers are written first, so they can
     /// never override a modeled header.
     pub fn to_field_table(&self) -> Result<FieldTable, ProtocolError> {
         let mut table = FieldTable::default();

@@ -1,4 +1,4 @@
-//! kombu's JSON type envelopes (`{"__type__": ..., "__value__": ...}`, PROTOCOL.md 1.4):
+//! kombu's JSON type envelopes (`{"__type__": ..., "__value__": ...}`, docs/wire-protocol.md §1.4):
 //! how Python sends values JSON has no type for. Python decodes them at any depth. In Rust
 //! the target type decides: argument decoding hands a `serde_json::Value` the envelope
 //! unchanged, [`crate::types::Kombu`] reads it as its type, and a plain target (`String`,

@@ -1,4 +1,4 @@
-//! Whole task messages: AMQP properties + headers + body (PROTOCOL.md 1.2-1.6).
+//! Whole task messages: AMQP properties + headers + body (docs/wire-protocol.md §1.2-§1.6).
 
 use celeriac_actors::amqp::{AMQPValue, BasicProperties, FieldTable};
 use serde_json::{Map, Value};
@@ -179,7 +179,7 @@ impl TaskMessage {
 
     /// Encode to AMQP properties and body bytes: always protocol v2, always a
     /// 3-element JSON body `[args, kwargs, embed]` for JSON. Headers use the
-    /// AMQP field types of PROTOCOL.md 1.3 (see [`TaskHeaders::to_field_table`]).
+    /// AMQP field types of docs/wire-protocol.md §1.3 (see [`TaskHeaders::to_field_table`]).
     /// Sets `content_type`, `content_encoding` (`utf-8` / `binary`),
     /// `correlation_id`, `reply_to`, `priority`, `delivery_mode` and `expiration`.
     pub fn encode(&self) -> Result<(BasicProperties, Vec<u8>), ProtocolError> {
@@ -238,7 +238,7 @@ impl TaskMessage {
     /// Decode a delivery under `policy`.
     ///
     /// Protocol v2 when `headers["task"]` exists; else protocol v1 (a JSON
-    /// object body with `task`/`id`/`args`/`kwargs`..., PROTOCOL.md 1.6);
+    /// object body with `task`/`id`/`args`/`kwargs`..., docs/wire-protocol.md §1.6);
     /// else an error. A missing `content_type` is read as JSON; types other than JSON and
     /// bincode are [`ProtocolError::UnsupportedContentType`], types the policy does not
     /// accept [`ProtocolError::RefusedContentType`], both before the body is looked at. The

@@ -1,4 +1,4 @@
-//! The Celery message protocol, as spoken on RabbitMQ (see PROTOCOL.md).
+//! The Celery message protocol, as spoken on RabbitMQ (see docs/wire-protocol.md).
 //!
 //! Module map:
 //! - [`message`]: [`TaskMessage`], a whole task message; `encode` to AMQP

@@ -1,4 +1,4 @@
-//! Result documents (PROTOCOL.md 2.1), as published to the rpc:// reply queue.
+//! Result documents (docs/wire-protocol.md §2.1), as published to the rpc:// reply queue.
 
 use std::fmt;
 
@@ -73,7 +73,7 @@ impl fmt::Display for TaskState {
     }
 }
 
-/// The result document of PROTOCOL.md 2.1:
+/// The result document of docs/wire-protocol.md §2.1:
 /// `{"status", "result", "traceback", "children", "date_done", "task_id"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMessage {

@@ -1,4 +1,4 @@
-//! ISO 8601 datetimes as Celery writes and reads them (PROTOCOL.md 1.5).
+//! ISO 8601 datetimes as Celery writes and reads them (docs/wire-protocol.md §1.5).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 

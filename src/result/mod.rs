@@ -1,4 +1,4 @@
-//! Task results over Celery's `rpc://` backend (PROTOCOL.md 2.2).
+//! Task results over Celery's `rpc://` backend (docs/wire-protocol.md §2.2).
 //!
 //! A producer with results declares a reply queue of its own (a UUID name, durable,
 //! auto-delete, `x-expires` one day, as Celery's client declares it), sends every task with

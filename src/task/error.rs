@@ -1,5 +1,5 @@
 //! `TaskError`: how a task fails, in terms Python Celery understands (an exception class
-//! and its module, PROTOCOL.md section 2.3).
+//! and its module, docs/wire-protocol.md §2.3).
 
 use std::fmt;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Publishing a retry the way Celery's `Task.retry` does (PROTOCOL.md 1.7): the same
+//! Publishing a retry the way Celery's `Task.retry` does (docs/wire-protocol.md §1.7): the same
 //! message again, same id, with `retries` + 1, the new `eta` and `parent_id` = the task's
 //! own id, to the queue it came from.
 

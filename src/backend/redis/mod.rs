@@ -1,6 +1,6 @@
-//! Celery's Redis result backend (PROTOCOL.md 2.4), byte-compatible with Celery 5.7.
+//! Celery's Redis result backend (docs/wire-protocol.md §2.4), byte-compatible with Celery 5.7.
 //!
-//! A result is the JSON document of PROTOCOL.md 2.1, stored as
+//! A result is the JSON document of docs/wire-protocol.md §2.1, stored as
 //! `SETEX celery-task-meta-<id> <result_expires> <json>` then `PUBLISH celery-task-meta-<id>
 //! <json>` in one `MULTI`/`EXEC` (as Celery's `RedisBackend._set` does through a redis-py
 //! pipeline), so that Python's `AsyncResult(id).get()` wakes up and reads it, and any process
