@@ -72,8 +72,11 @@ def send_checks(url, amqp_url, queue):
     print("ok revoked", flush=True)
     sleeping = app.send_task("interop.sleep", args=[1.5], queue=queue)
     deadline = time.monotonic() + 30
-    while sleeping.state != "STARTED":
-        assert sleeping.state == "PENDING", f"state {sleeping.state} before STARTED"
+    while True:
+        state = sleeping.state  # read once: each read asks Redis again
+        if state == "STARTED":
+            break
+        assert state == "PENDING", f"state {state} before STARTED"
         assert time.monotonic() < deadline, "no STARTED state within 30 s"
         time.sleep(0.05)
     assert sleeping.get(timeout=30) == 1.5
