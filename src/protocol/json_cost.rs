@@ -6,10 +6,35 @@
 //! the body can hold (every `[`, `{`, `,` and `:` outside strings, plus one), which bounds
 //! what parsing will allocate; a body over its budget is refused before it is parsed.
 
+use super::error::ProtocolError;
+
 /// Bytes of memory one parsed value or object key may take, all included: the `Value`
 /// itself (72 bytes) in a vector that may have doubled its capacity (144), and for an object
 /// entry (two tokens, `:` and `,`) the key's `String`, the map's slot and its index.
 pub const BYTES_PER_VALUE: usize = 160;
+
+/// Refuses `body` when parsing it could take more than `limit` bytes
+/// ([`ProtocolError::TooManyValues`]). A body too short to reach the limit even if every
+/// byte were a value is not scanned.
+pub fn check_parsed_size(body: &[u8], limit: usize) -> Result<(), ProtocolError> {
+    let worst = body
+        .len()
+        .saturating_add(1)
+        .saturating_mul(BYTES_PER_VALUE)
+        .saturating_add(body.len());
+    if worst <= limit {
+        return Ok(());
+    }
+    let parsed = parsed_size_bound(body);
+    if parsed > limit {
+        return Err(ProtocolError::TooManyValues {
+            size: body.len(),
+            parsed,
+            limit,
+        });
+    }
+    Ok(())
+}
 
 /// An upper bound of the memory, in bytes, that parsing `body` as JSON takes: every value
 /// and key at [`BYTES_PER_VALUE`], plus the text of strings and numbers (at most the body's
@@ -59,6 +84,15 @@ mod tests {
             parsed_size_bound(escaped),
             3 * BYTES_PER_VALUE + escaped.len()
         );
+    }
+
+    #[test]
+    fn short_bodies_pass_unscanned_and_long_ones_are_measured() {
+        let body = format!("[{}0]", "{},".repeat(1000));
+        assert!(check_parsed_size(body.as_bytes(), 10 * 1024 * 1024).is_ok());
+        let error = check_parsed_size(body.as_bytes(), 1000 * 72).unwrap_err();
+        assert!(error.to_string().contains("too many values"), "{error}");
+        assert!(check_parsed_size(b"[1, 2]", 2000).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::body::{
 use super::compression::decompress;
 use super::error::ProtocolError;
 use super::headers::{timelimit_from_json, TaskHeaders, COMPRESSION_HEADER};
-use super::json_cost::parsed_size_bound;
+use super::json_cost::check_parsed_size;
 use super::repr::{args_repr, kwargs_repr, origin};
 use super::time::parse_datetime;
 
@@ -77,15 +77,7 @@ impl DecodePolicy {
     /// Refuses a JSON body whose parsed form could take more than
     /// [`DecodePolicy::max_parsed_size`].
     pub fn check_json_cost(&self, body: &[u8]) -> Result<(), ProtocolError> {
-        let parsed = parsed_size_bound(body);
-        if parsed > self.max_parsed_size() {
-            return Err(ProtocolError::TooManyValues {
-                size: body.len(),
-                parsed,
-                limit: self.max_parsed_size(),
-            });
-        }
-        Ok(())
+        check_parsed_size(body, self.max_parsed_size())
     }
 
     /// Refuses a body over the size limit.

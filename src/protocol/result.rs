@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use super::error::ProtocolError;
 use super::exception::ExceptionInfo;
+use super::json_cost::check_parsed_size;
+use super::message::{DEFAULT_MAX_BODY_SIZE, PARSED_SIZE_FACTOR};
 use super::time::format_datetime;
 
 /// The state of a task, as stored in results (`"SUCCESS"`, ...).
@@ -160,6 +162,18 @@ impl ResultMessage {
 
     /// Parse JSON bytes (an rpc:// message body).
     pub fn from_json(body: &[u8]) -> Result<Self, ProtocolError> {
+        // Anyone who can publish to a reply queue or write a Redis key can send anything:
+        // bound what parsing costs, as for task messages.
+        if body.len() > DEFAULT_MAX_BODY_SIZE {
+            return Err(ProtocolError::TooLarge {
+                size: body.len(),
+                limit: DEFAULT_MAX_BODY_SIZE,
+            });
+        }
+        check_parsed_size(
+            body,
+            DEFAULT_MAX_BODY_SIZE.saturating_mul(PARSED_SIZE_FACTOR),
+        )?;
         serde_json::from_slice(body).map_err(|e| ProtocolError::InvalidJson {
             reason: e.to_string(),
         })

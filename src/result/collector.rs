@@ -156,10 +156,6 @@ impl Actor for ResultCollector {
 
 /// Reads a result document; a body without `task_id` takes the AMQP correlation id.
 fn decode(delivery: &Delivery) -> Result<ResultMessage, ProtocolError> {
-    // Anyone who can publish to the reply queue can send anything: bound what parsing costs.
-    let policy = crate::protocol::DecodePolicy::default();
-    policy.check_size(delivery.body.len())?;
-    policy.check_json_cost(&delivery.body)?;
     let correlation_id = delivery
         .properties
         .correlation_id()
@@ -174,8 +170,9 @@ fn decode(delivery: &Delivery) -> Result<ResultMessage, ProtocolError> {
             }
             Ok(message)
         }
-        Err(error) => {
-            // Perhaps only `task_id` is missing: older senders relied on the correlation id.
+        // Perhaps only `task_id` is missing: older senders relied on the correlation id. (A
+        // body refused for its size or cost is not parsed again.)
+        Err(error @ ProtocolError::InvalidJson { .. }) => {
             let Some(correlation_id) = correlation_id else {
                 return Err(error);
             };
@@ -190,6 +187,7 @@ fn decode(delivery: &Delivery) -> Result<ResultMessage, ProtocolError> {
             document.insert("task_id".into(), serde_json::Value::String(correlation_id));
             serde_json::from_value(serde_json::Value::Object(document)).map_err(|_| error)
         }
+        Err(error) => Err(error),
     }
 }
 

@@ -46,11 +46,6 @@ pub fn decode(task_id: &str, bytes: &[u8]) -> Result<ResultMessage, RedisBackend
         task_id: task_id.to_string(),
         reason,
     };
-    let policy = crate::protocol::DecodePolicy::default();
-    policy
-        .check_size(bytes.len())
-        .and_then(|()| policy.check_json_cost(bytes))
-        .map_err(|error| malformed(error.to_string()))?;
     let mut document =
         ResultMessage::from_json(bytes).map_err(|error| malformed(error.to_string()))?;
     if document.task_id.is_empty() {
