@@ -20,10 +20,40 @@ pub fn clip(text: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}... ({} bytes in all)", &text[..cut], text.len()))
 }
 
-/// A value's `Display` text, clipped as [`clip`] does.
+/// A value's `Display` text, clipped as [`clip`] does, without writing the whole text
+/// first: writing stops past [`MAX_LOG_TEXT`] bytes, and only the length goes on.
 pub fn clip_display(value: &impl Display) -> String {
-    let text = value.to_string();
-    clip(&text).into_owned()
+    let mut writer = BoundedWriter {
+        kept: String::new(),
+        total: 0,
+    };
+    let _ = std::fmt::write(&mut writer, format_args!("{value}"));
+    if writer.total <= MAX_LOG_TEXT {
+        return writer.kept;
+    }
+    format!("{}... ({} bytes in all)", writer.kept, writer.total)
+}
+
+/// Keeps the first [`MAX_LOG_TEXT`] bytes written (on a character boundary) and counts
+/// the rest.
+struct BoundedWriter {
+    kept: String,
+    total: usize,
+}
+
+impl std::fmt::Write for BoundedWriter {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.total += text.len();
+        let room = MAX_LOG_TEXT.saturating_sub(self.kept.len());
+        if room > 0 {
+            let mut cut = room.min(text.len());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.kept.push_str(&text[..cut]);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -43,6 +73,15 @@ mod tests {
         let clipped = clip(&long);
         assert!(clipped.len() < MAX_LOG_TEXT + 40, "{}", clipped.len());
         assert!(clipped.ends_with(&format!("... ({} bytes in all)", long.len())));
+    }
+
+    #[test]
+    fn display_values_are_clipped_like_text() {
+        let long = "w".repeat(10_000);
+        assert_eq!(clip_display(&long), clip(&long));
+        assert_eq!(clip_display(&"short"), "short");
+        let accented = "é".repeat(MAX_LOG_TEXT);
+        assert_eq!(clip_display(&accented), clip(&accented));
     }
 
     #[test]

@@ -220,11 +220,12 @@ impl TaskMessage {
     /// to [`DEFAULT_MAX_BODY_SIZE`]. A receiver of untrusted messages uses
     /// [`TaskMessage::decode_with`] and its own [`DecodePolicy`].
     pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<TaskMessage, ProtocolError> {
-        let policy = DecodePolicy {
-            accept: vec![ContentType::Json, ContentType::Bincode],
-            ..DecodePolicy::default()
-        };
-        Self::decode_with(properties, body, &policy)
+        static JSON_AND_BINCODE: std::sync::LazyLock<DecodePolicy> =
+            std::sync::LazyLock::new(|| DecodePolicy {
+                accept: vec![ContentType::Json, ContentType::Bincode],
+                ..DecodePolicy::default()
+            });
+        Self::decode_with(properties, body, &JSON_AND_BINCODE)
     }
 
     /// Decode a delivery under `policy`.

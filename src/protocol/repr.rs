@@ -36,16 +36,21 @@ pub fn kwargs_repr(kwargs: &Map<String, Value>) -> String {
 pub fn origin() -> String {
     static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ORIGIN
-        .get_or_init(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|name| name.trim().to_string())
-                .filter(|name| !name.is_empty())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .unwrap_or_else(|| "localhost".to_string());
-            format!("gen{}@{host}", std::process::id())
-        })
+        .get_or_init(|| format!("gen{}@{}", std::process::id(), hostname()))
         .clone()
+}
+
+/// This machine's host name (read once per process; `localhost` when it cannot be read).
+pub fn hostname() -> &'static str {
+    static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOSTNAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
 }
 
 fn truncate(mut text: String) -> String {

@@ -25,7 +25,8 @@ fn limit_shift(limit: usize) -> u32 {
 }
 
 /// The limit, in bytes, that `decode` applies for `limit` (rounded up to a power of two).
-pub fn effective_limit(limit: usize) -> u64 {
+#[cfg(test)]
+fn effective_limit(limit: usize) -> u64 {
     1u64 << limit_shift(limit)
 }
 

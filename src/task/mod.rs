@@ -25,7 +25,7 @@
 //! ```
 
 pub mod args;
-pub mod bincode_args;
+pub(crate) mod bincode_args;
 mod blocking;
 mod context;
 mod error;

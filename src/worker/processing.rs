@@ -173,8 +173,8 @@ struct Request<'a> {
     services: &'a Services,
     id: String,
     name: String,
-    /// Where results go.
-    address: ResultAddress,
+    /// Where results go; `None` when none is stored.
+    address: Option<ResultAddress>,
     /// Which results are stored.
     rules: ResultRules,
     /// Whether the message is still unacked when the run ends.
@@ -194,10 +194,10 @@ impl Request<'_> {
     }
 
     async fn store_exception(&self, state: TaskState, exception: &ExceptionInfo) {
-        if self.rules.errors {
+        if let Some(address) = self.address.as_ref().filter(|_| self.rules.errors) {
             self.services
                 .results
-                .exception(&self.address, state, exception)
+                .exception(address, state, exception)
                 .await;
         }
     }
@@ -279,28 +279,31 @@ pub(crate) async fn process(
     };
     let task = services.registry.get(&message.headers.task);
     let options = task.as_ref().map(|task| task.options().clone());
+    let rules = result_rules(ResultSettings {
+        backend: services.results.enabled(),
+        task_ignores: options
+            .as_ref()
+            .and_then(|o| o.ignore_result)
+            .unwrap_or(services.defaults.ignore_result),
+        message_ignores: message.headers.ignore_result == Some(true),
+        store_errors_even_if_ignored: options
+            .as_ref()
+            .and_then(|o| o.store_errors_even_if_ignored)
+            .unwrap_or(services.defaults.store_errors_even_if_ignored),
+        track_started: options
+            .as_ref()
+            .and_then(|o| o.track_started)
+            .unwrap_or(services.defaults.track_started),
+    });
     let request = Request {
         delivery: &delivery,
         services: &services,
         id: message.headers.id.clone(),
         name: message.headers.task.clone(),
-        address: ResultAddress::of(&message),
-        rules: result_rules(ResultSettings {
-            backend: services.results.enabled(),
-            task_ignores: options
-                .as_ref()
-                .and_then(|o| o.ignore_result)
-                .unwrap_or(services.defaults.ignore_result),
-            message_ignores: message.headers.ignore_result == Some(true),
-            store_errors_even_if_ignored: options
-                .as_ref()
-                .and_then(|o| o.store_errors_even_if_ignored)
-                .unwrap_or(services.defaults.store_errors_even_if_ignored),
-            track_started: options
-                .as_ref()
-                .and_then(|o| o.track_started)
-                .unwrap_or(services.defaults.track_started),
-        }),
+        // Built only when some result of this run is stored (three strings per delivery).
+        address: (rules.success || rules.errors || rules.started)
+            .then(|| ResultAddress::of(&message)),
+        rules,
         acks_late: options
             .as_ref()
             .and_then(|o| o.acks_late)
@@ -487,9 +490,9 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
                 Some(guard)
             };
             request.emit(TaskEventKind::Started);
-            if request.rules.started {
+            if let Some(address) = request.address.as_ref().filter(|_| request.rules.started) {
                 // Stored before the outcome is (the outcome waits for this future).
-                services.results.started(&request.address).await;
+                services.results.started(address).await;
             }
             guard
         } else {
@@ -517,11 +520,8 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let error = match outcome {
         Ok(result) => {
             log::info!("task {}[{}] succeeded", request.name, request.id);
-            if request.rules.success {
-                services
-                    .results
-                    .success(&request.address, result.clone())
-                    .await;
+            if let Some(address) = request.address.as_ref().filter(|_| request.rules.success) {
+                services.results.success(address, result.clone()).await;
             }
             if request.acks_late {
                 request.settle(Settlement::Ack).await;

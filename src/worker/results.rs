@@ -64,7 +64,10 @@ impl BackendKind {
         match result_backend.map(str::trim) {
             None | Some("") => Ok(BackendKind::Disabled),
             Some(RPC_BACKEND) => Ok(BackendKind::Rpc),
-            Some(url) if url.starts_with("redis://") => Ok(BackendKind::Redis),
+            // rediss:// too: the Redis backend refuses it with a clear error of its own.
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(BackendKind::Redis)
+            }
             Some(other) => Err(crate::actors::broker::amqp::redact_url(other)),
         }
     }
@@ -165,40 +168,42 @@ impl ReplyQueues {
     }
 }
 
+/// Where a worker's results go.
+#[derive(Clone)]
+pub(crate) enum Destination {
+    /// Nowhere.
+    Disabled,
+    /// The message's reply queue (`rpc://`).
+    Rpc,
+    /// Redis, through its connected backend.
+    Redis(Box<RedisResults>),
+}
+
 /// Stores result documents in the worker's result backend.
 #[derive(Clone)]
 pub(crate) struct ResultStore {
-    kind: BackendKind,
+    destination: Destination,
+    /// Publishes rpc results.
     broker: BrokerClient,
-    /// The Redis backend, for `BackendKind::Redis`.
-    redis: Option<RedisResults>,
     reply_queues: ReplyQueues,
     /// `celeriac@<host name>`, the `hostname` of STARTED results.
     hostname: Arc<str>,
 }
 
 impl ResultStore {
-    /// A store for `kind`; rpc results are published through `broker`, Redis results
-    /// through `redis` (a `Redis` kind without it stores nothing).
-    pub(crate) fn new(
-        kind: BackendKind,
-        broker: BrokerClient,
-        redis: Option<RedisResults>,
-    ) -> Self {
-        let origin = crate::protocol::repr::origin();
-        let host = origin.split_once('@').map_or("localhost", |(_, host)| host);
+    /// A store for `destination`; rpc results are published through `broker`.
+    pub(crate) fn new(destination: Destination, broker: BrokerClient) -> Self {
         ResultStore {
-            kind,
+            destination,
             broker,
-            redis,
             reply_queues: ReplyQueues::default(),
-            hostname: Arc::from(format!("celeriac@{host}")),
+            hostname: Arc::from(format!("celeriac@{}", crate::protocol::repr::hostname())),
         }
     }
 
     /// Whether results are stored at all.
     pub(crate) fn enabled(&self) -> bool {
-        self.kind != BackendKind::Disabled
+        !matches!(self.destination, Destination::Disabled)
     }
 
     /// Stores a SUCCESS result.
@@ -228,15 +233,13 @@ impl ResultStore {
     }
 
     async fn store(&self, to: &ResultAddress, result: ResultMessage) {
-        match self.kind {
-            BackendKind::Disabled => {}
-            BackendKind::Rpc => self.publish_rpc(to, result).await,
-            BackendKind::Redis => {
-                if let Some(redis) = &self.redis {
-                    // Retried with backoff while Redis is away; a final failure is logged
-                    // with the task id by the store itself.
-                    let _ = redis.store(result).await;
-                }
+        match &self.destination {
+            Destination::Disabled => {}
+            Destination::Rpc => self.publish_rpc(to, result).await,
+            // Retried with backoff while Redis is away; a final failure is logged with the
+            // task id by the store itself.
+            Destination::Redis(redis) => {
+                let _ = redis.store(result).await;
             }
         }
     }

@@ -20,7 +20,7 @@ use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
 use super::eta::EtaScheduler;
 use super::events::{EventSink, TaskEvent};
 use super::processing::{RunningTasks, Services, WorkerDefaults};
-use super::results::{BackendKind, ResultStore};
+use super::results::{BackendKind, Destination, ResultStore};
 use super::WorkerError;
 use crate::actors::broker::FlushAcks;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
@@ -116,12 +116,13 @@ impl WorkerBuilder {
         }
         let backend = BackendKind::parse(self.config.result_backend.as_deref())
             .map_err(|backend| WorkerError::UnsupportedResultBackend { backend })?;
-        // Connected (and PINGed) now: a wrong address or password fails the start clearly.
-        let redis = match backend {
-            BackendKind::Redis => {
-                Some(RedisResults::connect(RedisBackendConfig::from_config(&self.config)?).await?)
-            }
-            _ => None,
+        let destination = match backend {
+            BackendKind::Disabled => Destination::Disabled,
+            BackendKind::Rpc => Destination::Rpc,
+            // Connected (and PINGed) now: a wrong address or password fails the start clearly.
+            BackendKind::Redis => Destination::Redis(Box::new(
+                RedisResults::connect(RedisBackendConfig::from_config(&self.config)?).await?,
+            )),
         };
         let specs: Vec<QueueSpec> = self
             .queues
@@ -168,7 +169,7 @@ impl WorkerBuilder {
                 registry,
                 pool: pool.clone(),
                 events,
-                results: ResultStore::new(backend, broker.clone(), redis),
+                results: ResultStore::new(destination, broker.clone()),
                 eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
                 defaults,
                 state,
