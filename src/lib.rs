@@ -10,6 +10,7 @@
 //! | [`task`] | the [`Task`] trait, [`TaskContext`], [`TaskError`], the registry, argument decoding |
 //! | [`app`] | [`Config`], connecting to the broker, [`Producer`] and [`Signature`] for sending |
 //! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown; results stored as `rpc://` does |
+//! | [`canvas`] | workflows (chains, groups, chords, callbacks, errbacks) as messages carry them |
 //! | [`result`] | the `rpc://` result client: [`AsyncResult`] and [`ResultError`] |
 //! | [`types`] | [`Kombu<T>`](types::Kombu): datetimes, dates, times, decimals, UUIDs and bytes as Python's own types |
 //! | [`actors`] | the actix actors underneath (re-export of `celeriac-actors`) |
@@ -27,6 +28,7 @@ pub use celeriac_actors as actors;
 
 pub mod app;
 pub mod backend;
+pub mod canvas;
 pub(crate) mod log_text;
 pub mod protocol;
 pub mod result;

@@ -1,0 +1,383 @@
+//! The workflow rules against messages real Celery 5.7 clients and workers sent.
+
+use serde_json::{json, Map, Value};
+
+use super::message::task_message;
+use super::*;
+
+/// The `embed` (body[2]) of a captured message.
+fn embed_of(fixture: &str) -> Embed {
+    let captured: Value = serde_json::from_str(fixture).unwrap();
+    let (embed, problems) = Embed::from_value(&captured["body"][2]);
+    assert!(problems.is_empty(), "{problems:?}");
+    embed
+}
+
+/// Ids `id-1`, `id-2`, ... in order.
+fn ids() -> impl FnMut() -> String {
+    let mut next = 0;
+    move || {
+        next += 1;
+        format!("id-{next}")
+    }
+}
+
+fn published(plan: &Plan) -> Vec<&SignatureDict> {
+    plan.actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Publish(call) => Some(call),
+            _ => None,
+        })
+        .collect()
+}
+
+const TASK: Finished<'static> = Finished {
+    id: "t-1",
+    root_id: "root-1",
+};
+
+#[test]
+fn a_chain_continues_with_its_last_element_and_the_rest_reversed() {
+    // chain(add(1, 2), add.s(3), mul.s(10)): embed.chain = [mul, add].
+    let embed = embed_of(include_str!("../../tests/fixtures/celery-v2/chain_3.json"));
+    let plan = on_success(&embed, TASK, &json!(3), &mut ids());
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 1);
+    let next = calls[0];
+    assert_eq!(next.task, "probe.add");
+    assert_eq!(next.args, vec![json!(3), json!(3)]);
+    assert_eq!(next.task_id(), Some("4e7a0a34-cf4d-4ea3-b26e-388602892afe"));
+    assert_eq!(next.option_str("parent_id"), Some("t-1"));
+    assert_eq!(next.option_str("root_id"), Some("root-1"));
+
+    // As a Python worker publishes it (worker-published/chain_step2.json): args [3, 3],
+    // the preset id, the last step still in embed.chain.
+    let out = task_message(next, chrono::Utc::now()).unwrap();
+    let message = out.message;
+    assert_eq!(message.headers.id, "4e7a0a34-cf4d-4ea3-b26e-388602892afe");
+    assert_eq!(message.headers.parent_id.as_deref(), Some("t-1"));
+    assert_eq!(message.headers.root_id.as_deref(), Some("root-1"));
+    assert_eq!(message.headers.argsrepr.as_deref(), Some("(3, 3)"));
+    assert_eq!(
+        message.reply_to.as_deref(),
+        Some("d16dfcab-8ce6-32c8-b9ac-774ccc9fe0d9")
+    );
+    let crate::protocol::TaskPayload::Json { embed, .. } = &message.payload else {
+        panic!("not JSON");
+    };
+    assert_eq!(embed["chain"][0]["task"], "probe.mul");
+    assert_eq!(embed["chain"].as_array().unwrap().len(), 1);
+    assert_eq!(embed["callbacks"], Value::Null);
+    assert_eq!(out.queue, None);
+}
+
+#[test]
+fn the_last_chain_step_carries_no_chain() {
+    let mut embed = embed_of(include_str!("../../tests/fixtures/celery-v2/chain_3.json"));
+    embed.chain.truncate(1);
+    let plan = on_success(&embed, TASK, &json!(6), &mut ids());
+    let next = published(&plan)[0];
+    assert_eq!(next.task, "probe.mul");
+    assert_eq!(next.args, vec![json!(6), json!(10)]);
+    assert!(!next.options.contains_key("chain"));
+}
+
+#[test]
+fn a_callback_gets_the_result_and_an_errback_the_task_id_in_a_group() {
+    let embed = embed_of(include_str!(
+        "../../tests/fixtures/celery-v2/link_link_error.json"
+    ));
+    let plan = on_success(&embed, TASK, &json!(3), &mut ids());
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 1, "the errback is not called on success");
+    assert_eq!(calls[0].task, "probe.mul");
+    assert_eq!(calls[0].args, vec![json!(3), json!(2)]);
+    assert_eq!(calls[0].task_id(), Some("id-1"));
+    assert!(!calls[0].options.contains_key("group_id"));
+
+    let error = crate::protocol::ExceptionInfo::new("ValueError", "builtins", "boom");
+    let plan = on_failure(&embed, TASK, &error, &mut ids());
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 1, "the callback is not called on failure");
+    // As worker-published/link_error_errback.json: args [failed id], a one-member group,
+    // parent and root the failed task.
+    let errback = calls[0];
+    assert_eq!(errback.task, "probe.on_error");
+    assert_eq!(errback.args, vec![json!("t-1")]);
+    assert_eq!(errback.option_str("group_id"), Some("id-1"));
+    assert_eq!(errback.options["group_index"], json!(0));
+    assert_eq!(errback.option_str("parent_id"), Some("t-1"));
+    assert_eq!(errback.task_id(), Some("id-2"));
+}
+
+#[test]
+fn several_callbacks_are_one_group() {
+    let callback = |task: &str| json!({"task": task, "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": true});
+    let embed = Embed {
+        callbacks: vec![callback("a"), callback("b")],
+        ..Embed::default()
+    };
+    let plan = on_success(&embed, TASK, &json!(1), &mut ids());
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 2);
+    for (index, call) in calls.iter().enumerate() {
+        assert_eq!(call.option_str("group_id"), Some("id-1"));
+        assert_eq!(call.options["group_index"], json!(index));
+        assert!(
+            call.args.is_empty(),
+            "immutable: the result is not prepended"
+        );
+    }
+}
+
+#[test]
+fn a_group_in_a_chain_is_expanded_with_its_id_and_indexes() {
+    let embed = embed_of(include_str!(
+        "../../tests/fixtures/celery-v2/chain_then_group.json"
+    ));
+    let plan = on_success(&embed, TASK, &json!(2), &mut ids());
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 2);
+    let group_id = "71ace52c-e147-433b-9cb4-2cd0d4835bcf";
+    assert_eq!(calls[0].args, vec![json!(2), json!(2)]);
+    assert_eq!(calls[1].args, vec![json!(2), json!(3)]);
+    for (index, call) in calls.iter().enumerate() {
+        assert_eq!(call.option_str("group_id"), Some(group_id));
+        assert_eq!(call.options["group_index"], json!(index));
+        assert_eq!(call.option_str("parent_id"), Some("t-1"));
+    }
+    assert_eq!(
+        calls[0].task_id(),
+        Some("65dd30a8-f804-48ee-97d2-cb4c19cb408d")
+    );
+}
+
+#[test]
+fn a_failed_task_fails_every_remaining_chain_step() {
+    let embed = embed_of(include_str!("../../tests/fixtures/celery-v2/chain_3.json"));
+    let error = crate::protocol::ExceptionInfo::new("ValueError", "builtins", "boom");
+    let plan = on_failure(&embed, TASK, &error, &mut ids());
+    let failed: Vec<&str> = plan
+        .actions
+        .iter()
+        .map(|action| match action {
+            Action::Fail {
+                task_id,
+                exception,
+                reply_to,
+                ..
+            } => {
+                assert_eq!(exception, &error);
+                assert_eq!(
+                    reply_to.as_deref(),
+                    Some("d16dfcab-8ce6-32c8-b9ac-774ccc9fe0d9")
+                );
+                task_id.as_str()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "00000000-0000-4000-8000-000000000007",
+            "4e7a0a34-cf4d-4ea3-b26e-388602892afe"
+        ]
+    );
+}
+
+fn chord_body() -> Value {
+    let captured: Value = serde_json::from_str(include_str!(
+        "../../tests/fixtures/celery-v2/chord_redis_header.0.json"
+    ))
+    .unwrap();
+    captured["body"][2]["chord"].clone()
+}
+
+#[test]
+fn a_complete_chord_calls_its_body_with_the_results_in_header_order() {
+    let parts = vec![
+        Ok(ChordPart {
+            task_id: "a".into(),
+            state: "SUCCESS".into(),
+            result: json!(2),
+        }),
+        Ok(ChordPart {
+            task_id: "b".into(),
+            state: "SUCCESS".into(),
+            result: json!(4),
+        }),
+    ];
+    let plan = on_chord_complete(&chord_body(), &parts, &mut ids());
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].task, "probe.tsum");
+    assert_eq!(calls[0].args, vec![json!([2, 4])]);
+    assert_eq!(
+        calls[0].task_id(),
+        Some("00000000-0000-4000-8000-0000000000c1")
+    );
+}
+
+#[test]
+fn a_failed_header_task_fails_the_body_with_chord_error() {
+    let parts = vec![
+        Ok(ChordPart {
+            task_id: "a".into(),
+            state: "SUCCESS".into(),
+            result: json!(2),
+        }),
+        Ok(ChordPart {
+            task_id: "b".into(),
+            state: "FAILURE".into(),
+            result: json!({"exc_type": "ValueError", "exc_message": ["boom"], "exc_module": "builtins"}),
+        }),
+    ];
+    let plan = on_chord_complete(&chord_body(), &parts, &mut ids());
+    assert_eq!(
+        plan.actions,
+        vec![Action::Fail {
+            task_id: "00000000-0000-4000-8000-0000000000c1".into(),
+            reply_to: Some("55f538ea-e9da-3eb2-8f5e-09c237154c9e".into()),
+            group_id: Some("b08a1d09-1b9d-49ec-8efb-3615be87b853".into()),
+            exception: crate::protocol::ExceptionInfo::new(
+                "ChordError",
+                "celery.exceptions",
+                "Dependency b raised ValueError('boom')"
+            ),
+        }]
+    );
+}
+
+#[test]
+fn a_chord_in_a_chain_records_its_size_then_publishes_its_header() {
+    let member = |task: &str, id: &str| json!({"task": task, "args": [], "kwargs": {}, "options": {"task_id": id}, "subtask_type": null, "immutable": false});
+    let chord = json!({
+        "task": "celery.chord", "args": [], "kwargs": {
+            "header": {"task": "celery.group", "args": [], "kwargs": {"tasks": [member("add", "h1"), member("add", "h2")]},
+                       "options": {"task_id": "g-1"}, "subtask_type": "group", "immutable": false},
+            "body": member("tsum", "body-1"), "kwargs": {}},
+        "options": {"task_id": "body-1"}, "subtask_type": "chord", "immutable": false});
+    let after = member("mul", "after-1");
+    let embed = Embed {
+        chain: vec![after.clone(), chord],
+        ..Embed::default()
+    };
+    let plan = on_success(&embed, TASK, &json!(5), &mut ids());
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    let Action::SetChordSize {
+        group_id,
+        size,
+        body,
+    } = &plan.actions[0]
+    else {
+        panic!("{:?}", plan.actions[0]);
+    };
+    assert_eq!((group_id.as_str(), *size), ("g-1", 2));
+    assert_eq!(body.task_id(), Some("body-1"));
+    // The rest of the chain runs after the body.
+    assert_eq!(body.options["chain"], json!([after]));
+    let calls = published(&plan);
+    assert_eq!(calls.len(), 2);
+    for (index, call) in calls.iter().enumerate() {
+        assert_eq!(call.args, vec![json!(5)]);
+        assert_eq!(call.option_str("group_id"), Some("g-1"));
+        assert_eq!(call.options["group_index"], json!(index));
+        assert_eq!(call.options["chord"]["options"]["task_id"], "body-1");
+        assert!(
+            !call.options.contains_key("chain"),
+            "the chain goes to the body only"
+        );
+    }
+}
+
+#[test]
+fn malformed_parts_are_dropped_with_their_reason() {
+    let (embed, problems) = Embed::from_value(&json!([1, 2]));
+    assert!(embed.is_empty());
+    assert_eq!(problems, ["embed must be an object, not a list"]);
+
+    let (embed, problems) = Embed::from_value(&json!({"callbacks": 3, "chain": [{"args": []}]}));
+    assert_eq!(problems, ["embed.callbacks must be a list, not a number"]);
+    let plan = on_success(&embed, TASK, &json!(1), &mut ids());
+    assert!(published(&plan).is_empty());
+    assert_eq!(
+        plan.problems,
+        ["next chain step: malformed workflow part: a signature without a task name"]
+    );
+}
+
+#[test]
+fn a_chain_step_that_cannot_run_fails_the_chain_instead_of_hanging_it() {
+    let step = json!({"task": "celery.chord", "kwargs": {"header": [], "body": 3}, "options": {"task_id": "x"}, "subtask_type": "chord"});
+    let embed = Embed {
+        chain: vec![step],
+        ..Embed::default()
+    };
+    let plan = on_success(&embed, TASK, &json!(1), &mut ids());
+    assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
+    assert!(matches!(&plan.actions[..], [Action::Fail { task_id, .. }] if task_id == "x"));
+}
+
+#[test]
+fn nesting_is_bounded() {
+    let mut value = json!({"task": "leaf"});
+    for _ in 0..(MAX_CANVAS_DEPTH + 1) {
+        value =
+            json!({"task": "celery.group", "kwargs": {"tasks": [value]}, "subtask_type": "group"});
+    }
+    assert_eq!(
+        CanvasNode::from_value(&value),
+        Err(CanvasError::TooDeep {
+            limit: MAX_CANVAS_DEPTH
+        })
+    );
+}
+
+#[test]
+fn options_map_to_headers_and_properties() {
+    let mut options = Map::new();
+    for (key, value) in [
+        ("task_id", json!("x")),
+        ("queue", json!("q")),
+        ("priority", json!(7)),
+        ("countdown", json!(10)),
+        ("expires", json!("2030-01-01T00:00:00+00:00")),
+        ("time_limit", json!(30)),
+        ("group_id", json!("g")),
+        ("group_index", json!(2)),
+        ("link", json!({"task": "cb"})),
+    ] {
+        options.insert(key.into(), value);
+    }
+    let mut call = SignatureDict::new("t", vec![json!(1)], Map::new());
+    call.options = options;
+    let now = chrono::Utc::now();
+    let out = task_message(&call, now).unwrap();
+    assert_eq!(out.queue.as_deref(), Some("q"));
+    let message = out.message;
+    assert_eq!(message.priority, Some(7));
+    assert_eq!(
+        message.headers.eta,
+        Some(now + chrono::Duration::seconds(10))
+    );
+    assert_eq!(message.headers.timelimit, (Some(30.0), None));
+    assert_eq!(message.headers.group.as_deref(), Some("g"));
+    assert_eq!(message.headers.group_index, Some(2));
+    assert!(message.headers.expires.is_some());
+    let crate::protocol::TaskPayload::Json { embed, .. } = &message.payload else {
+        panic!("not JSON");
+    };
+    assert_eq!(embed["callbacks"], json!([{"task": "cb"}]));
+}
+
+#[test]
+fn exception_reprs_are_pythons() {
+    use super::workflow::exception_repr;
+    let exception = |args: Value| json!({"exc_type": "E", "exc_message": args, "exc_module": "m"});
+    assert_eq!(exception_repr(&exception(json!(["boom"]))), "E('boom')");
+    assert_eq!(exception_repr(&exception(json!([42, "d"]))), "E(42, 'd')");
+    assert_eq!(exception_repr(&exception(json!([]))), "E()");
+}
