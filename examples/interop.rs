@@ -15,6 +15,7 @@
 //! |---|---|
 //! | `interop.add(x, y)` | `x + y` (integers stay integers) |
 //! | `interop.echo(*args, **kwargs)` | returns `[args, kwargs]` (a `Value`: kombu typed values come back as sent) |
+//! | `interop.tsum(numbers)` | the sum of a list of numbers (a chord body: it gets the list of its header's results) |
 //! | `interop.typed_echo(when, local, naive, day, at, amount, id, text, raw, plain)` | returns its arguments as a dict, read and written as `Kombu<_>` types (`datetime`, `date`, `time`, `Decimal`, `UUID`, `bytes`); `plain` is a `String`, so a datetime sent there comes back as its ISO string |
 //! | `interop.fail(message)` | fails; Python raises `ValueError(message)` |
 //! | `interop.sleep(seconds)` | waits without blocking the worker, returns `seconds` |
@@ -87,14 +88,38 @@ impl Task for Add {
     type Args = AddArgs;
     type Output = Number;
     async fn run(_: TaskContext, AddArgs { x, y }: AddArgs) -> Result<Number, TaskError> {
-        Ok(match (x, y) {
+        Ok(Add::run_sync(x, y))
+    }
+}
+
+/// `interop.tsum(numbers)`: the sum of a list (a chord body's argument is the list of its
+/// header's results).
+struct Tsum;
+
+impl Task for Tsum {
+    const NAME: &'static str = "interop.tsum";
+    type Args = (Vec<Number>,);
+    type Output = Number;
+    async fn run(_: TaskContext, (numbers,): (Vec<Number>,)) -> Result<Number, TaskError> {
+        let mut total = Number::Int(0);
+        for number in numbers {
+            total = Add::run_sync(total, number);
+        }
+        Ok(total)
+    }
+}
+
+impl Add {
+    /// `x + y`, in integers while they fit.
+    fn run_sync(x: Number, y: Number) -> Number {
+        match (x, y) {
             (Number::Int(x), Number::Int(y)) => x
                 .checked_add(y)
                 .map_or(Number::Float(x as f64 + y as f64), Number::Int),
             (Number::Int(x), Number::Float(y)) => Number::Float(x as f64 + y),
             (Number::Float(x), Number::Int(y)) => Number::Float(x + y as f64),
             (Number::Float(x), Number::Float(y)) => Number::Float(x + y),
-        })
+        }
     }
 }
 
@@ -316,6 +341,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .queue(queue)
         .register::<Add>()
         .register::<Echo>()
+        .register::<Tsum>()
         .register::<TypedEcho>()
         .register::<Fail>()
         .register::<Sleep>()

@@ -196,6 +196,33 @@ impl Producer {
         Ok(id)
     }
 
+    /// Publishes an already built message to `queue` (`None`: the queue its task is routed
+    /// to), declaring the queue first; answers once the broker confirmed it. A message
+    /// without `reply_to` gets this producer's reply queue when it has `rpc://` results.
+    pub(crate) async fn send_message(
+        &self,
+        mut message: TaskMessage,
+        queue: Option<String>,
+    ) -> Result<(), SendError> {
+        let queue =
+            queue.unwrap_or_else(|| self.config.route(&message.headers.task, None).to_string());
+        self.ensure_queue(&queue).await?;
+        if message.reply_to.is_none() {
+            message.reply_to = self.reply_queue().map(str::to_string);
+        }
+        let (properties, body) = message.encode()?;
+        self.publisher
+            .send(Publish(OutboundMessage {
+                exchange: String::new(),
+                routing_key: queue,
+                properties,
+                body,
+            }))
+            .await
+            .map_err(crate::actors::BrokerError::from)??;
+        Ok(())
+    }
+
     async fn ensure_queue(&self, queue: &str) -> Result<(), SendError> {
         let known = self
             .declared

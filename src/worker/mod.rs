@@ -9,6 +9,7 @@ mod result_rules;
 mod results;
 mod retry;
 mod system;
+mod workflow;
 
 use derive_more::{Display, Error, From};
 

@@ -17,6 +17,7 @@ use super::events::{EventSink, TaskEventKind};
 use super::result_rules::{result_rules, ResultRules, ResultSettings};
 use super::results::{exception_of, ResultAddress, ResultStore};
 use super::retry::republish_for_retry;
+use super::workflow::Workflow;
 use crate::actors::executor::{Execute, ExecutionReport};
 use crate::actors::{Delivery, ExecutorPool, Settlement};
 use crate::app::Producer;
@@ -179,6 +180,8 @@ struct Request<'a> {
     rules: ResultRules,
     /// Whether the message is still unacked when the run ends.
     acks_late: bool,
+    /// Callbacks, errbacks, chain and chord around the task; `None` for a lone task.
+    workflow: Option<Workflow>,
     acks_on_failure: bool,
 }
 
@@ -202,6 +205,15 @@ impl Request<'_> {
         }
     }
 
+    /// Stores a final failure (or revocation), then tells the workflow around the task:
+    /// its chord, the rest of its chain, its errbacks.
+    async fn store_final_exception(&self, state: TaskState, exception: &ExceptionInfo) {
+        self.store_exception(state, exception).await;
+        if let Some(workflow) = &self.workflow {
+            workflow.failed(self.services, state, exception).await;
+        }
+    }
+
     /// A failure for good: FAILURE result, then the message is acked (or, with late acks
     /// and `acks_on_failure_or_timeout` off, rejected without requeue).
     async fn fail(&self, task: Option<(&dyn ErasedTask, &TaskContext)>, error: TaskError) {
@@ -220,7 +232,7 @@ impl Request<'_> {
                 clip_display(&error)
             );
         }
-        self.store_exception(TaskState::Failure, &exception_of(&error))
+        self.store_final_exception(TaskState::Failure, &exception_of(&error))
             .await;
         if let Some((task, context)) = task {
             task.on_failure(context, &error);
@@ -312,6 +324,7 @@ pub(crate) async fn process(
             .as_ref()
             .and_then(|o| o.acks_on_failure_or_timeout)
             .unwrap_or(services.defaults.acks_on_failure_or_timeout),
+        workflow: Workflow::of(&message),
     };
 
     let Some(task) = task else {
@@ -324,7 +337,7 @@ pub(crate) async fn process(
         request.settle(Settlement::Reject { requeue: false }).await;
         let error = TaskError::not_registered(&request.name);
         request
-            .store_exception(TaskState::Failure, &exception_of(&error))
+            .store_final_exception(TaskState::Failure, &exception_of(&error))
             .await;
         request.emit(TaskEventKind::Rejected {
             reason: error.to_string(),
@@ -395,7 +408,7 @@ async fn revoke_if_expired(request: &Request<'_>, expires: Option<DateTime<Utc>>
     );
     request.settle(Settlement::Ack).await;
     request
-        .store_exception(TaskState::Revoked, &ExceptionInfo::revoked_expired())
+        .store_final_exception(TaskState::Revoked, &ExceptionInfo::revoked_expired())
         .await;
     request.emit(TaskEventKind::Revoked {
         reason: "expired".into(),
@@ -436,7 +449,7 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
                 clip_display(&error)
             );
             request
-                .store_exception(TaskState::Failure, &exception_of(&error))
+                .store_final_exception(TaskState::Failure, &exception_of(&error))
                 .await;
             task.on_failure(&hook_context, &error);
             request.settle(Settlement::Reject { requeue: false }).await;
@@ -520,8 +533,16 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let error = match outcome {
         Ok(result) => {
             log::info!("task {}[{}] succeeded", request.name, request.id);
+            // As Celery: callbacks and the next chain step are sent before the result is
+            // stored; the chord is told after.
+            if let Some(workflow) = &request.workflow {
+                workflow.dispatch(services, &result).await;
+            }
             if let Some(address) = request.address.as_ref().filter(|_| request.rules.success) {
                 services.results.success(address, result.clone()).await;
+            }
+            if let Some(workflow) = &request.workflow {
+                workflow.succeeded(services, &result).await;
             }
             if request.acks_late {
                 request.settle(Settlement::Ack).await;

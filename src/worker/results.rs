@@ -28,6 +28,17 @@ pub(crate) struct ResultAddress {
 }
 
 impl ResultAddress {
+    /// The address of the results of task `task_id`, which is not the message at hand (a
+    /// chain step, a chord body): rpc results go to `reply_to` with the task id as
+    /// correlation id.
+    pub(crate) fn for_task(task_id: &str, reply_to: Option<String>) -> Self {
+        ResultAddress {
+            task_id: task_id.to_string(),
+            reply_to: reply_to.filter(|to| !to.is_empty()),
+            correlation_id: task_id.to_string(),
+        }
+    }
+
     /// The address of `message`'s results.
     pub(crate) fn of(message: &TaskMessage) -> Self {
         ResultAddress {
@@ -198,6 +209,14 @@ impl ResultStore {
             broker,
             reply_queues: ReplyQueues::default(),
             hostname: Arc::from(format!("celeriac@{}", crate::protocol::repr::hostname())),
+        }
+    }
+
+    /// The Redis backend, when results go there (chords need it).
+    pub(crate) fn redis(&self) -> Option<&RedisResults> {
+        match &self.destination {
+            Destination::Redis(redis) => Some(redis),
+            _ => None,
         }
     }
 

@@ -61,3 +61,8 @@ def request(self, *args, **kwargs):
 def typed(*args):
     """`[type name, value]` of each argument: what kombu made of celeriac's typed values."""
     return [[type_name(value), value] for value in args]
+
+
+@app.task(name="pyinterop.tsum")
+def tsum(numbers):
+    return sum(numbers)

@@ -40,6 +40,18 @@ pub fn encode(document: &ResultMessage) -> Result<String, RedisBackendError> {
     })
 }
 
+/// Any JSON value as Python's `json.dumps` writes it (the chord entries of
+/// [`super::chord`]).
+pub fn encode_value(value: &serde_json::Value) -> String {
+    let mut bytes = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, PythonFormatter);
+    // Writing a Value to a Vec cannot fail, and only ASCII is written.
+    if value.serialize(&mut serializer).is_err() {
+        return value.to_string();
+    }
+    String::from_utf8(bytes).unwrap_or_else(|_| value.to_string())
+}
+
 /// Reads a stored (or published) document of task `task_id`.
 pub fn decode(task_id: &str, bytes: &[u8]) -> Result<ResultMessage, RedisBackendError> {
     let malformed = |reason: String| RedisBackendError::Malformed {

@@ -13,12 +13,14 @@
 //!   stores, reads and deletes documents;
 //! - [`async_result`] holds [`RedisAsyncResult`], a handle on one task's result that waits
 //!   by `SUBSCRIBE`;
+//! - [`chord`] joins chords as Celery's Redis backend does;
 //! - [`error`] holds [`RedisBackendError`].
 //!
 //! [`RedisResults`] ties them together: a cheap-to-clone handle for workers (to store) and
 //! producers or any other process (to read).
 
 pub mod async_result;
+pub mod chord;
 pub mod config;
 pub mod document;
 pub mod error;
@@ -97,6 +99,45 @@ impl RedisResults {
     /// Deletes the stored result of `task_id` (Celery's `AsyncResult.forget`).
     pub async fn forget(&self, task_id: &str) -> Result<(), RedisBackendError> {
         self.store.send(store::Forget(task_id.to_string())).await?
+    }
+
+    /// Records a chord's size under its header's group id, before the header is published
+    /// (see [`chord`]).
+    pub async fn set_chord_size(
+        &self,
+        group_id: &str,
+        size: usize,
+    ) -> Result<(), RedisBackendError> {
+        self.store
+            .send(chord::SetChordSize {
+                group_id: group_id.to_string(),
+                size,
+            })
+            .await?
+    }
+
+    /// Counts a chord header task's result; answers whether that completed the chord and
+    /// this caller is the one to call its body (see [`chord`]).
+    pub async fn chord_part_return(
+        &self,
+        part: chord::ChordPartReturn,
+    ) -> Result<chord::ChordJoin, RedisBackendError> {
+        self.store.send(part).await?
+    }
+
+    /// Deletes a completed chord's data once its body is out, if the claim `token` still
+    /// holds; answers whether it did.
+    pub async fn finish_chord(
+        &self,
+        group_id: &str,
+        token: &str,
+    ) -> Result<bool, RedisBackendError> {
+        self.store
+            .send(chord::FinishChord {
+                group_id: group_id.to_string(),
+                token: token.to_string(),
+            })
+            .await?
     }
 
     /// A handle on the result of task `task_id`, whoever sent it: the same

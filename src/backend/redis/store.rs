@@ -66,7 +66,7 @@ impl RedisStore {
     }
 
     /// What a request needs, detached from the actor.
-    fn link(&self) -> Link {
+    pub(super) fn link(&self) -> Link {
         Link {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -149,15 +149,19 @@ impl Handler<Ping> for RedisStore {
 }
 
 /// A request's access to the connection.
-struct Link {
+pub(super) struct Link {
     client: redis::Client,
-    config: RedisBackendConfig,
+    /// URL, TTL, timeouts, retry policy.
+    pub(super) config: RedisBackendConfig,
     connection: Slot,
 }
 
 impl Link {
     /// The current connection, made when there is none.
-    async fn connection(&self, operation: &str) -> Result<ConnectionManager, RedisBackendError> {
+    pub(super) async fn connection(
+        &self,
+        operation: &str,
+    ) -> Result<ConnectionManager, RedisBackendError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
@@ -175,7 +179,7 @@ impl Link {
     }
 
     /// Awaits a command; a failure for a connection reason drops the connection.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         operation: &str,
         command: impl std::future::Future<Output = redis::RedisResult<T>>,

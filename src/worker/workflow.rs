@@ -1,0 +1,284 @@
+//! Carrying out the workflow around a task (docs/wire-protocol.md §3): the plans of
+//! [`crate::canvas`] turned into publishes, stored failures and chord joins on Redis.
+//!
+//! Everything here logs and goes on: a workflow part that cannot be read or sent never
+//! fails the task it came with, and the tasks waiting on it get a FAILURE result instead
+//! of waiting for ever.
+
+use serde_json::Value;
+
+use super::processing::Services;
+use super::results::ResultAddress;
+use crate::backend::redis::chord::{ChordJoin, ChordPartReturn};
+use crate::backend::redis::document::encode_value;
+use crate::canvas::message::task_message;
+use crate::canvas::{self, Action, ChordPart, Embed, Finished, Plan};
+use crate::log_text::clip;
+use crate::protocol::{ExceptionInfo, TaskMessage, TaskPayload, TaskState};
+
+/// The workflow parts of one task message, kept from before its arguments are handed to
+/// the task.
+#[derive(Debug, Clone)]
+pub(crate) struct Workflow {
+    /// The task's id.
+    id: String,
+    /// The task's name (for logs).
+    name: String,
+    /// The first task of the workflow.
+    root_id: String,
+    /// The group (chord header) the task belongs to, and its place in it.
+    group: Option<(String, Option<i64>)>,
+    /// Callbacks, errbacks, the rest of the chain, the chord body.
+    embed: Embed,
+}
+
+impl Workflow {
+    /// The workflow of `message`, `None` when it has none (most messages): nothing to do
+    /// after the task. A malformed part is logged and dropped here.
+    pub(crate) fn of(message: &TaskMessage) -> Option<Workflow> {
+        let TaskPayload::Json { embed, .. } = &message.payload else {
+            return None;
+        };
+        let (embed, problems) = Embed::from_value(embed);
+        let headers = &message.headers;
+        for problem in &problems {
+            log::error!(
+                "task {}[{}]: {} (dropped)",
+                clip(&headers.task),
+                clip(&headers.id),
+                clip(problem)
+            );
+        }
+        if embed.is_empty() {
+            return None;
+        }
+        Some(Workflow {
+            id: headers.id.clone(),
+            name: headers.task.clone(),
+            root_id: headers
+                .root_id
+                .clone()
+                .unwrap_or_else(|| headers.id.clone()),
+            group: headers
+                .group
+                .clone()
+                .map(|group| (group, headers.group_index)),
+            embed,
+        })
+    }
+
+    fn finished(&self) -> Finished<'_> {
+        Finished {
+            id: &self.id,
+            root_id: &self.root_id,
+        }
+    }
+
+    /// After success, before the result is stored (as Celery, so that the callbacks are
+    /// out when a client sees SUCCESS): the callbacks and the next chain step.
+    pub(crate) async fn dispatch(&self, services: &Services, result: &Value) {
+        let plan = canvas::on_success(&self.embed, self.finished(), result, &mut new_id);
+        self.carry_out(services, plan).await;
+    }
+
+    /// After the task's own result is stored: counts it in its chord, if it is in one.
+    pub(crate) async fn succeeded(&self, services: &Services, result: &Value) {
+        self.chord_part(services, TaskState::Success, result.clone())
+            .await;
+    }
+
+    /// After a failure for good (or a revocation) was stored: counts it in its chord,
+    /// fails the rest of the chain and calls the errbacks.
+    pub(crate) async fn failed(
+        &self,
+        services: &Services,
+        state: TaskState,
+        exception: &ExceptionInfo,
+    ) {
+        self.chord_part(services, state, exception.to_value()).await;
+        if state == TaskState::Revoked {
+            // Celery fails neither the chain nor calls errbacks for a revoked task.
+            return;
+        }
+        let plan = canvas::on_failure(&self.embed, self.finished(), exception, &mut new_id);
+        self.carry_out(services, plan).await;
+    }
+
+    /// Counts the task's final state in its chord; calls the body when that completes it.
+    async fn chord_part(&self, services: &Services, state: TaskState, result: Value) {
+        let (Some(body), Some((group_id, group_index))) = (&self.embed.chord, &self.group) else {
+            return;
+        };
+        let Some(redis) = services.results.redis() else {
+            log::error!(
+                "task {}[{}] is part of chord {group_id}, but chords need the Redis result \
+                 backend (CELERIAC_RESULT_BACKEND=redis://...): its body will not run",
+                self.name,
+                self.id
+            );
+            let plan = canvas::on_chord_complete(
+                body,
+                &[Err("chords need the Redis result backend".into())],
+                &mut new_id,
+            );
+            self.carry_out(services, plan).await;
+            return;
+        };
+        let entry = ChordPart {
+            task_id: self.id.clone(),
+            state: state.as_str().to_string(),
+            result,
+        };
+        let join = redis
+            .chord_part_return(ChordPartReturn {
+                group_id: group_id.clone(),
+                task_id: self.id.clone(),
+                group_index: *group_index,
+                entry: encode_value(&entry.to_value()),
+            })
+            .await;
+        match join {
+            Ok(ChordJoin::Waiting) => {}
+            Ok(ChordJoin::AlreadyDone) => log::info!(
+                "task {}[{}]: chord {group_id} was already done; this result came late",
+                self.name,
+                self.id
+            ),
+            Ok(ChordJoin::ClaimLost) => log::warn!(
+                "chord {group_id}: the claim to call its body was lost before it was called; \
+                 another worker may call it"
+            ),
+            Ok(ChordJoin::Complete { token, entries }) => {
+                let parts: Vec<Result<ChordPart, String>> = entries
+                    .iter()
+                    .map(|entry| {
+                        serde_json::from_slice::<Value>(entry)
+                            .map_err(|error| format!("a chord entry is not JSON: {error}"))
+                            .and_then(|value| ChordPart::from_value(&value))
+                    })
+                    .collect();
+                let plan = canvas::on_chord_complete(body, &parts, &mut new_id);
+                self.carry_out(services, plan).await;
+                match redis.finish_chord(group_id, &token).await {
+                    Ok(true) => {}
+                    Ok(false) => log::warn!(
+                        "chord {group_id}: its claim expired before its data was deleted; \
+                         the data is left to expire"
+                    ),
+                    Err(error) => log::warn!("chord {group_id}: {error}"),
+                }
+            }
+            Err(error) => log::error!(
+                "task {}[{}]: could not count its result in chord {group_id}: {error}",
+                self.name,
+                self.id
+            ),
+        }
+    }
+
+    /// Does what `plan` says, in order; logs what it could not do.
+    async fn carry_out(&self, services: &Services, plan: Plan) {
+        for problem in &plan.problems {
+            log::error!(
+                "task {}[{}]: {} (dropped)",
+                self.name,
+                self.id,
+                clip(problem)
+            );
+        }
+        // Chords whose size could not be recorded: their header is not published.
+        let mut failed_chords: Vec<String> = Vec::new();
+        for action in plan.actions {
+            match action {
+                Action::Publish(call) => {
+                    let body_id = call
+                        .options
+                        .get("chord")
+                        .and_then(|chord| chord["options"]["task_id"].as_str());
+                    if body_id.is_some_and(|id| failed_chords.iter().any(|failed| failed == id)) {
+                        continue;
+                    }
+                    self.publish(services, &call).await;
+                }
+                Action::SetChordSize {
+                    group_id,
+                    size,
+                    body,
+                } => {
+                    let recorded = match services.results.redis() {
+                        Some(redis) => redis
+                            .set_chord_size(&group_id, size)
+                            .await
+                            .map_err(|error| error.to_string()),
+                        None => Err("chords need the Redis result backend \
+                                     (CELERIAC_RESULT_BACKEND=redis://...)"
+                            .to_string()),
+                    };
+                    if let Err(reason) = recorded {
+                        log::error!(
+                            "task {}[{}]: chord {group_id} not started: {reason}",
+                            self.name,
+                            self.id
+                        );
+                        let Some(body_id) = body.task_id() else {
+                            continue;
+                        };
+                        failed_chords.push(body_id.to_string());
+                        let exception = ExceptionInfo::new(
+                            "ChordError",
+                            "celery.exceptions",
+                            format!("chord {group_id} not started: {reason}"),
+                        );
+                        let to = ResultAddress::for_task(
+                            body_id,
+                            body.option_str("reply_to").map(str::to_string),
+                        );
+                        services
+                            .results
+                            .exception(&to, TaskState::Failure, &exception)
+                            .await;
+                    }
+                }
+                Action::Fail {
+                    task_id,
+                    reply_to,
+                    exception,
+                    ..
+                } => {
+                    let to = ResultAddress::for_task(&task_id, reply_to);
+                    services
+                        .results
+                        .exception(&to, TaskState::Failure, &exception)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Publishes one call of the workflow.
+    async fn publish(&self, services: &Services, call: &canvas::SignatureDict) {
+        let sent = match task_message(call, chrono::Utc::now()) {
+            Ok(out) => services
+                .producer
+                .send_message(out.message, out.queue)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(reason) = sent {
+            log::error!(
+                "task {}[{}]: could not send {}[{}] of its workflow: {}",
+                self.name,
+                self.id,
+                clip(&call.task),
+                clip(call.task_id().unwrap_or("?")),
+                clip(&reason)
+            );
+        }
+    }
+}
+
+/// A new task or group id.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
