@@ -39,6 +39,7 @@ pub mod worker;
 pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsConfig};
 pub use app::{connect_broker, Config, Producer, QueueConfig, SendError, Signature, TaskRoute};
 pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
-pub use result::{AsyncResult, ResultError};
+pub use canvas::{Canvas, Chain, Chord, Group};
+pub use result::{AsyncResult, GroupResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};
 pub use worker::{task_event_channel, TaskEvent, TaskEventKind, WorkerError, WorkerSystem};

@@ -55,6 +55,9 @@ pub enum SendError {
         "this task context has no producer: tasks can send tasks only inside a WorkerSystem"
     )]
     NoProducer,
+    /// A workflow cannot be sent as it is.
+    #[display("workflow not sent: {_0}")]
+    Canvas(crate::canvas::CanvasError),
     /// The typed arguments could not be encoded.
     #[display("arguments of task {task} cannot be encoded: {reason}")]
     #[from(ignore)]

@@ -8,8 +8,13 @@ use chrono::Utc;
 
 use crate::actors::{BrokerClient, OutboundMessage, Publish, PublisherActor};
 use crate::backend::redis::{RedisBackendConfig, RedisResults};
+use crate::canvas::build::{member_ids, result_id, Freezer};
+use crate::canvas::message::task_message;
+use crate::canvas::{
+    apply, Action, Canvas, CanvasError, CanvasNode, Chain, Chord, Group, SignatureDict,
+};
 use crate::protocol::{TaskMessage, TaskPayload};
-use crate::result::{AsyncResult, RpcResults, RPC_BACKEND};
+use crate::result::{AsyncResult, GroupResult, RpcResults, RPC_BACKEND};
 use crate::task::Task;
 
 use super::{Config, SendError, Signature};
@@ -156,6 +161,93 @@ impl Producer {
         Ok(results.async_result(id))
     }
 
+    /// Sends a chain; answers a handle on its last step's result. Needs a result backend
+    /// (a chain containing a chord needs Redis). Each step's result is the first argument of
+    /// the next; workers (Python or celeriac) send each next step.
+    pub async fn send_chain(&self, chain: Chain) -> Result<AsyncResult, SendError> {
+        let frozen = self.send_canvas(Canvas::Chain(chain)).await?;
+        let id = result_id(&frozen).ok_or(SendError::Canvas(CanvasError::unsupported(
+            "a chain whose last step is a group (add a step after it: that makes a chord)",
+        )))?;
+        self.results_handle(id, &frozen)
+    }
+
+    /// Sends a group; answers a handle on its members' results. Needs a result backend.
+    pub async fn send_group(&self, group: Group) -> Result<GroupResult, SendError> {
+        let frozen = self.send_canvas(Canvas::Group(group)).await?;
+        let results = member_ids(&frozen)
+            .into_iter()
+            .map(|id| self.results_handle(id, &frozen))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(GroupResult::new(
+            frozen.task_id().unwrap_or_default(),
+            results,
+        ))
+    }
+
+    /// Sends a chord; answers a handle on its body's result. Needs the Redis result
+    /// backend (the header's results are counted there).
+    pub async fn send_chord(&self, chord: Chord) -> Result<AsyncResult, SendError> {
+        let frozen = self.send_canvas(Canvas::Chord(chord)).await?;
+        let id = result_id(&frozen).unwrap_or_default();
+        self.results_handle(id, &frozen)
+    }
+
+    /// A handle on `id`'s result, or why there is none.
+    fn results_handle(&self, id: String, frozen: &SignatureDict) -> Result<AsyncResult, SendError> {
+        self.async_result(id)
+            .ok_or_else(|| SendError::NoResultBackend {
+                task: frozen.task.clone(),
+            })
+    }
+
+    /// Freezes and sends a workflow (what Python's `apply_async` of a canvas does); answers
+    /// it frozen: every task with its id. Nothing is sent when it holds a chord and Redis
+    /// results are missing.
+    pub async fn send_canvas(&self, canvas: Canvas) -> Result<SignatureDict, SendError> {
+        let mut new_id = || uuid::Uuid::new_v4().to_string();
+        let route =
+            |task: &str, default: Option<&str>| self.config.route(task, default).to_string();
+        let frozen = Freezer {
+            route: &route,
+            reply_to: self.reply_queue(),
+            new_id: &mut new_id,
+        }
+        .freeze(&canvas)?;
+        let node = CanvasNode::from_value(&frozen.to_value())?;
+        let mut actions = Vec::new();
+        apply(
+            &node,
+            &[],
+            &serde_json::Map::new(),
+            &mut new_id,
+            &mut actions,
+        )?;
+        let needs_redis = actions
+            .iter()
+            .any(|action| matches!(action, Action::SetChordSize { .. }));
+        if needs_redis && self.redis_results.is_none() {
+            return Err(SendError::Canvas(CanvasError::unsupported(
+                "a chord needs the Redis result backend (rpc:// cannot count its header's results)",
+            )));
+        }
+        for action in actions {
+            match action {
+                Action::Publish(call) => {
+                    let out = task_message(&call, chrono::Utc::now())?;
+                    self.send_message(out.message, out.queue).await?;
+                }
+                Action::SetChordSize { group_id, size, .. } => {
+                    if let Some(redis) = &self.redis_results {
+                        redis.set_chord_size(&group_id, size).await?;
+                    }
+                }
+                Action::Fail { .. } => {}
+            }
+        }
+        Ok(frozen)
+    }
+
     /// Publishes an already encoded message through this producer's publisher; answers
     /// once the broker confirmed it. The target queue must exist.
     pub(crate) async fn publish_raw(&self, message: OutboundMessage) -> Result<(), SendError> {
@@ -168,6 +260,11 @@ impl Producer {
 
     /// Sends a signature; answers its task id once the broker confirmed the message.
     pub async fn send_signature(&self, signature: Signature) -> Result<String, SendError> {
+        if !signature.link.is_empty() || !signature.link_error.is_empty() {
+            // Callbacks travel in the message's embed: the workflow path encodes them.
+            let frozen = self.send_canvas(Canvas::from(signature)).await?;
+            return Ok(frozen.task_id().unwrap_or_default().to_string());
+        }
         let queue = signature.queue.clone().unwrap_or_else(|| {
             self.config
                 .route(&signature.task, signature.default_queue.as_deref())

@@ -46,6 +46,13 @@ pub struct Signature {
     /// Default queue of the task type (`TaskOptions::queue`), used when neither the call
     /// nor a route names one.
     pub default_queue: Option<String>,
+    /// Called with this task's result when it succeeds (Celery's `link`).
+    pub link: Vec<Signature>,
+    /// Called with this task's id when it fails (Celery's `link_error`, old-style errbacks).
+    pub link_error: Vec<Signature>,
+    /// When called by a workflow (a callback, a chain step, a chord body), do not put the
+    /// parent's result before the arguments (Celery's `si()`).
+    pub immutable: bool,
 }
 
 impl Signature {
@@ -67,7 +74,29 @@ impl Signature {
             time_limit: None,
             soft_time_limit: None,
             default_queue: None,
+            link: Vec::new(),
+            link_error: Vec::new(),
+            immutable: false,
         }
+    }
+
+    /// Calls `callback` with this task's result (first argument) when it succeeds.
+    pub fn with_link(mut self, callback: Signature) -> Self {
+        self.link.push(callback);
+        self
+    }
+
+    /// Calls `errback` with this task's id when it fails.
+    pub fn with_link_error(mut self, errback: Signature) -> Self {
+        self.link_error.push(errback);
+        self
+    }
+
+    /// Makes the call immutable: a workflow calls it with its own arguments only, without
+    /// the parent's result (Celery's `si()`).
+    pub fn immutable(mut self) -> Self {
+        self.immutable = true;
+        self
     }
 
     /// Sets the hard time limit of this call.

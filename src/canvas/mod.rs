@@ -6,11 +6,14 @@
 //! - [`apply`]: what calling a node amounts to ([`Action`]s: messages, chord sizes);
 //! - [`workflow`]: what a worker does after a task: callbacks and the next chain step on
 //!   success, failures and errbacks on failure, a chord's body once its header is done;
-//! - [`message`]: a call as the message that publishes it.
+//! - [`message`]: a call as the message that publishes it;
+//! - [`build`]: workflows built in Rust ([`Chain`], [`Group`], [`Chord`]), frozen into
+//!   the same dicts.
 //!
 //! All of it is pure; the worker carries the actions out.
 
 pub mod apply;
+pub mod build;
 pub mod dict;
 pub mod error;
 pub mod message;
@@ -21,6 +24,7 @@ pub mod workflow;
 mod tests;
 
 pub use apply::{apply, Action};
+pub use build::{Canvas, Chain, Chord, Group};
 pub use dict::SignatureDict;
 pub use error::CanvasError;
 pub use node::{CanvasNode, MAX_CANVAS_DEPTH};

@@ -381,3 +381,99 @@ fn exception_reprs_are_pythons() {
     assert_eq!(exception_repr(&exception(json!([42, "d"]))), "E(42, 'd')");
     assert_eq!(exception_repr(&exception(json!([]))), "E()");
 }
+
+fn frozen(canvas: Canvas, reply_to: Option<&str>) -> SignatureDict {
+    let route = |task: &str, default: Option<&str>| {
+        default.map_or_else(|| format!("routed-{task}"), str::to_string)
+    };
+    let mut new_id = ids();
+    build::Freezer {
+        route: &route,
+        reply_to,
+        new_id: &mut new_id,
+    }
+    .freeze(&canvas)
+    .unwrap()
+}
+
+#[test]
+fn a_rust_chain_is_frozen_as_python_freezes_one() {
+    use crate::Signature;
+    let chain = crate::chain![
+        Signature::new("a").with_args(vec![json!(1)]),
+        Signature::new("b").with_queue("q"),
+        Signature::new("c")
+            .immutable()
+            .with_link(Signature::new("cb")),
+    ];
+    let dict = frozen(Canvas::from(chain), Some("reply"));
+    assert_eq!(dict.subtask_type.as_deref(), Some("chain"));
+    let tasks = dict.kwargs["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0]["options"]["task_id"], "id-1");
+    assert_eq!(tasks[0]["options"]["queue"], "routed-a");
+    assert_eq!(tasks[0]["options"]["reply_to"], "reply");
+    assert_eq!(tasks[1]["options"]["queue"], "q");
+    assert_eq!(tasks[2]["immutable"], true);
+    assert_eq!(tasks[2]["options"]["link"][0]["task"], "cb");
+    assert_eq!(build::result_id(&dict).as_deref(), Some("id-3"));
+
+    // Sent: the first step, carrying the other two reversed.
+    let node = CanvasNode::from_value(&dict.to_value()).unwrap();
+    let mut actions = Vec::new();
+    apply(&node, &[], &Map::new(), &mut ids(), &mut actions).unwrap();
+    let [Action::Publish(first)] = &actions[..] else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(first.task, "a");
+    let chain: Vec<&str> = first.options["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(chain, ["c", "b"]);
+}
+
+#[test]
+fn a_group_followed_by_a_step_is_a_chord() {
+    use crate::Signature;
+    let chain = crate::chain![
+        Group::of([Signature::new("a"), Signature::new("b")]),
+        Signature::new("sum"),
+    ];
+    let dict = frozen(Canvas::from(chain), None);
+    let tasks = dict.kwargs["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["subtask_type"], "chord");
+    let body_id = tasks[0]["kwargs"]["body"]["options"]["task_id"].clone();
+    assert_eq!(tasks[0]["options"]["task_id"], body_id);
+    assert_eq!(
+        build::result_id(&dict),
+        body_id.as_str().map(str::to_string)
+    );
+
+    let node = CanvasNode::from_value(&dict.to_value()).unwrap();
+    let mut actions = Vec::new();
+    apply(&node, &[], &Map::new(), &mut ids(), &mut actions).unwrap();
+    assert!(matches!(&actions[0], Action::SetChordSize { size: 2, .. }));
+    assert_eq!(actions.len(), 3);
+}
+
+#[test]
+fn bincode_arguments_cannot_be_part_of_a_workflow() {
+    let mut signature = crate::Signature::new("t");
+    signature.bincode_args = Some(vec![1]);
+    let route = |_: &str, _: Option<&str>| "q".to_string();
+    let mut new_id = ids();
+    let refused = build::Freezer {
+        route: &route,
+        reply_to: None,
+        new_id: &mut new_id,
+    }
+    .freeze(&Canvas::from(signature));
+    assert!(
+        matches!(refused, Err(CanvasError::Unsupported { .. })),
+        "{refused:?}"
+    );
+}

@@ -8,11 +8,13 @@
 //!
 //! - [`async_result`] holds [`AsyncResult`], the handle returned for a sent task;
 //! - [`collector`] holds [`ResultCollector`], the actor that receives the reply queue;
-//! - [`error`] holds [`ResultError`], why `get` gave no value.
+//! - [`error`] holds [`ResultError`], why `get` gave no value;
+//! - [`group`] holds [`GroupResult`], the results of a group's members.
 
 pub mod async_result;
 pub mod collector;
 pub mod error;
+pub mod group;
 
 use actix::prelude::*;
 
@@ -25,6 +27,7 @@ use crate::actors::{
 pub use async_result::AsyncResult;
 pub use collector::ResultCollector;
 pub use error::ResultError;
+pub use group::GroupResult;
 
 /// The `rpc://` result backend, as written in `result_backend` (for Redis, see
 /// [`crate::backend::redis`]).

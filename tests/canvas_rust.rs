@@ -1,0 +1,257 @@
+//! Workflows built in Rust (`chain!`, `Group`, `Chord`, `with_link`, `with_link_error`),
+//! run by celeriac workers and by Python Celery 5.7 workers: chains across both, groups,
+//! chords both ways, callbacks and errbacks, a failing step; and a chord refused before
+//! anything is sent when results are not in Redis.
+//!
+//! Needs RabbitMQ, Redis and the Python virtualenv (scripts/test provides them).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use celeriac::{chain, Chord, Group, Producer, ResultError, SendError, Signature};
+use common::redis_server::redis_url;
+use serde_json::json;
+
+/// Generous: the Python worker boots first.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The two workers of these tests: celeriac's `interop` on one queue, Python's
+/// `py_worker_app` on another, both storing to `backend`.
+struct Workers {
+    rust_queue: String,
+    py_queue: String,
+    rust: common::KillOnDrop,
+    _python: common::KillOnDrop,
+}
+
+fn start_workers(test: &str, backend: &str) -> Workers {
+    let rust_queue = common::unique_queue(&format!("{test}-rust"));
+    let py_queue = common::unique_queue(&format!("{test}-py"));
+    let rust = common::KillOnDrop(
+        Command::new(common::example_binary("interop"))
+            .env("CELERIAC_BROKER_URL", common::amqp_url())
+            .env("CELERIAC_RESULT_BACKEND", backend)
+            .env("CELERIAC_QUEUE", &rust_queue)
+            .env("CELERIAC_CONCURRENCY", "4")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    let python = common::KillOnDrop(
+        Command::new(common::python())
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "py_worker_app",
+                "worker",
+                "-Q",
+                &py_queue,
+            ])
+            .args([
+                "--pool=solo",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+            ])
+            .args(["--without-heartbeat", "--loglevel=WARNING"])
+            .arg(format!(
+                "--hostname=pyworker-{}@localhost",
+                uuid::Uuid::new_v4().simple()
+            ))
+            .current_dir(common::python_dir())
+            .env("CELERIAC_TEST_AMQP_URL", common::amqp_url())
+            .env("CELERIAC_QUEUE", &py_queue)
+            .env("CELERIAC_PY_RESULT_BACKEND", backend)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the Python worker starts"),
+    );
+    Workers {
+        rust_queue,
+        py_queue,
+        rust,
+        _python: python,
+    }
+}
+
+impl Workers {
+    fn rust(&self, task: &str, args: serde_json::Value) -> Signature {
+        Signature::new(format!("interop.{task}"))
+            .with_args(args.as_array().cloned().unwrap_or_default())
+            .with_queue(self.rust_queue.clone())
+    }
+
+    fn py(&self, task: &str, args: serde_json::Value) -> Signature {
+        Signature::new(format!("pyinterop.{task}"))
+            .with_args(args.as_array().cloned().unwrap_or_default())
+            .with_queue(self.py_queue.clone())
+    }
+}
+
+async fn producer(backend: &str) -> (celeriac::BrokerClient, Producer) {
+    let mut config = common::config(1);
+    config.result_backend = Some(backend.to_string());
+    let broker = common::connect(&config).await;
+    let producer = Producer::from_config(broker.clone(), &config)
+        .await
+        .expect("a producer with results");
+    (broker, producer)
+}
+
+#[actix_rt::test]
+async fn rust_workflows_run_on_python_and_celeriac_workers() {
+    let workers = start_workers("canvas", &redis_url());
+    let (broker, producer) = producer(&redis_url()).await;
+    let w = &workers;
+
+    let across = chain![
+        w.rust("add", json!([1, 1])),
+        w.py("add", json!([10])),
+        w.rust("add", json!([100])),
+        w.py("add", json!([1000])),
+    ];
+    let result = producer.send_chain(across).await.expect("sent");
+    assert_eq!(
+        result.get(WAIT).await.ok(),
+        Some(json!(1112)),
+        "chain across workers"
+    );
+
+    let group = Group::of((0..100).map(|i| w.rust("add", json!([i, i]))));
+    let results = producer.send_group(group).await.expect("sent");
+    let values = results.get(WAIT).await.expect("the group's results");
+    assert_eq!(values, (0..100).map(|i| json!(2 * i)).collect::<Vec<_>>());
+    assert_eq!(results.completed_count().await, 100);
+    assert!(results.ready().await);
+
+    let python_group = Group::of((0..10).map(|i| w.py("add", json!([i, 1]))));
+    let values = producer
+        .send_group(python_group)
+        .await
+        .expect("sent")
+        .get(WAIT)
+        .await
+        .expect("the Python group's results");
+    assert_eq!(values, (0..10).map(|i| json!(i + 1)).collect::<Vec<_>>());
+
+    for (header_on, body) in [
+        ("celeriac", w.py("tsum", json!([]))),
+        ("python", w.rust("tsum", json!([]))),
+    ] {
+        let header = Group::of((0..10).map(|i| {
+            if header_on == "celeriac" {
+                w.rust("add", json!([i, i]))
+            } else {
+                w.py("add", json!([i, i]))
+            }
+        }));
+        let result = producer
+            .send_chord(Chord::new(header, body))
+            .await
+            .expect("sent");
+        assert_eq!(
+            result.get(WAIT).await.ok(),
+            Some(json!(90)),
+            "chord with its header on {header_on}"
+        );
+    }
+
+    // A group then a step in a chain: a chord, on both kinds of worker.
+    let upgraded = chain![
+        w.py("add", json!([1, 1])),
+        Group::of([w.rust("add", json!([1])), w.py("add", json!([2]))]),
+        w.rust("tsum", json!([])),
+    ];
+    let result = producer.send_chain(upgraded).await.expect("sent");
+    assert_eq!(
+        result.get(WAIT).await.ok(),
+        Some(json!(7)),
+        "chain(a, group, b)"
+    );
+
+    // A callback and an errback, run by the Python worker after celeriac's task and the
+    // other way round.
+    let callback_id = uuid::Uuid::new_v4().to_string();
+    let linked = w
+        .rust("add", json!([1, 2]))
+        .with_link(w.py("add", json!([10])).with_id(callback_id.clone()));
+    producer.send_signature(linked).await.expect("sent");
+    let callback = producer.async_result(callback_id).expect("results");
+    assert_eq!(callback.get(WAIT).await.ok(), Some(json!(13)), "link");
+
+    let errback_id = uuid::Uuid::new_v4().to_string();
+    let failing = w
+        .py("fail", json!(["from python"]))
+        .with_link_error(w.rust("echo", json!([])).with_id(errback_id.clone()));
+    let failed_id = producer.send_signature(failing).await.expect("sent");
+    let errback = producer.async_result(errback_id).expect("results");
+    assert_eq!(
+        errback.get(WAIT).await.ok(),
+        Some(json!([[failed_id], {}])),
+        "link_error on a Python worker calls celeriac's errback with the failed id"
+    );
+
+    // A failing middle step: the last step's result is the failure.
+    let failing = chain![
+        w.rust("add", json!([1, 1])),
+        w.rust("fail", json!(["middle"])).immutable(),
+        w.py("add", json!([3])),
+    ];
+    let result = producer.send_chain(failing).await.expect("sent");
+    match result.get(WAIT).await {
+        Err(ResultError::Failed { exception, .. }) => {
+            assert_eq!(exception.exc_type, "ValueError");
+            assert_eq!(exception.exc_message, vec![json!("middle")]);
+        }
+        other => panic!("expected the middle step's failure, got {other:?}"),
+    }
+
+    let mut workers = workers;
+    let exit = workers.rust.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&workers.rust_queue, &workers.py_queue]).await;
+}
+
+/// With rpc:// results a chain works (every step replies to the producer's queue), and a
+/// chord is refused before anything is sent.
+#[actix_rt::test]
+async fn rpc_results_run_chains_and_refuse_chords() {
+    let workers = start_workers("canvas-rpc", "rpc://");
+    let (broker, producer) = producer("rpc://").await;
+    let w = &workers;
+    let result = producer
+        .send_chain(chain![
+            w.rust("add", json!([1, 1])),
+            w.py("add", json!([2])),
+            w.rust("add", json!([3])),
+        ])
+        .await
+        .expect("sent");
+    assert_eq!(result.get(WAIT).await.ok(), Some(json!(7)));
+
+    let chord = Chord::new(
+        Group::of([w.rust("add", json!([1, 1]))]),
+        w.rust("tsum", json!([])),
+    );
+    let before = common::queue_counts_async(&workers.rust_queue).await;
+    match producer.send_chord(chord).await {
+        Err(SendError::Canvas(error)) => {
+            assert!(error.to_string().contains("Redis"), "{error}")
+        }
+        other => panic!("expected a chord to be refused with rpc://, got {other:?}"),
+    }
+    let after = common::queue_counts_async(&workers.rust_queue).await;
+    assert_eq!(before.0, after.0, "nothing was sent");
+    producer.close_results().await.ok();
+    let mut workers = workers;
+    let exit = workers.rust.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&workers.rust_queue, &workers.py_queue]).await;
+}
