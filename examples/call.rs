@@ -7,7 +7,12 @@
 //! cargo run --example call -- tasks.add --kwargs '{"x": 2, "y": 3}' --wait 10
 //! cargo run --example call -- probe.add --args '[1, 2]' --queue probe --countdown 5 --wait 30
 //! cargo run --example call -- tasks.report --eta 2030-01-01T09:00:00+01:00 --expires 3600
+//! cargo run --example call -- tasks.add --args '[1, 2]' --then tasks.add --args '[10]' --wait 10
 //! ```
+//!
+//! `--then TASK` adds a chain step: the options after it (`--args`, `--queue`, ...) are that
+//! step's, and it gets the previous step's result as its first argument. The id printed
+//! (and the result waited for) is the last step's.
 //!
 //! It prints the task id on stdout. With `--wait SECONDS` it then prints the result as JSON
 //! on stdout and exits 0; a failed or revoked task, or no result within SECONDS, is
@@ -17,11 +22,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use celeriac::{connect_broker, Config, Producer, ResultError, Signature};
+use celeriac::{
+    connect_broker, Canvas, Chain, Config, Producer, ResultError, SendError, Signature,
+};
 use serde_json::{Map, Value};
 
 const USAGE: &str = "\
-usage: call TASK [options]
+usage: call TASK [options] [--then TASK [options]]...
 
 Sends the task named TASK to the broker of CELERIAC_BROKER_URL and prints its id.
 
@@ -33,6 +40,8 @@ options:
   --eta TIME         run no earlier than TIME (RFC 3339, e.g. 2030-01-01T09:00:00Z)
   --expires S        do not run later than S seconds from now
   --priority N       AMQP priority, 0-255
+  --then TASK        then TASK, with the previous result as its first argument (a
+                     chain); the options after it are its own; the last step's id is printed
   --wait S           wait up to S seconds for the result (CELERIAC_RESULT_BACKEND, else
                      rpc://) and print it as JSON
   -h, --help         print this help
@@ -43,7 +52,8 @@ result came in time, or the broker failed; 2 usage error";
 /// What the command line asks for.
 #[derive(Debug)]
 struct Call {
-    signature: Signature,
+    /// The task, or the steps of a chain, first to last.
+    steps: Vec<Signature>,
     /// How long to wait for the result; `None`: do not wait.
     wait: Option<Duration>,
 }
@@ -84,7 +94,7 @@ async fn run(call: Call, config: &Config) -> ExitCode {
     };
     let producer = Producer::new(broker.clone(), config);
     let code = match call.wait {
-        None => match producer.send_signature(call.signature).await {
+        None => match send(&producer, call.steps).await {
             Ok(id) => {
                 println!("{id}");
                 ExitCode::SUCCESS
@@ -94,7 +104,7 @@ async fn run(call: Call, config: &Config) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(wait) => send_and_wait(producer, config, call.signature, wait).await,
+        Some(wait) => send_and_wait(producer, config, call.steps, wait).await,
     };
     if let Err(error) = broker.close().await {
         log::warn!("closing the broker connection: {error}");
@@ -102,10 +112,20 @@ async fn run(call: Call, config: &Config) -> ExitCode {
     code
 }
 
+/// Sends the task, or the chain of steps; answers the (last) task id.
+async fn send(producer: &Producer, mut steps: Vec<Signature>) -> Result<String, SendError> {
+    if steps.len() == 1 {
+        return producer.send_signature(steps.remove(0)).await;
+    }
+    let chain = Chain::of(steps.into_iter().map(Canvas::from).collect());
+    let frozen = producer.send_canvas(Canvas::Chain(chain)).await?;
+    Ok(celeriac::canvas::build::result_id(&frozen).unwrap_or_default())
+}
+
 async fn send_and_wait(
     producer: Producer,
     config: &Config,
-    signature: Signature,
+    mut steps: Vec<Signature>,
     wait: Duration,
 ) -> ExitCode {
     // Results from the configured backend (CELERIAC_RESULT_BACKEND=redis://...), else rpc://.
@@ -120,7 +140,13 @@ async fn send_and_wait(
             return ExitCode::FAILURE;
         }
     };
-    let result = match producer.send_signature_with_result(signature).await {
+    let sent = if steps.len() == 1 {
+        producer.send_signature_with_result(steps.remove(0)).await
+    } else {
+        let chain = Chain::of(steps.into_iter().map(Canvas::from).collect());
+        producer.send_chain(chain).await
+    };
+    let result = match sent {
         Ok(result) => result,
         Err(error) => {
             eprintln!("call: {error}");
@@ -154,8 +180,6 @@ async fn send_and_wait(
 /// Reads the command line (without the program name).
 fn parse(mut arguments: impl Iterator<Item = String>) -> Result<Call, Exit> {
     let mut task = None;
-    let mut args = Vec::new();
-    let mut kwargs = Map::new();
     let mut options: Vec<(String, String)> = Vec::new();
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
@@ -181,38 +205,51 @@ fn parse(mut arguments: impl Iterator<Item = String>) -> Result<Call, Exit> {
         }
     }
     let task = task.ok_or_else(|| Exit::Usage("the task name is missing".into()))?;
-    let mut signature = Signature::new(task);
+    let mut steps = vec![Signature::new(task)];
     let mut wait = None;
     for (name, value) in options {
-        match name.as_str() {
-            "--args" => args = parse_args(&value)?,
-            "--kwargs" => kwargs = parse_kwargs(&value)?,
-            "--queue" => signature = signature.with_queue(value),
-            "--countdown" => signature = signature.with_countdown(seconds(&name, &value)?),
-            "--eta" => {
-                let eta = chrono::DateTime::parse_from_rfc3339(&value).map_err(|error| {
-                    Exit::Usage(format!(
-                        "--eta {value:?} is not an RFC 3339 time such as 2030-01-01T09:00:00Z: {error}"
-                    ))
-                })?;
-                signature = signature.with_eta(eta.with_timezone(&chrono::Utc));
-            }
-            "--expires" => signature = signature.with_expires_in(seconds(&name, &value)?),
-            "--priority" => {
-                let priority = value.parse::<u8>().map_err(|_| {
-                    Exit::Usage(format!(
-                        "--priority {value:?} is not a whole number from 0 to 255"
-                    ))
-                })?;
-                signature = signature.with_priority(priority);
-            }
-            "--wait" => wait = Some(seconds(&name, &value)?),
-            other => return Err(Exit::Usage(format!("unknown option {other}"))),
+        if name == "--then" {
+            steps.push(Signature::new(value));
+            continue;
         }
+        if name == "--wait" {
+            wait = Some(seconds(&name, &value)?);
+            continue;
+        }
+        // The options of the step being described: the last one so far.
+        let Some(step) = steps.pop() else {
+            return Err(Exit::Usage("the task name is missing".into()));
+        };
+        steps.push(apply_option(step, &name, &value)?);
     }
-    Ok(Call {
-        signature: signature.with_args(args).with_kwargs(kwargs),
-        wait,
+    Ok(Call { steps, wait })
+}
+
+/// One option of a step.
+fn apply_option(signature: Signature, name: &str, value: &str) -> Result<Signature, Exit> {
+    Ok(match name {
+        "--args" => signature.with_args(parse_args(value)?),
+        "--kwargs" => signature.with_kwargs(parse_kwargs(value)?),
+        "--queue" => signature.with_queue(value),
+        "--countdown" => signature.with_countdown(seconds(name, value)?),
+        "--eta" => {
+            let eta = chrono::DateTime::parse_from_rfc3339(value).map_err(|error| {
+                Exit::Usage(format!(
+                    "--eta {value:?} is not an RFC 3339 time such as 2030-01-01T09:00:00Z: {error}"
+                ))
+            })?;
+            signature.with_eta(eta.with_timezone(&chrono::Utc))
+        }
+        "--expires" => signature.with_expires_in(seconds(name, value)?),
+        "--priority" => {
+            let priority = value.parse::<u8>().map_err(|_| {
+                Exit::Usage(format!(
+                    "--priority {value:?} is not a whole number from 0 to 255"
+                ))
+            })?;
+            signature.with_priority(priority)
+        }
+        other => return Err(Exit::Usage(format!("unknown option {other}"))),
     })
 }
 

@@ -633,3 +633,33 @@ async fn the_call_example_waits_for_a_result_in_redis() {
     worker.stop().await.expect("the worker stops");
     delete_queues(&broker, &[&queue]).await;
 }
+
+/// `call A --then B --wait`: a chain; the last step's result is printed.
+#[actix_rt::test]
+async fn the_call_example_sends_a_chain_with_then() {
+    let redis = common::redis_server::redis_url();
+    let config = Config {
+        result_backend: Some(redis.clone()),
+        ..config(2)
+    };
+    let broker = connect(&config).await;
+    let queue = unique_queue("call-chain");
+    let (builder, _events) = test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<Add>()
+        .start()
+        .await
+        .expect("the worker starts");
+    let add = <Add as celeriac::Task>::NAME;
+    let args = [
+        add, "--args", "[1, 2]", "--queue", &queue, "--then", add, "--args", "[10]", "--queue",
+        &queue, "--then", add, "--args", "[100]", "--queue", &queue, "--wait", "30",
+    ];
+    let output = run_call_with(&args, Some(&redis)).await;
+    assert_eq!(output.code, Some(0), "stderr: {}", output.stderr);
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "the id, then the result: {}", output.stdout);
+    assert_eq!(lines[1], "113", "stdout: {}", output.stdout);
+    worker.stop().await.expect("the worker stops");
+    delete_queues(&broker, &[&queue]).await;
+}
