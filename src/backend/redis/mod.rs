@@ -13,6 +13,8 @@
 //!   stores, reads and deletes documents;
 //! - [`async_result`] holds [`RedisAsyncResult`], a handle on one task's result that waits
 //!   by `SUBSCRIBE`;
+//! - [`tls`] holds [`RedisTls`]: `rediss://`'s certificates as Celery's URL parameters name
+//!   them, and what a TLS failure means;
 //! - [`error`] holds [`RedisBackendError`].
 //!
 //! [`RedisResults`] ties them together: a cheap-to-clone handle for workers (to store) and
@@ -23,6 +25,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod store;
+pub mod tls;
 
 use actix::prelude::*;
 
@@ -32,6 +35,7 @@ pub use async_result::RedisAsyncResult;
 pub use config::RedisBackendConfig;
 pub use error::RedisBackendError;
 pub use store::RedisStore;
+pub use tls::RedisTls;
 
 /// A Redis result backend: stores results (for workers) and hands out
 /// [`RedisAsyncResult`]s (for anyone). Cheap to clone; clones share one connection.
