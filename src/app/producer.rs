@@ -54,8 +54,8 @@ impl Producer {
     }
 
     /// A producer as `config` says: with `rpc://` results when `config.result_backend` is
-    /// `Some("rpc://")`, with Redis results (checked with a `PING`) for a `redis://` URL.
-    /// `rediss://` is [`SendError::ResultBackend`] (no TLS yet); any other backend is
+    /// `Some("rpc://")`, with Redis results (checked with a `PING`) for a `redis://` or
+    /// `rediss://` (TLS) URL; any other backend is
     /// [`SendError::UnsupportedResultBackend`].
     pub async fn from_config(broker: BrokerClient, config: &Config) -> Result<Self, SendError> {
         let producer = Producer::new(broker, config);

@@ -53,7 +53,7 @@ impl RedisAsyncResult {
                     Err(error @ RedisBackendError::Malformed { .. })
                     | Err(error @ RedisBackendError::Auth { .. })
                     | Err(error @ RedisBackendError::InvalidUrl { .. })
-                    | Err(error @ RedisBackendError::TlsUnsupported { .. }) => return Err(error),
+                    | Err(error @ RedisBackendError::Tls { .. }) => return Err(error),
                     Err(error) => {
                         let delay = self.backend.config().store_retry.delay(attempt);
                         attempt = attempt.saturating_add(1);

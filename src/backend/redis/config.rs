@@ -7,6 +7,7 @@ use crate::actors::ReconnectPolicy;
 use crate::app::Config;
 
 use super::error::RedisBackendError;
+use super::tls::{install_crypto_provider, split_url, RedisTls, SplitUrl, UrlProblem};
 
 /// Celery's default `result_expires`: one day.
 pub const DEFAULT_RESULT_EXPIRES: Duration = Duration::from_secs(86_400);
@@ -14,7 +15,9 @@ pub const DEFAULT_RESULT_EXPIRES: Duration = Duration::from_secs(86_400);
 /// How to reach Redis and how results are kept. `Debug` masks the URL's password.
 #[derive(Clone)]
 pub struct RedisBackendConfig {
-    /// `redis://[[user]:password@]host[:port][/db]`. `rediss://` is refused (no TLS yet).
+    /// `redis://[[user]:password@]host[:port][/db]`, or `rediss://...` for TLS with
+    /// Celery's query parameters `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`,
+    /// `ssl_keyfile` ([`RedisTls`]).
     pub url: String,
     /// The TTL of each stored result (Celery's `result_expires`), whole seconds, at least 1.
     pub result_expires: Duration,
@@ -43,7 +46,7 @@ impl RedisBackendConfig {
         }
     }
 
-    /// The backend `config` names: its `result_backend` (which must be a `redis://` URL),
+    /// The backend `config` names: its `result_backend` (a `redis://` or `rediss://` URL),
     /// `result_expires` and `connect_timeout`.
     pub fn from_config(config: &Config) -> Result<Self, RedisBackendError> {
         let url = config.result_backend.clone().unwrap_or_default();
@@ -64,26 +67,53 @@ impl RedisBackendConfig {
         self.result_expires.as_secs().max(1)
     }
 
-    /// Checks the URL's scheme: `redis://` only.
+    /// Checks the URL without reading any file: `redis://`, or `rediss://` with Celery's
+    /// `ssl_*` parameters (see [`split_url`](super::tls::split_url)).
     pub fn validate(&self) -> Result<(), RedisBackendError> {
-        let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
-        match scheme {
-            Some("redis") => Ok(()),
-            Some("rediss") => Err(RedisBackendError::TlsUnsupported { url: self.server() }),
-            _ => Err(RedisBackendError::InvalidUrl {
-                url: self.server(),
-                reason: "expected redis://[:password@]host[:port][/db]".into(),
-            }),
-        }
+        self.split().map(|_| ())
     }
 
-    /// The redis-rs client for this URL (it does not connect yet).
+    /// The TLS settings of a `rediss://` URL (`None` for `redis://`).
+    pub fn tls(&self) -> Result<Option<RedisTls>, RedisBackendError> {
+        Ok(self.split()?.tls)
+    }
+
+    fn split(&self) -> Result<SplitUrl, RedisBackendError> {
+        split_url(&self.url).map_err(|problem| match problem {
+            UrlProblem::Invalid(reason) => RedisBackendError::InvalidUrl {
+                url: self.server(),
+                reason,
+            },
+            UrlProblem::Tls(reason) => RedisBackendError::Tls {
+                server: self.server(),
+                reason,
+            },
+        })
+    }
+
+    /// The redis-rs client for this URL (it does not connect yet). For `rediss://`, reads
+    /// the certificate files now (a missing or unreadable one is [`RedisBackendError::Tls`]
+    /// naming it) and makes sure rustls has its crypto provider (ring).
     pub(crate) fn client(&self) -> Result<::redis::Client, RedisBackendError> {
-        self.validate()?;
-        ::redis::Client::open(self.url.as_str()).map_err(|error| RedisBackendError::InvalidUrl {
+        let split = self.split()?;
+        let invalid = |error: ::redis::RedisError| RedisBackendError::InvalidUrl {
             url: self.server(),
             reason: super::store::describe(&error, &self.url),
-        })
+        };
+        match split.tls {
+            None => ::redis::Client::open(split.client_url.as_str()).map_err(invalid),
+            Some(tls) => {
+                let certificates = tls
+                    .certificates()
+                    .map_err(|reason| RedisBackendError::Tls {
+                        server: self.server(),
+                        reason,
+                    })?;
+                install_crypto_provider();
+                ::redis::Client::build_with_tls(split.client_url.as_str(), certificates)
+                    .map_err(invalid)
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use derive_more::{Display, Error, From};
 /// password masked.
 #[derive(Debug, Clone, Display, Error, From)]
 pub enum RedisBackendError {
-    /// The URL cannot be used (not `redis://`, malformed).
+    /// The URL cannot be used (not `redis://` or `rediss://`, malformed).
     #[display("invalid Redis result backend URL {url}: {reason}")]
     #[from(skip)]
     InvalidUrl {
@@ -15,15 +15,17 @@ pub enum RedisBackendError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `rediss://` (TLS) is not supported by this build.
-    #[display(
-        "Redis over TLS ({url}) is not supported yet: celeriac's Redis client is built \
-         without TLS; use redis:// (e.g. through a TLS tunnel)"
-    )]
+    /// `rediss://` cannot be used as given: a TLS setting refused (`ssl_cert_reqs=none`), a
+    /// certificate file missing or unreadable, or a TLS handshake that failed (a server
+    /// certificate signed by another CA or for another host name, a port without TLS).
+    /// Retrying does not help.
+    #[display("Redis over TLS at {server}: {reason}")]
     #[from(skip)]
-    TlsUnsupported {
-        /// The URL, password masked.
-        url: String,
+    Tls {
+        /// The server, password masked.
+        server: String,
+        /// What is wrong, naming the file or the certificate check that failed.
+        reason: String,
     },
     /// Redis refused the credentials (wrong or missing password, unknown user).
     #[display("Redis at {server} refused the login (check the password in the URL): {reason}")]

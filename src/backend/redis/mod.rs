@@ -14,6 +14,8 @@
 //! - [`async_result`] holds [`RedisAsyncResult`], a handle on one task's result that waits
 //!   by `SUBSCRIBE`;
 //! - [`chord`] joins chords as Celery's Redis backend does;
+//! - [`tls`] holds [`RedisTls`]: `rediss://`'s certificates as Celery's URL parameters name
+//!   them, and what a TLS failure means;
 //! - [`error`] holds [`RedisBackendError`].
 //!
 //! [`RedisResults`] ties them together: a cheap-to-clone handle for workers (to store) and
@@ -25,6 +27,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod store;
+pub mod tls;
 
 use actix::prelude::*;
 
@@ -34,6 +37,7 @@ pub use async_result::RedisAsyncResult;
 pub use config::RedisBackendConfig;
 pub use error::RedisBackendError;
 pub use store::RedisStore;
+pub use tls::RedisTls;
 
 /// A Redis result backend: stores results (for workers) and hands out
 /// [`RedisAsyncResult`]s (for anyone). Cheap to clone; clones share one connection.

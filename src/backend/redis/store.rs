@@ -237,7 +237,7 @@ impl Link {
                         error,
                         RedisBackendError::Auth { .. }
                             | RedisBackendError::InvalidUrl { .. }
-                            | RedisBackendError::TlsUnsupported { .. }
+                            | RedisBackendError::Tls { .. }
                     );
                     if permanent || attempt >= attempts {
                         log::error!(
@@ -261,13 +261,20 @@ impl Link {
     }
 }
 
-/// A backend error for a redis-rs error during `operation`: [`RedisBackendError::Auth`]
-/// when Redis refused the credentials, else [`RedisBackendError::Command`].
+/// A backend error for a redis-rs error during `operation`: [`RedisBackendError::Tls`] for
+/// a TLS failure (a certificate refused: permanent), [`RedisBackendError::Auth`] when Redis
+/// refused the credentials, else [`RedisBackendError::Command`].
 pub(crate) fn error_for(
     config: &RedisBackendConfig,
     operation: &str,
     error: &redis::RedisError,
 ) -> RedisBackendError {
+    if let Some(meaning) = super::tls::failure(error) {
+        return RedisBackendError::Tls {
+            server: config.server(),
+            reason: scrub_password(&format!("{operation} failed: {meaning}"), &config.url),
+        };
+    }
     let reason = describe(error, &config.url);
     let code = error.code().unwrap_or_default();
     if error.kind() == redis::ErrorKind::AuthenticationFailed

@@ -90,13 +90,23 @@ fn malformed_documents_are_refused_with_the_task_id() {
 }
 
 #[test]
-fn tls_urls_are_refused_clearly_and_passwords_never_shown() {
-    let config = RedisBackendConfig::new("rediss://:hunter2@redis.example:6380/0");
-    let error = config.validate().expect_err("no TLS yet");
+fn tls_settings_refused_clearly_and_passwords_never_shown() {
+    let config =
+        RedisBackendConfig::new("rediss://:hunter2@redis.example:6380/0?ssl_cert_reqs=none");
+    let error = config.validate().expect_err("no unverified TLS");
+    assert!(matches!(error, RedisBackendError::Tls { .. }), "{error:?}");
     let text = error.to_string();
     assert!(text.contains("TLS"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!format!("{config:?}").contains("hunter2"));
+    let config = RedisBackendConfig::new(
+        "rediss://:hunter2@redis.example:6380/0?ssl_ca_certs=/nonexistent/hunter2-ca.pem",
+    );
+    config.validate().expect("well-formed");
+    let error = config.client().expect_err("no such CA file");
+    let text = error.to_string();
+    assert!(text.contains("/nonexistent/hunter2-ca.pem"), "{text}");
+    assert!(!text.contains(":hunter2@"), "{text}");
     let error = RedisBackendConfig::new("http://:hunter2@x/0")
         .validate()
         .expect_err("not redis");
