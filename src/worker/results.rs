@@ -75,7 +75,7 @@ impl BackendKind {
         match result_backend.map(str::trim) {
             None | Some("") => Ok(BackendKind::Disabled),
             Some(RPC_BACKEND) => Ok(BackendKind::Rpc),
-            // rediss:// too: the Redis backend refuses it with a clear error of its own.
+            // rediss:// too: Redis over TLS (its certificates in the URL's ssl_* parameters).
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Ok(BackendKind::Redis)
             }
