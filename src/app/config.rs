@@ -62,6 +62,10 @@ pub struct Config {
     pub prefetch_multiplier: usize,
     /// The name shown for this client in RabbitMQ.
     pub connection_name: String,
+    /// The worker's node name, as Celery's `-n`: `name@host` (default
+    /// `celeriac@<host name>`); what monitoring and remote control call the worker, and the
+    /// `hostname` of STARTED results. See [`node_name`].
+    pub hostname: String,
     /// The result backend (Celery's `result_backend`): `None` stores no results;
     /// `Some("rpc://")` makes workers publish results to each message's reply queue and
     /// producers (`Producer::from_config`) declare one; `Some("redis://[:password@]host:port/db")`
@@ -120,6 +124,7 @@ impl Default for Config {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
+            hostname: node_name("celeriac"),
             result_backend: None,
             result_expires: Duration::from_secs(86_400),
             ignore_result: false,
@@ -143,7 +148,7 @@ impl Config {
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_RESULT_EXPIRES_S`,
     /// `CELERIAC_TASK_ROUTES` (`pattern=queue,...`), `CELERIAC_ACKS_LATE`,
     /// `CELERIAC_IGNORE_RESULT`, `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`,
-    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_SEND_TIMEOUT_MS`,
+    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_HOSTNAME`, `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
@@ -183,6 +188,9 @@ impl Config {
         }
         if let Some(track) = env_flag("CELERIAC_TRACK_STARTED") {
             config.track_started = track;
+        }
+        if let Some(name) = env_string("CELERIAC_HOSTNAME") {
+            config.hostname = node_name(&name);
         }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
             config.broker_url = url.trim().to_string();
@@ -253,6 +261,7 @@ impl std::fmt::Debug for Config {
             .field("concurrency", &self.concurrency)
             .field("prefetch_multiplier", &self.prefetch_multiplier)
             .field("connection_name", &self.connection_name)
+            .field("hostname", &self.hostname)
             .field(
                 "result_backend",
                 &self.result_backend.as_deref().map(RedactedUrl),
@@ -396,5 +405,52 @@ mod tests {
         let error = parse_content_types("json,pickle").unwrap_err();
         assert!(error.contains("\"pickle\""), "{error}");
         assert!(parse_content_types(" , ").is_err());
+    }
+}
+
+/// A node name as Celery's `-n` makes one: `%h` is replaced by this machine's host name,
+/// `%n` by its first label and `%d` by the rest (its domain), `%%` by `%`; a name without
+/// `@` gets `@<host name>` (`worker1` → `worker1@web-3`).
+pub fn node_name(name: &str) -> String {
+    let host = crate::protocol::repr::hostname();
+    let (short, domain) = host.split_once('.').unwrap_or((host, ""));
+    let mut expanded = String::with_capacity(name.len() + host.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            expanded.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => expanded.push_str(host),
+            Some('n') => expanded.push_str(short),
+            Some('d') => expanded.push_str(domain),
+            Some('%') => expanded.push('%'),
+            Some(other) => {
+                expanded.push('%');
+                expanded.push(other);
+            }
+            None => expanded.push('%'),
+        }
+    }
+    if expanded.contains('@') {
+        expanded
+    } else {
+        format!("{expanded}@{host}")
+    }
+}
+
+#[cfg(test)]
+mod node_name_tests {
+    use super::node_name;
+
+    #[test]
+    fn node_names_expand_as_celerys() {
+        let host = crate::protocol::repr::hostname();
+        assert_eq!(node_name("w1@example"), "w1@example");
+        assert_eq!(node_name("worker1"), format!("worker1@{host}"));
+        assert_eq!(node_name("w@%h"), format!("w@{host}"));
+        assert_eq!(node_name("100%%@x"), "100%@x");
+        assert_eq!(node_name("celeriac"), format!("celeriac@{host}"));
     }
 }

@@ -197,18 +197,19 @@ pub(crate) struct ResultStore {
     /// Publishes rpc results.
     broker: BrokerClient,
     reply_queues: ReplyQueues,
-    /// `celeriac@<host name>`, the `hostname` of STARTED results.
+    /// The worker's node name, the `hostname` of STARTED results.
     hostname: Arc<str>,
 }
 
 impl ResultStore {
-    /// A store for `destination`; rpc results are published through `broker`.
-    pub(crate) fn new(destination: Destination, broker: BrokerClient) -> Self {
+    /// A store for `destination`; rpc results are published through `broker`; STARTED
+    /// results name the worker `hostname` (its node name).
+    pub(crate) fn new(destination: Destination, broker: BrokerClient, hostname: &str) -> Self {
         ResultStore {
             destination,
             broker,
             reply_queues: ReplyQueues::default(),
-            hostname: Arc::from(format!("celeriac@{}", crate::protocol::repr::hostname())),
+            hostname: Arc::from(hostname),
         }
     }
 

@@ -160,6 +160,7 @@ impl WorkerBuilder {
         let broker = self.broker.clone();
         let policy = self.restart_policy.clone();
         let (horizon, eta_limit) = (self.config.eta_horizon, self.config.eta_task_limit);
+        let hostname = self.config.hostname.clone();
         let mut supervisor_slot = None;
         let dispatcher = Dispatcher::create(|ctx| {
             let supervisor =
@@ -169,7 +170,7 @@ impl WorkerBuilder {
                 registry,
                 pool: pool.clone(),
                 events,
-                results: ResultStore::new(destination, broker.clone()),
+                results: ResultStore::new(destination, broker.clone(), &hostname),
                 eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
                 defaults,
                 state,
