@@ -56,8 +56,7 @@
 //! - exceptions that only exist as pickled Python objects: `fail_unpickleable`,
 //!   `retry_unpickleable` (`UnpickleableException` takes two arguments; celeriac sends one
 //!   message);
-//! - what the task context does not carry: `redis_echo_group_id` (the request's group id),
-//!   `return_properties` (the AMQP properties), `retry_once_headers` (Python's
+//! - what the task context does not carry: `return_properties` (the AMQP properties), `retry_once_headers` (Python's
 //!   `request.headers`), `return_request_time_limits` and
 //!   `task_with_declared_time_limits` (the request's time limits);
 //! - a retry with other arguments (celeriac retries the same message):
@@ -70,9 +69,7 @@
 //! argument (a `TaskError` carries one message), so Python sees
 //! `ExpectedException("Task expected to fail")` whatever the extra arguments;
 //! `retry_once(expires=...)` cannot change the expiry of its retry (the retry is the same
-//! message); `reject_then_succeed` remembers the ids it rejected in this process instead of
-//! reading the message's `redelivered` flag (the context does not carry it), which is the
-//! same thing with one worker process; `reject_without_requeue` acks late, which
+//! message); `reject_without_requeue` acks late, which
 //! celeriac's `Reject` needs.
 //!
 //! Environment: `CELERIAC_BROKER_URL`, `CELERIAC_RESULT_BACKEND` and the rest of
@@ -82,10 +79,8 @@
 //! `REDIS_PORT` (default 6379) for the tasks that write to Redis, as the suite's
 //! `tasks.py` reads them.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use celeriac::protocol::time::format_datetime;
@@ -690,6 +685,16 @@ value_task!(RedisEcho, "redis_echo", |ctx, call| {
     Ok(Value::Null)
 });
 
+value_task!(RedisEchoGroupId, "redis_echo_group_id", |ctx, call| {
+    let [_, key]: [Value; 2] = bind(&call, &["_", "redis_key"], 1)?
+        .try_into()
+        .map_err(|_| TaskError::type_error("redis_echo_group_id(_, redis_key)"))?;
+    let key = key.as_str().unwrap_or("redis-group-ids").to_string();
+    let group = ctx.group_id.clone().map_or(Value::Null, Value::String);
+    rpush(&ctx, &key, &group).await?;
+    Ok(Value::Null)
+});
+
 value_task!(RedisCount, "redis_count", |ctx, call| {
     let [key]: [Value; 1] = bind(&call, &["redis_key"], 0)?
         .try_into()
@@ -775,9 +780,6 @@ value_task!(
     |_ctx, call| add_pydantic(call)
 );
 
-/// Ids `reject_then_succeed` rejected (the first delivery of each).
-static REJECTED_ONCE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-
 value_task!(
     RejectThenSucceed,
     "reject_then_succeed",
@@ -787,12 +789,7 @@ value_task!(
     },
     |ctx, call| {
         bind(&call, &[], 0)?;
-        let first = REJECTED_ONCE
-            .lock()
-            .map_err(|_| TaskError::runtime_error("rejected ids poisoned"))?
-            .get_or_insert_with(HashSet::new)
-            .insert(ctx.id.clone());
-        if first {
+        if !ctx.redelivered {
             return Err(TaskError::reject("first delivery", true));
         }
         Ok(json!("second-pass"))
@@ -909,6 +906,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .register::<RetryOnceWithResult>()
         .register::<RetryOncePriority>()
         .register::<RedisEcho>()
+        .register::<RedisEchoGroupId>()
         .register::<RedisCount>()
         .register::<ErrbackOldStyle>()
         .register::<ErrbackOldStyleWithArgs>()

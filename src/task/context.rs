@@ -60,6 +60,13 @@ pub struct TaskContext {
     pub parent_id: Option<String>,
     /// The id of the first task of the workflow.
     pub root_id: Option<String>,
+    /// The group (or chord header) the task is a member of (the `group` header).
+    pub group_id: Option<String>,
+    /// The task's place in its group (`group_index`).
+    pub group_index: Option<i64>,
+    /// Whether the broker delivered this message before (to a worker that did not settle
+    /// it: a crash, a lost connection, a requeue).
+    pub redelivered: bool,
     /// The queue the task was consumed from.
     pub queue: String,
     /// The message's AMQP priority, if it had one.
@@ -123,6 +130,9 @@ impl TaskContext {
             expires: headers.expires,
             parent_id: headers.parent_id.clone(),
             root_id: headers.root_id.clone(),
+            group_id: headers.group.clone(),
+            group_index: headers.group_index,
+            redelivered: false,
             queue: queue.to_string(),
             priority: None,
             state: AppState::default(),

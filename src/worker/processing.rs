@@ -422,6 +422,7 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     let (hard_limit, soft_limit) = time_limits(&message, task, &services.defaults);
     let mut context = TaskContext::from_headers(&message.headers, &request.delivery.queue);
     context.priority = message.priority;
+    context.redelivered = request.delivery.redelivered;
     context.state = services.state.clone();
     context.producer = Some(services.producer.clone());
     let soft_signal = soft_limit.map(|_| {
