@@ -231,6 +231,7 @@ async fn a_publish_the_broker_keeps_nacking_is_retried_then_reported() {
     broker
         .declare_queue(QueueSpec {
             arguments,
+            bindings: Vec::new(),
             ..QueueSpec::durable(&queue)
         })
         .await

@@ -87,6 +87,7 @@ impl EtaScheduler {
         );
         QueueSpec {
             arguments,
+            bindings: Vec::new(),
             ..QueueSpec::durable(format!("{queue}.celeriac.wait.{ttl_ms}ms"))
         }
     }
