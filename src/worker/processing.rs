@@ -372,14 +372,30 @@ pub(crate) async fn process(
                         request.id
                     ),
                 }
-                if !hold_until(&services.eta, &delivery, eta, draining.clone()).await {
+                if !hold_until(
+                    &services.eta,
+                    &delivery,
+                    eta,
+                    draining.clone(),
+                    services.worker_state.wait_revoked(&request.id),
+                )
+                .await
+                {
                     request.settle(Settlement::Reject { requeue: true }).await;
                     request.emit(TaskEventKind::Requeued);
                     return;
                 }
             }
             EtaDecision::Hold => {
-                if !hold_until(&services.eta, &delivery, eta, draining.clone()).await {
+                if !hold_until(
+                    &services.eta,
+                    &delivery,
+                    eta,
+                    draining.clone(),
+                    services.worker_state.wait_revoked(&request.id),
+                )
+                .await
+                {
                     request.settle(Settlement::Reject { requeue: true }).await;
                     request.emit(TaskEventKind::Requeued);
                     return;
@@ -413,7 +429,15 @@ pub(crate) async fn process(
     let wait = services.worker_state.rate_limit_wait(&request.name, rate);
     if !wait.is_zero() {
         let turn = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-        if !hold_until(&services.eta, &delivery, turn, draining).await {
+        if !hold_until(
+            &services.eta,
+            &delivery,
+            turn,
+            draining,
+            services.worker_state.wait_revoked(&request.id),
+        )
+        .await
+        {
             request.settle(Settlement::Reject { requeue: true }).await;
             request.emit(TaskEventKind::Requeued);
             return;
@@ -523,8 +547,13 @@ async fn run(
     let (abort, registration) = futures::future::AbortHandle::new_pair();
     let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let was_terminated = terminated.clone();
+    // Revoked while it waited for its slot: not run (checked when the slot is given).
+    let revoked_at_start = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let skip = revoked_at_start.clone();
     let job = async move {
-        if gone.load(std::sync::atomic::Ordering::SeqCst) {
+        if gone.load(std::sync::atomic::Ordering::SeqCst)
+            || skip.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return;
         }
         let running = async move {
@@ -557,16 +586,24 @@ async fn run(
         on_start: Some(Box::new({
             let waiting = request.delivery.clone();
             let gone = channel_gone.clone();
+            let state = services.worker_state.clone();
+            let id = request.id.clone();
+            let revoked = revoked_at_start.clone();
             move || {
                 if !waiting.acker.is_usable() {
                     gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                } else if state.is_revoked(&id) {
+                    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 let _ = started_tx.send(());
             }
         })),
     });
     let on_start = async {
-        if started_rx.await.is_ok() && !channel_gone.load(std::sync::atomic::Ordering::SeqCst) {
+        if started_rx.await.is_ok()
+            && !channel_gone.load(std::sync::atomic::Ordering::SeqCst)
+            && !revoked_at_start.load(std::sync::atomic::Ordering::SeqCst)
+        {
             tracked.started(!request.acks_late, abort);
             let guard = if request.acks_late {
                 None
@@ -597,6 +634,10 @@ async fn run(
         return;
     }
 
+    if revoked_at_start.load(std::sync::atomic::Ordering::SeqCst) {
+        revoke_if_revoked(request).await;
+        return;
+    }
     let Some(outcome) = outcome_of(report, outcome_rx.await.ok(), hard_limit) else {
         // Never started (the worker is stopping): back to the queue, unacked.
         request.settle(Settlement::Reject { requeue: true }).await;

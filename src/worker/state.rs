@@ -142,6 +142,8 @@ pub(crate) struct WorkerState {
     hostname: String,
     /// "Task events enabled" (Celery's `-E`, `enable_events` / `disable_events`).
     task_events: Arc<AtomicBool>,
+    /// Bumped on every revoke: held requests wake up and check whether they are revoked.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl WorkerState {
@@ -161,6 +163,24 @@ impl WorkerState {
             started: Instant::now(),
             hostname: hostname.to_string(),
             task_events,
+            revocations: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Resolves once `id` is revoked (for requests held for an ETA or a rate limit).
+    pub(crate) fn wait_revoked(&self, id: &str) -> impl std::future::Future<Output = ()> + use<'_> {
+        let mut changes = self.revocations.subscribe();
+        let id = id.to_string();
+        async move {
+            loop {
+                if self.is_revoked(&id) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    // The state is going away with the worker: wait no more for a revoke.
+                    std::future::pending::<()>().await;
+                }
+            }
         }
     }
 
@@ -258,6 +278,7 @@ impl WorkerState {
         for id in ids {
             inner.revoked.add(id.clone(), now);
         }
+        self.revocations.send_modify(|count| *count += 1);
         if !terminate {
             return Vec::new();
         }

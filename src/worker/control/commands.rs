@@ -145,6 +145,11 @@ pub(crate) fn answer_to(
         "stats" => answer(stats(node, state)),
         "conf" => answer(node.conf.clone()),
         "revoke" => revoke(state, arguments),
+        "terminate" => {
+            let mut arguments = arguments.clone();
+            arguments.insert("terminate".into(), Value::Bool(true));
+            revoke(state, &arguments)
+        }
         "rate_limit" => rate_limit(node, arguments),
         "enable_events" => Answer {
             reply: ok(if state.task_events {
