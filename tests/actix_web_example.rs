@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use celeriac::{TaskEventKind, WorkerSystem};
@@ -43,7 +43,7 @@ async fn start_example(env: &[(&str, String)], path: &str) -> (KillOnDrop, Strin
         .expect("a free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut command = Command::new(example_binary("actix_web"));
+    let mut command = common::example_command("actix_web");
     command
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_HTTP_ADDR", &addr)

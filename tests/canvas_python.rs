@@ -20,7 +20,7 @@ async fn python_workflows_run_on_celeriac_workers() {
     let rust_queue = common::unique_queue("canvas-rust");
     let py_queue = common::unique_queue("canvas-py");
     let mut rust_worker = common::KillOnDrop(
-        Command::new(common::example_binary("interop"))
+        common::example_command("interop")
             .env("CELERIAC_BROKER_URL", common::amqp_url())
             .env("CELERIAC_RESULT_BACKEND", redis_url())
             .env("CELERIAC_QUEUE", &rust_queue)

@@ -30,7 +30,7 @@ fn start_workers(test: &str, backend: &str) -> Workers {
     let rust_queue = common::unique_queue(&format!("{test}-rust"));
     let py_queue = common::unique_queue(&format!("{test}-py"));
     let rust = common::KillOnDrop(
-        Command::new(common::example_binary("interop"))
+        common::example_command("interop")
             .env("CELERIAC_BROKER_URL", common::amqp_url())
             .env("CELERIAC_RESULT_BACKEND", backend)
             .env("CELERIAC_QUEUE", &rust_queue)

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use celeriac::actors::amqp::{AMQPValue, BasicProperties};
@@ -95,7 +95,7 @@ fn bincode_length_bomb() -> Vec<u8> {
 /// An `interop` worker process on `queue`, logging to `log`.
 fn start_worker(queue: &str, accept: &str, log: &std::path::Path) -> KillOnDrop {
     let log_file = std::fs::File::create(log).expect("the log file is created");
-    let child = Command::new(example_binary("interop"))
+    let child = common::example_command("interop")
         .env("CELERIAC_RESULT_BACKEND", "rpc://")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)

@@ -18,7 +18,7 @@ async fn run_scenario(scenario: &str) {
     std::fs::create_dir_all(&touch_dir).expect("a scratch directory");
 
     let mut worker = KillOnDrop(
-        Command::new(example_binary("interop"))
+        common::example_command("interop")
             .env("CELERIAC_RESULT_BACKEND", "rpc://")
             .env("CELERIAC_BROKER_URL", amqp_url())
             .env("CELERIAC_QUEUE", &queue)

@@ -35,7 +35,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1013,7 +1013,7 @@ async fn channels_closed_by_soft_errors_lose_no_accepted_task() {
 /// `CONCURRENCY x PREFETCH_MULTIPLIER`, its log in `log`.
 fn interop_worker(queue: &str, log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).expect("the worker's log file");
-    let child = Command::new(example_binary("interop"))
+    let child = common::example_command("interop")
         .env("CELERIAC_RESULT_BACKEND", "rpc://")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)

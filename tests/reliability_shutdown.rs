@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use celeriac::{connect_broker, Config, Producer, SendError, Signature};
@@ -100,7 +100,7 @@ async fn a_send_waits_for_an_absent_broker_up_to_its_send_timeout_then_fails_cle
 /// to this test's stderr and collected in the returned `Collected`, so the test can wait
 /// for what the worker says it did.
 fn interop_worker(queue: &str) -> (KillOnDrop, Collected<String>) {
-    let mut child = Command::new(example_binary("interop"))
+    let mut child = common::example_command("interop")
         .env("CELERIAC_RESULT_BACKEND", "rpc://")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)
@@ -231,6 +231,7 @@ async fn a_publish_the_broker_keeps_nacking_is_retried_then_reported() {
     broker
         .declare_queue(QueueSpec {
             arguments,
+            bindings: Vec::new(),
             ..QueueSpec::durable(&queue)
         })
         .await

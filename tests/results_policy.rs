@@ -229,7 +229,7 @@ async fn python_flood(count: usize, backend: Option<&str>) -> (String, Duration)
     let log_path = dir.join("worker.log");
     let touched = dir.join("touched");
     let started = Instant::now();
-    let mut command = Command::new(example_binary("interop"));
+    let mut command = common::example_command("interop");
     command
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", &queue)

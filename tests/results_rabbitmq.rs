@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use celeriac::actors::amqp::{AMQPValue, BasicProperties, FieldTable};
@@ -466,7 +466,7 @@ async fn run_call(args: &[&str]) -> CallOutput {
 
 /// Runs the `call` example with `CELERIAC_RESULT_BACKEND` = `backend` (unset for `None`).
 async fn run_call_with(args: &[&str], backend: Option<&str>) -> CallOutput {
-    let mut command = Command::new(example_binary("call"));
+    let mut command = common::example_command("call");
     command.env_remove("CELERIAC_RESULT_BACKEND");
     if let Some(backend) = backend {
         command.env("CELERIAC_RESULT_BACKEND", backend);

@@ -530,7 +530,7 @@ async fn a_celeriac_worker_stores_in_redis_what_a_python_producer_reads() {
     let broker = common::connect(&config).await;
     let queue = common::unique_queue("redis-worker");
     let mut worker = common::KillOnDrop(
-        std::process::Command::new(common::example_binary("interop"))
+        common::example_command("interop")
             .env("CELERIAC_BROKER_URL", common::amqp_url())
             .env("CELERIAC_RESULT_BACKEND", redis_url())
             .env("CELERIAC_TRACK_STARTED", "true")

@@ -88,7 +88,7 @@ async fn python_celery_reads_over_tls_what_a_celeriac_worker_stores() {
     let queue = common::unique_queue("redis-tls-worker");
     let tls_url = redis_tls_url();
     let mut worker = common::KillOnDrop(
-        std::process::Command::new(common::example_binary("interop"))
+        common::example_command("interop")
             .env("CELERIAC_BROKER_URL", common::amqp_url())
             .env("CELERIAC_RESULT_BACKEND", &tls_url)
             .env("CELERIAC_TRACK_STARTED", "true")

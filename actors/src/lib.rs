@@ -29,7 +29,7 @@ pub mod supervisor;
 
 pub use broker::amqp::{AmqpBrokerActor, AmqpConfig, ReconnectPolicy, TlsConfig};
 pub use broker::memory::MemoryBrokerActor;
-pub use broker::{BrokerClient, QueueSpec};
+pub use broker::{BrokerClient, ExchangeSpec, QueueBinding, QueueSpec};
 pub use broker::{ConnectionEvent, SubscribeConnection};
 pub use consumer::{ConsumerActor, ConsumerSpec, Deliver};
 pub use delivery::{Acker, Delivery, OutboundMessage, Settlement};

@@ -86,6 +86,15 @@ pub struct SubscribeSupervisor(pub Recipient<SupervisorEvent>);
 #[rtype(result = "()")]
 pub struct StopConsumers;
 
+/// Stops consuming one queue for good (the remote `cancel_consumer`); answers once its
+/// consumer cancelled. Unknown queues are ignored.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopConsumer {
+    /// The queue.
+    pub queue: String,
+}
+
 /// Widens or narrows the prefetch window of the consumer with this tag, if it is still
 /// the queue's current consumer.
 #[derive(Debug, Message)]
@@ -326,6 +335,24 @@ impl Handler<StopConsumers> for ConsumerSupervisor {
                 .map(|consumer| consumer.send(StopConsuming));
             // A consumer that already stopped answers with an error: nothing left to cancel.
             futures::future::join_all(stops).await;
+        })
+    }
+}
+
+impl Handler<StopConsumer> for ConsumerSupervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, stop: StopConsumer, _: &mut Context<Self>) -> Self::Result {
+        // Forgotten first, so that its exit is not taken for a failure to restart.
+        let current = self
+            .consumers
+            .remove(&stop.queue)
+            .and_then(|entry| entry.current.map(|(_, addr)| addr));
+        self.emit(SupervisorEvent::Stopped { queue: stop.queue });
+        Box::pin(async move {
+            if let Some(consumer) = current {
+                let _ = consumer.send(StopConsuming).await;
+            }
         })
     }
 }

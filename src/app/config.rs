@@ -66,6 +66,9 @@ pub struct Config {
     /// `celeriac@<host name>`); what monitoring and remote control call the worker, and the
     /// `hostname` of STARTED results. See [`node_name`].
     pub hostname: String,
+    /// A file keeping the worker's revoked task ids across restarts (Celery's
+    /// `--statedb`); `None` keeps them in memory only. Format: see the worker's state db.
+    pub state_db: Option<std::path::PathBuf>,
     /// The result backend (Celery's `result_backend`): `None` stores no results;
     /// `Some("rpc://")` makes workers publish results to each message's reply queue and
     /// producers (`Producer::from_config`) declare one; `Some("redis://[:password@]host:port/db")`
@@ -125,6 +128,7 @@ impl Default for Config {
             prefetch_multiplier: 4,
             connection_name: "celeriac".to_string(),
             hostname: node_name("celeriac"),
+            state_db: None,
             result_backend: None,
             result_expires: Duration::from_secs(86_400),
             ignore_result: false,
@@ -148,7 +152,8 @@ impl Config {
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_RESULT_EXPIRES_S`,
     /// `CELERIAC_TASK_ROUTES` (`pattern=queue,...`), `CELERIAC_ACKS_LATE`,
     /// `CELERIAC_IGNORE_RESULT`, `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`,
-    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_HOSTNAME`, `CELERIAC_SEND_TIMEOUT_MS`,
+    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_HOSTNAME`, `CELERIAC_STATE_DB`,
+    /// `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
@@ -191,6 +196,9 @@ impl Config {
         }
         if let Some(name) = env_string("CELERIAC_HOSTNAME") {
             config.hostname = node_name(&name);
+        }
+        if let Some(path) = env_string("CELERIAC_STATE_DB") {
+            config.state_db = Some(std::path::PathBuf::from(path));
         }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
             config.broker_url = url.trim().to_string();
@@ -262,6 +270,7 @@ impl std::fmt::Debug for Config {
             .field("prefetch_multiplier", &self.prefetch_multiplier)
             .field("connection_name", &self.connection_name)
             .field("hostname", &self.hostname)
+            .field("state_db", &self.state_db)
             .field(
                 "result_backend",
                 &self.result_backend.as_deref().map(RedactedUrl),

@@ -132,6 +132,7 @@ impl QueueConfig {
         }
         QueueSpec {
             arguments,
+            bindings: Vec::new(),
             ..QueueSpec::durable(&self.name)
         }
     }

@@ -38,6 +38,12 @@ impl ExceptionInfo {
         }
     }
 
+    /// `TaskRevokedError([reason])` from `celery.exceptions`, stored for revoked tasks
+    /// (`"revoked"`, `"terminated"`).
+    pub fn revoked(reason: &str) -> Self {
+        Self::new("TaskRevokedError", "celery.exceptions", reason)
+    }
+
     /// `TaskRevokedError(["expired"])` from `celery.exceptions`, stored for expired tasks.
     pub fn revoked_expired() -> Self {
         Self::new("TaskRevokedError", "celery.exceptions", "expired")

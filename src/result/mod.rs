@@ -54,6 +54,7 @@ pub fn reply_queue_spec(name: impl Into<String>) -> QueueSpec {
         exclusive: false,
         auto_delete: true,
         arguments,
+        bindings: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ pub struct Blocking<T>(PhantomData<fn() -> T>);
 
 impl<T: BlockingTask> Task for Blocking<T> {
     const NAME: &'static str = T::NAME;
+    const BLOCKING: bool = true;
     type Args = T::Args;
     type Output = T::Output;
 

@@ -51,6 +51,9 @@ pub use registry::{ErasedTask, TaskRegistry};
 pub trait Task: Send + Sync + 'static {
     /// The name producers send it by, e.g. `"tasks.add"`.
     const NAME: &'static str;
+    /// Whether its run is a blocking-pool thread that cannot be interrupted (set by
+    /// `Blocking<T>`): `revoke(terminate=True)` then lets it finish and says so.
+    const BLOCKING: bool = false;
     /// The arguments.
     type Args: DeserializeOwned + Serialize + Send + 'static;
     /// What a successful run returns; encoded as JSON in results.

@@ -70,6 +70,12 @@ pub struct TaskOptions {
     /// Store a STARTED result when the task starts (Celery's `Task.track_started`);
     /// `None`: the worker's `Config::track_started`.
     pub track_started: Option<bool>,
+    /// At most this many starts of this task per worker (Celery's `Task.rate_limit`):
+    /// `"10/s"`, `"100/m"`, `"1000/h"` (a bare number is per second). Tasks over the rate
+    /// wait for their turn in the worker without taking an executor slot. The
+    /// `rate_limit` control command overrides it at run time. A string that does not
+    /// parse is logged and ignored.
+    pub rate_limit: Option<String>,
 }
 
 /// The default number of retries, as Celery's `Task.max_retries`.

@@ -27,6 +27,9 @@ pub trait ErasedTask: Send + Sync {
     /// The task's options.
     fn options(&self) -> &TaskOptions;
 
+    /// Whether it runs on a blocking-pool thread (cannot be interrupted).
+    fn blocking(&self) -> bool;
+
     /// Calls the task's `on_failure` hook.
     fn on_failure(&self, context: &TaskContext, error: &TaskError);
 
@@ -75,6 +78,10 @@ impl<T: Task> ErasedTask for Registered<T> {
 
     fn options(&self) -> &TaskOptions {
         &self.options
+    }
+
+    fn blocking(&self) -> bool {
+        T::BLOCKING
     }
 
     fn on_failure(&self, context: &TaskContext, error: &TaskError) {

@@ -87,6 +87,7 @@ impl EtaScheduler {
         );
         QueueSpec {
             arguments,
+            bindings: Vec::new(),
             ..QueueSpec::durable(format!("{queue}.celeriac.wait.{ttl_ms}ms"))
         }
     }
@@ -137,11 +138,14 @@ impl EtaScheduler {
 
 /// Holds `delivery` until `eta`, with the consumer's window widened by one meanwhile.
 /// False when the worker started stopping first (the caller requeues the message).
+///
+/// `revoked` resolving ends the wait early (true: the caller then finds it revoked).
 pub(crate) async fn hold_until(
     scheduler: &EtaScheduler,
     delivery: &Delivery,
     eta: DateTime<Utc>,
     mut draining: tokio::sync::watch::Receiver<bool>,
+    revoked: impl std::future::Future<Output = ()>,
 ) -> bool {
     let Ok(wait) = (eta - Utc::now()).to_std() else {
         return true;
@@ -150,6 +154,7 @@ pub(crate) async fn hold_until(
     scheduler.adjust(delivery, 1);
     let due = tokio::select! {
         () = actix_rt::time::sleep(wait) => true,
+        () = revoked => true,
         _ = draining.wait_for(|draining| *draining) => false,
     };
     scheduler.held.fetch_sub(1, Ordering::Relaxed);

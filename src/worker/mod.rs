@@ -1,13 +1,18 @@
 //! The worker: `WorkerSystem` wires the actors of `celeriac-actors` into a running worker,
 //! the dispatcher turns deliveries into task runs, and `TaskEvent`s report what happened.
 
+mod control;
 mod dispatcher;
 mod eta;
 mod events;
+mod limited_set;
 mod processing;
+mod rate_limit;
 mod result_rules;
 mod results;
 mod retry;
+mod state;
+mod state_db;
 mod system;
 mod workflow;
 
@@ -43,6 +48,14 @@ pub enum WorkerError {
     /// The Redis result backend cannot be used (address, password, URL).
     #[display("result backend: {_0}")]
     ResultBackend(crate::backend::redis::RedisBackendError),
+    /// Another live worker uses this node name (the broker refused its pidbox queue with
+    /// 405 RESOURCE_LOCKED).
+    #[display("node name {hostname:?} is in use by another live worker: give each worker a unique name (CELERIAC_HOSTNAME)")]
+    #[from(ignore)]
+    NodeNameInUse {
+        /// The node name.
+        hostname: String,
+    },
     /// The worker has no task registered.
     #[display("no task is registered: register tasks before starting the worker")]
     NoTasks,

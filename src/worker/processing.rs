@@ -106,6 +106,8 @@ pub(crate) struct Services {
     pub(crate) producer: Arc<Producer>,
     /// Early-acked deliveries still running (for a cold shutdown).
     pub(crate) running: RunningTasks,
+    /// What remote control sees: requests held, totals, revoked ids, rate limits.
+    pub(crate) worker_state: Arc<super::state::WorkerState>,
 }
 
 /// Settles a delivery, logging (not failing) when its channel is gone: the broker then
@@ -345,10 +347,14 @@ pub(crate) async fn process(
         return;
     };
 
-    if revoke_if_expired(&request, message.headers.expires).await {
+    let tracked = services.worker_state.received(&message, &delivery);
+    if revoke_if_revoked(&request).await
+        || revoke_if_expired(&request, message.headers.expires).await
+    {
         return;
     }
     if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
+        tracked.scheduled(eta, message.priority);
         match services.eta.decide(eta) {
             EtaDecision::Defer => {
                 match services.eta.defer(&delivery, eta).await {
@@ -366,14 +372,30 @@ pub(crate) async fn process(
                         request.id
                     ),
                 }
-                if !hold_until(&services.eta, &delivery, eta, draining).await {
+                if !hold_until(
+                    &services.eta,
+                    &delivery,
+                    eta,
+                    draining.clone(),
+                    services.worker_state.wait_revoked(&request.id),
+                )
+                .await
+                {
                     request.settle(Settlement::Reject { requeue: true }).await;
                     request.emit(TaskEventKind::Requeued);
                     return;
                 }
             }
             EtaDecision::Hold => {
-                if !hold_until(&services.eta, &delivery, eta, draining).await {
+                if !hold_until(
+                    &services.eta,
+                    &delivery,
+                    eta,
+                    draining.clone(),
+                    services.worker_state.wait_revoked(&request.id),
+                )
+                .await
+                {
                     request.settle(Settlement::Reject { requeue: true }).await;
                     request.emit(TaskEventKind::Requeued);
                     return;
@@ -388,12 +410,63 @@ pub(crate) async fn process(
             );
             return;
         }
-        if revoke_if_expired(&request, message.headers.expires).await {
+        tracked.reserved();
+        if revoke_if_revoked(&request).await
+            || revoke_if_expired(&request, message.headers.expires).await
+        {
             return;
         }
     }
 
-    run(&request, task.as_ref(), message).await;
+    // A rate-limited task waits for its token here, holding no executor slot; the
+    // consumer's window is widened by one meanwhile (as for a held ETA task), so that
+    // tasks of other names keep coming.
+    let rate = task
+        .options()
+        .rate_limit
+        .as_deref()
+        .and_then(|text| super::rate_limit::Rate::parse(text).ok().flatten());
+    let wait = services.worker_state.rate_limit_wait(&request.name, rate);
+    if !wait.is_zero() {
+        let turn = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        if !hold_until(
+            &services.eta,
+            &delivery,
+            turn,
+            draining,
+            services.worker_state.wait_revoked(&request.id),
+        )
+        .await
+        {
+            request.settle(Settlement::Reject { requeue: true }).await;
+            request.emit(TaskEventKind::Requeued);
+            return;
+        }
+        if !delivery.acker.is_usable() {
+            return;
+        }
+        if revoke_if_revoked(&request).await {
+            return;
+        }
+    }
+
+    run(&request, task.as_ref(), message, &tracked).await;
+}
+
+/// Acks a revoked task with a REVOKED result (reason "revoked"); true when it was revoked.
+async fn revoke_if_revoked(request: &Request<'_>) -> bool {
+    if !request.services.worker_state.is_revoked(&request.id) {
+        return false;
+    }
+    log::info!("task {}[{}] revoked: not run", request.name, request.id);
+    request.settle(Settlement::Ack).await;
+    request
+        .store_final_exception(TaskState::Revoked, &ExceptionInfo::revoked("revoked"))
+        .await;
+    request.emit(TaskEventKind::Revoked {
+        reason: "revoked".into(),
+    });
+    true
 }
 
 /// Acks an expired task with a REVOKED result; true when it was expired.
@@ -417,7 +490,12 @@ async fn revoke_if_expired(request: &Request<'_>, expires: Option<DateTime<Utc>>
 }
 
 /// Runs the task and handles its outcome.
-async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage) {
+async fn run(
+    request: &Request<'_>,
+    task: &dyn ErasedTask,
+    message: TaskMessage,
+    tracked: &super::state::Tracked,
+) {
     let services = request.services;
     let (hard_limit, soft_limit) = time_limits(&message, task, &services.defaults);
     let mut context = TaskContext::from_headers(&message.headers, &request.delivery.queue);
@@ -466,19 +544,42 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
     // the acker) can happen.
     let channel_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gone = channel_gone.clone();
+    // `revoke(terminate=True)` aborts an async run (a blocking one cannot be interrupted).
+    let (abort, registration) = futures::future::AbortHandle::new_pair();
+    let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let was_terminated = terminated.clone();
+    // Revoked while it waited for its slot: not run (checked when the slot is given).
+    let revoked_at_start = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let skip = revoked_at_start.clone();
     let job = async move {
-        if gone.load(std::sync::atomic::Ordering::SeqCst) {
+        if gone.load(std::sync::atomic::Ordering::SeqCst)
+            || skip.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return;
         }
-        let outcome = match soft_limit {
-            Some(limit) if hard_limit.is_none_or(|hard| limit < hard) => {
-                within_soft_limit(prepared, limit, hard_limit, soft_signal).await
+        let running = async move {
+            match soft_limit {
+                Some(limit) if hard_limit.is_none_or(|hard| limit < hard) => {
+                    within_soft_limit(prepared, limit, hard_limit, soft_signal).await
+                }
+                _ => prepared.await,
             }
-            _ => prepared.await,
+        };
+        let outcome = match futures::future::Abortable::new(running, registration).await {
+            Ok(outcome) => outcome,
+            Err(futures::future::Aborted) => {
+                was_terminated.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(TaskError::new(
+                    "TaskRevokedError",
+                    "celery.exceptions",
+                    "terminated",
+                ))
+            }
         };
         let _ = outcome_tx.send(outcome);
     }
     .boxed();
+    let abort = (!task.blocking()).then_some(abort);
     let (started_tx, started_rx) = oneshot::channel::<()>();
     let execution = services.pool.send(Execute {
         job,
@@ -486,16 +587,25 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
         on_start: Some(Box::new({
             let waiting = request.delivery.clone();
             let gone = channel_gone.clone();
+            let state = services.worker_state.clone();
+            let id = request.id.clone();
+            let revoked = revoked_at_start.clone();
             move || {
                 if !waiting.acker.is_usable() {
                     gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                } else if state.is_revoked(&id) {
+                    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 let _ = started_tx.send(());
             }
         })),
     });
     let on_start = async {
-        if started_rx.await.is_ok() && !channel_gone.load(std::sync::atomic::Ordering::SeqCst) {
+        if started_rx.await.is_ok()
+            && !channel_gone.load(std::sync::atomic::Ordering::SeqCst)
+            && !revoked_at_start.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tracked.started(!request.acks_late, abort);
             let guard = if request.acks_late {
                 None
             } else {
@@ -525,12 +635,29 @@ async fn run(request: &Request<'_>, task: &dyn ErasedTask, message: TaskMessage)
         return;
     }
 
+    if revoked_at_start.load(std::sync::atomic::Ordering::SeqCst) {
+        revoke_if_revoked(request).await;
+        return;
+    }
     let Some(outcome) = outcome_of(report, outcome_rx.await.ok(), hard_limit) else {
         // Never started (the worker is stopping): back to the queue, unacked.
         request.settle(Settlement::Reject { requeue: true }).await;
         request.emit(TaskEventKind::Requeued);
         return;
     };
+    if terminated.load(std::sync::atomic::Ordering::SeqCst) {
+        log::info!("task {}[{}] terminated (revoked)", request.name, request.id);
+        request
+            .store_final_exception(TaskState::Revoked, &ExceptionInfo::revoked("terminated"))
+            .await;
+        if request.acks_late {
+            request.settle(Settlement::Ack).await;
+        }
+        request.emit(TaskEventKind::Revoked {
+            reason: "terminated".into(),
+        });
+        return;
+    }
     let error = match outcome {
         Ok(result) => {
             log::info!("task {}[{}] succeeded", request.name, request.id);

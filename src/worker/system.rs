@@ -16,11 +16,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use super::control::{node_info, pidbox_queue, ControlHooks, PidboxActor};
 use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
 use super::eta::EtaScheduler;
 use super::events::{EventSink, TaskEvent};
 use super::processing::{RunningTasks, Services, WorkerDefaults};
 use super::results::{BackendKind, Destination, ResultStore};
+use super::state::WorkerState;
 use super::WorkerError;
 use crate::actors::broker::FlushAcks;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
@@ -129,6 +131,12 @@ impl WorkerBuilder {
             .iter()
             .map(|queue| self.config.queue_spec(queue))
             .collect();
+        // First: a second live worker of the same name is refused before it takes tasks.
+        let pidbox = pidbox_queue(&self.config.hostname);
+        self.broker
+            .declare_queue(pidbox.clone())
+            .await
+            .map_err(|error| node_name_in_use(&self.config.hostname, error))?;
         for spec in &specs {
             self.broker.declare_queue(spec.clone()).await?;
         }
@@ -153,6 +161,17 @@ impl WorkerBuilder {
             track_started: self.config.track_started,
         };
         let running = RunningTasks::default();
+        let revoked = match &self.config.state_db {
+            Some(path) => super::state_db::load(path, super::state::now_epoch()),
+            None => Default::default(),
+        };
+        let task_events = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker_state = Arc::new(WorkerState::new(
+            &self.config.hostname,
+            revoked,
+            task_events,
+        ));
+        let node = node_info(&self.config, &self.registry, &specs);
         let producer = Arc::new(Producer::new(self.broker.clone(), &self.config));
         let state = AppState::new(std::mem::take(&mut self.app_data));
         let registry = Arc::new(self.registry.clone());
@@ -176,6 +195,7 @@ impl WorkerBuilder {
                 state,
                 producer,
                 running: running.clone(),
+                worker_state: worker_state.clone(),
             })
         });
         let supervisor = supervisor_slot.ok_or(WorkerError::Broker(
@@ -187,7 +207,7 @@ impl WorkerBuilder {
         }
         .start();
         supervisor
-            .send(SubscribeSupervisor(watcher.recipient()))
+            .send(SubscribeSupervisor(watcher.clone().recipient()))
             .await?;
         for listener in self.supervisor_listeners {
             supervisor.send(SubscribeSupervisor(listener)).await?;
@@ -208,6 +228,36 @@ impl WorkerBuilder {
                 }))
                 .await?;
         }
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let control = PidboxActor::new(
+            worker_state.clone(),
+            node,
+            ControlHooks {
+                broker: self.broker.clone(),
+                supervisor: supervisor.clone(),
+                shutdown: shutdown_tx,
+                state_db: self.config.state_db.clone(),
+                config: self.config.clone(),
+            },
+        )
+        .start();
+        let pidbox_supervisor = ConsumerSupervisor::new(
+            self.broker.clone(),
+            control.recipient(),
+            self.restart_policy.clone(),
+        )
+        .start();
+        pidbox_supervisor
+            .send(SubscribeSupervisor(watcher.recipient()))
+            .await?;
+        pidbox_supervisor
+            .send(Supervise(ConsumerSpec {
+                queue: pidbox.name.clone(),
+                prefetch: PIDBOX_PREFETCH,
+                declare: Some(pidbox),
+                global_qos: false,
+            }))
+            .await?;
         log::info!(
             "worker started: queues {:?}, tasks {:?}, concurrency {}, prefetch {}",
             self.queues,
@@ -225,7 +275,26 @@ impl WorkerBuilder {
             close_broker_on_stop: self.close_broker_on_stop,
             running,
             shutdown_timeout: self.config.shutdown_timeout,
+            pidbox_supervisor,
+            shutdown,
+            worker_state,
+            state_db: self.config.state_db.clone(),
         })
+    }
+}
+
+/// The pidbox consumer's prefetch window (requests are acked as soon as they arrive).
+const PIDBOX_PREFETCH: u16 = 16;
+
+/// A 405 RESOURCE_LOCKED on the pidbox queue: another live worker has this node name.
+fn node_name_in_use(hostname: &str, error: crate::actors::BrokerError) -> WorkerError {
+    let text = error.to_string();
+    if text.contains("RESOURCE_LOCKED") || text.contains("405") {
+        WorkerError::NodeNameInUse {
+            hostname: hostname.to_string(),
+        }
+    } else {
+        WorkerError::Broker(error)
     }
 }
 
@@ -270,6 +339,14 @@ pub struct WorkerSystem {
     running: RunningTasks,
     /// How long a warm shutdown may take before it turns cold.
     shutdown_timeout: std::time::Duration,
+    /// Supervises the pidbox (remote control) consumer.
+    pidbox_supervisor: Addr<ConsumerSupervisor>,
+    /// Turns true on the remote `shutdown` command.
+    shutdown: watch::Receiver<bool>,
+    /// What remote control reads (and revoke writes).
+    worker_state: Arc<WorkerState>,
+    /// Where the revoked ids are saved on stop.
+    state_db: Option<std::path::PathBuf>,
 }
 
 impl WorkerSystem {
@@ -292,6 +369,27 @@ impl WorkerSystem {
     /// feature, to break consumers).
     pub fn supervisor(&self) -> &Addr<ConsumerSupervisor> {
         &self.supervisor
+    }
+
+    /// Resolves when the remote `shutdown` command arrives (`run_until_signal` stops then).
+    pub async fn shutdown_requested(&self) {
+        let mut remote = self.shutdown.clone();
+        let _ = remote.wait_for(|asked| *asked).await;
+    }
+
+    /// The "task events enabled" flag that the `enable_events` / `disable_events` commands
+    /// set (off at start).
+    pub fn task_events_enabled(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.worker_state.task_events().clone()
+    }
+
+    /// Writes the revoked ids to the state db, if there is one.
+    fn save_state(&self) {
+        if let Some(path) = &self.state_db {
+            if let Err(error) = super::state_db::save(path, &self.worker_state.revoked_entries()) {
+                log::error!("cannot write the state db {}: {error}", path.display());
+            }
+        }
     }
 
     /// How busy the executor pool is.
@@ -321,7 +419,12 @@ impl WorkerSystem {
             actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())
                 .map_err(|error| WorkerError::Signal(error.to_string()))?;
         let mut gave_up = self.gave_up.clone();
+        let mut remote = self.shutdown.clone();
         let outcome = tokio::select! {
+            _ = remote.wait_for(|asked| *asked) => {
+                log::info!("shutdown asked by remote control: warm shutdown");
+                Ok(())
+            }
             _ = actix_rt::signal::ctrl_c() => {
                 log::info!("SIGINT received: warm shutdown (a second signal makes it cold)");
                 Ok(())
@@ -369,7 +472,9 @@ impl WorkerSystem {
     /// Warm shutdown: stops consuming, requeues what has not started, lets running tasks
     /// finish, settles every message, then closes the broker connection.
     pub async fn stop(self) -> Result<(), WorkerError> {
+        self.pidbox_supervisor.send(StopConsumers).await?;
         self.supervisor.send(StopConsumers).await?;
+        self.save_state();
         self.dispatcher.send(BeginDrain).await?;
         self.pool.send(Drain).await?;
         self.dispatcher.send(WaitIdle).await?;
@@ -390,6 +495,7 @@ impl WorkerSystem {
     /// the connection closes. A task that was about to finish may so run twice
     /// (at-least-once); none is lost.
     pub async fn stop_cold(self) -> Result<(), WorkerError> {
+        self.save_state();
         Cold {
             broker: self.broker.clone(),
             supervisor: self.supervisor.clone(),

@@ -37,6 +37,9 @@ pub fn config(concurrency: usize) -> Config {
         concurrency,
         connect_timeout: Duration::from_secs(10),
         connection_name: "celeriac-tests".into(),
+        // Node names must be unique among live workers (the pidbox queue is exclusive),
+        // and the tests run many workers at once.
+        hostname: format!("test-{}@celeriac-test", uuid::Uuid::new_v4().simple()),
         ..Config::default()
     }
 }
@@ -133,6 +136,18 @@ pub fn collect<M: Message<Result = ()> + Send + Unpin + Clone + std::fmt::Debug 
 ) -> (Recipient<M>, Collected<M>) {
     let (recipient, receiver) = forward();
     (recipient, Collected::new(receiver))
+}
+
+/// A command running example binary `name` with a node name of its own
+/// (`CELERIAC_HOSTNAME`): node names must be unique among live workers, and tests run
+/// many at once.
+pub fn example_command(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(example_binary(name));
+    command.env(
+        "CELERIAC_HOSTNAME",
+        format!("{name}-{}@celeriac-test", uuid::Uuid::new_v4().simple()),
+    );
+    command
 }
 
 /// The example binary that `cargo test` built (it builds the examples next to the tests).

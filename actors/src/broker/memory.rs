@@ -168,6 +168,18 @@ impl Handler<DeclareQueue> for MemoryBrokerActor {
     }
 }
 
+impl Handler<super::DeclareExchange> for MemoryBrokerActor {
+    type Result = Result<(), BrokerError>;
+
+    /// Exchanges are not modelled: publishes route by routing key alone.
+    fn handle(&mut self, _: super::DeclareExchange, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Err(BrokerError::Closed);
+        }
+        Ok(())
+    }
+}
+
 impl Handler<PublishMessage> for MemoryBrokerActor {
     type Result = Result<(), BrokerError>;
 

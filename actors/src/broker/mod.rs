@@ -30,6 +30,31 @@ pub struct QueueSpec {
     pub auto_delete: bool,
     /// Queue arguments such as `x-max-priority`, `x-queue-type`, `x-expires`.
     pub arguments: FieldTable,
+    /// Exchanges the queue is bound to, each declared (idempotently) before the binding.
+    /// Declared again with the queue. The in-process broker ignores them.
+    pub bindings: Vec<QueueBinding>,
+}
+
+/// How an exchange is declared (idempotent; must match other clients' declarations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSpec {
+    /// The exchange name.
+    pub name: String,
+    /// `direct`, `fanout` or `topic`.
+    pub kind: String,
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Deleted when its last binding goes away.
+    pub auto_delete: bool,
+}
+
+/// A binding of a queue to an exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueBinding {
+    /// The exchange, declared before the binding.
+    pub exchange: ExchangeSpec,
+    /// The binding key (`""` for a fanout exchange).
+    pub routing_key: String,
 }
 
 impl QueueSpec {
@@ -41,6 +66,7 @@ impl QueueSpec {
             exclusive: false,
             auto_delete: false,
             arguments: FieldTable::default(),
+            bindings: Vec::new(),
         }
     }
 }
@@ -53,6 +79,11 @@ pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, BrokerError
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), BrokerError>")]
 pub struct DeclareQueue(pub QueueSpec);
+
+/// Declares an exchange (idempotent).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct DeclareExchange(pub ExchangeSpec);
 
 /// Publishes a message; answers once the broker has confirmed it.
 #[derive(Debug, Message)]
@@ -180,6 +211,8 @@ impl<A> FaultInjection for A {}
 pub struct BrokerClient {
     /// Declares queues.
     pub declare: Recipient<DeclareQueue>,
+    /// Declares exchanges.
+    pub declare_exchange: Recipient<DeclareExchange>,
     /// Publishes with confirms.
     pub publish: Recipient<PublishMessage>,
     /// Opens consumers.
@@ -212,6 +245,7 @@ impl BrokerClient {
     where
         A: Actor<Context = actix::Context<A>>
             + Handler<DeclareQueue>
+            + Handler<DeclareExchange>
             + Handler<PublishMessage>
             + Handler<OpenConsumer>
             + Handler<CancelConsumer>
@@ -226,6 +260,7 @@ impl BrokerClient {
     {
         BrokerClient {
             declare: addr.clone().recipient(),
+            declare_exchange: addr.clone().recipient(),
             publish: addr.clone().recipient(),
             open_consumer: addr.clone().recipient(),
             cancel_consumer: addr.clone().recipient(),
@@ -244,6 +279,11 @@ impl BrokerClient {
     /// Declares a queue.
     pub async fn declare_queue(&self, spec: QueueSpec) -> Result<(), BrokerError> {
         self.declare.send(DeclareQueue(spec)).await?
+    }
+
+    /// Declares an exchange.
+    pub async fn declare_exchange(&self, spec: ExchangeSpec) -> Result<(), BrokerError> {
+        self.declare_exchange.send(DeclareExchange(spec)).await?
     }
 
     /// Publishes a message and waits for the broker's confirm.

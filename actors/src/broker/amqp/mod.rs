@@ -26,7 +26,7 @@ use actix::prelude::*;
 use futures::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, Event};
@@ -37,9 +37,9 @@ use self::link::{ChannelSlot, Link, LinkState};
 pub use self::redact::{redact_url, scrub_password, RedactedUrl};
 pub use self::tls::TlsConfig;
 use super::{
-    CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
-    SubscribeConnection,
+    CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareExchange,
+    DeclareQueue, DeleteQueue, DeliveryStream, ExchangeSpec, FlushAcks, OpenConsumer,
+    PublishMessage, QueueSpec, SetPrefetch, SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -425,8 +425,60 @@ async fn declare(
     channel
         .queue_declare(spec.name.as_str().into(), options, spec.arguments.clone())
         .await
-        .map(|_| ())
-        .map_err(|error| BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error))
+        .map_err(|error| BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error))?;
+    for binding in &spec.bindings {
+        declare_exchange(slot, &binding.exchange, deadline).await?;
+        let channel = slot.get(Some(deadline)).await?;
+        channel
+            .queue_bind(
+                spec.name.as_str().into(),
+                binding.exchange.name.as_str().into(),
+                binding.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| {
+                let what = format!(
+                    "queue.bind \"{}\" to \"{}\"",
+                    spec.name, binding.exchange.name
+                );
+                BrokerError::amqp(what, &error)
+            })?;
+    }
+    Ok(())
+}
+
+/// Declares an exchange on the topology channel.
+async fn declare_exchange(
+    slot: &ChannelSlot,
+    spec: &ExchangeSpec,
+    deadline: Instant,
+) -> Result<(), BrokerError> {
+    let channel = slot.get(Some(deadline)).await?;
+    let kind = match spec.kind.as_str() {
+        "direct" => lapin::ExchangeKind::Direct,
+        "fanout" => lapin::ExchangeKind::Fanout,
+        "topic" => lapin::ExchangeKind::Topic,
+        "headers" => lapin::ExchangeKind::Headers,
+        other => lapin::ExchangeKind::Custom(other.to_string()),
+    };
+    let options = ExchangeDeclareOptions {
+        passive: false,
+        durable: spec.durable,
+        auto_delete: spec.auto_delete,
+        internal: false,
+        nowait: false,
+    };
+    channel
+        .exchange_declare(
+            spec.name.as_str().into(),
+            kind,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|error| BrokerError::amqp(format!("exchange.declare \"{}\"", spec.name), &error))
 }
 
 /// Runs `operation` until it succeeds, fails for another reason than a lost connection, or
@@ -585,6 +637,26 @@ impl Handler<DeclareQueue> for AmqpBrokerActor {
             actor.declared.insert(spec.name.clone(), spec);
             Ok(())
         }))
+    }
+}
+
+impl Handler<DeclareExchange> for AmqpBrokerActor {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(
+        &mut self,
+        DeclareExchange(spec): DeclareExchange,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        if let Err(error) = self.check_open() {
+            return Box::pin(async move { Err(error) });
+        }
+        let slot = self.topology_channel.clone();
+        let deadline = Instant::now() + self.config.send_timeout;
+        Box::pin(async move {
+            let what = format!("declaring exchange \"{}\"", spec.name);
+            retry_until(&what, deadline, || declare_exchange(&slot, &spec, deadline)).await
+        })
     }
 }
 

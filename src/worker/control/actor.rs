@@ -1,0 +1,292 @@
+//! `PidboxActor`: receives the deliveries of the node's pidbox queue (consumed under a
+//! `ConsumerSupervisor` of its own, so it is restarted and declared again after a
+//! reconnection), answers each request with the pure functions of `commands`, applies
+//! what they decide and publishes the reply.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use super::commands::{answer_to, Action, NodeInfo};
+use super::node::reply_exchange;
+use super::request::{decide, ControlRequest, RequestHeaders, Skip};
+use crate::actors::amqp::{AMQPValue, BasicProperties, FieldTable, LongString};
+use crate::actors::consumer::Deliver;
+use crate::actors::supervisor::Supervise;
+use crate::actors::{BrokerClient, ConsumerSpec, ConsumerSupervisor, OutboundMessage, Settlement};
+use crate::app::Config;
+use crate::log_text::clip;
+use crate::worker::state::{now_epoch, WorkerState};
+
+/// What the actor acts on besides the state.
+pub(crate) struct ControlHooks {
+    /// Publishes replies, declares reply exchanges and added queues.
+    pub(crate) broker: BrokerClient,
+    /// The task consumers' supervisor (`add_consumer`).
+    pub(crate) supervisor: Addr<ConsumerSupervisor>,
+    /// Set by `shutdown`; `WorkerSystem::run_until_signal` watches it.
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// Where revoked ids are kept across restarts (`CELERIAC_STATE_DB`).
+    pub(crate) state_db: Option<PathBuf>,
+    /// For the declarations of queues added at run time.
+    pub(crate) config: Config,
+}
+
+/// Answers remote-control requests.
+pub(crate) struct PidboxActor {
+    state: Arc<WorkerState>,
+    node: NodeInfo,
+    hooks: Arc<ControlHooks>,
+    /// Reply exchanges declared so far.
+    declared: HashSet<String>,
+}
+
+impl PidboxActor {
+    /// An actor answering for `state`'s node.
+    pub(crate) fn new(state: Arc<WorkerState>, node: NodeInfo, hooks: ControlHooks) -> Self {
+        PidboxActor {
+            state,
+            node,
+            hooks: Arc::new(hooks),
+            declared: HashSet::new(),
+        }
+    }
+
+    /// Applies what a command decided.
+    fn apply(&mut self, action: Action, ctx: &mut Context<Self>) {
+        match action {
+            Action::None => {}
+            Action::Revoke { ids, terminate } => {
+                let stopped = self.state.revoke(&ids, terminate);
+                log::info!(
+                    "tasks flagged as revoked: {}{}",
+                    clip(&ids.join(", ")),
+                    if stopped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (terminated: {})", stopped.join(", "))
+                    }
+                );
+                if let Some(path) = self.hooks.state_db.clone() {
+                    let entries = self.state.revoked_entries();
+                    ctx.spawn(
+                        async move {
+                            let written = actix_rt::task::spawn_blocking(move || {
+                                super::super::state_db::save(&path, &entries)
+                                    .map_err(|error| format!("{}: {error}", path.display()))
+                            })
+                            .await;
+                            match written {
+                                Ok(Ok(())) => {}
+                                Ok(Err(error)) => log::error!("cannot write the state db {error}"),
+                                Err(error) => log::error!("cannot write the state db: {error}"),
+                            }
+                        }
+                        .into_actor(self),
+                    );
+                }
+            }
+            Action::RateLimit { task, rate } => {
+                log::info!(
+                    "rate limit of {task}: {}",
+                    rate.as_ref().map_or("off", |(text, _)| text.as_str())
+                );
+                self.state.set_rate_limit(&task, rate);
+            }
+            Action::TaskEvents(on) => {
+                self.state.task_events().store(on, Ordering::Relaxed);
+                log::info!("task events {}", if on { "enabled" } else { "disabled" });
+            }
+            Action::Heartbeat => log::debug!("heartbeat requested by remote"),
+            Action::AddConsumer(queue) => {
+                let hooks = self.hooks.clone();
+                ctx.spawn(
+                    async move {
+                        let spec = hooks.config.queue_spec(&queue);
+                        let quorum = matches!(
+                            spec.arguments.inner().get("x-queue-type"),
+                            Some(AMQPValue::LongString(kind)) if kind.to_string() == "quorum"
+                        );
+                        if let Err(error) = hooks.broker.declare_queue(spec.clone()).await {
+                            log::error!("add_consumer {queue}: {error}");
+                            return;
+                        }
+                        let supervised = hooks.supervisor.send(Supervise(ConsumerSpec {
+                            queue: queue.clone(),
+                            prefetch: hooks.config.prefetch(),
+                            declare: Some(spec),
+                            global_qos: !quorum,
+                        }));
+                        match supervised.await {
+                            Ok(()) => log::info!("now consuming from {queue} (add_consumer)"),
+                            Err(error) => log::error!("add_consumer {queue}: {error}"),
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Action::CancelConsumer(queue) => {
+                let supervisor = self.hooks.supervisor.clone();
+                ctx.spawn(
+                    async move {
+                        let stopped = supervisor
+                            .send(crate::actors::supervisor::StopConsumer {
+                                queue: queue.clone(),
+                            })
+                            .await;
+                        match stopped {
+                            Ok(()) => {
+                                log::info!("no longer consuming from {queue} (cancel_consumer)")
+                            }
+                            Err(error) => log::error!("cancel_consumer {queue}: {error}"),
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Action::Shutdown => {
+                log::warn!("Got shutdown from remote");
+                self.hooks.shutdown.send_replace(true);
+            }
+        }
+    }
+
+    /// Publishes `reply` (declaring the reply exchange first, once).
+    fn reply(
+        &mut self,
+        request: &ControlRequest,
+        reply: Value,
+        clock: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(reply_to) = request.reply_to.clone() else {
+            return;
+        };
+        let mut body = Map::new();
+        body.insert(self.state.hostname().to_string(), reply);
+        let body = match serde_json::to_vec(&Value::Object(body)) {
+            Ok(body) => body,
+            Err(error) => {
+                log::error!(
+                    "control reply to {}: cannot encode it: {error}",
+                    request.method
+                );
+                return;
+            }
+        };
+        let mut headers = FieldTable::default();
+        if let Some(ticket) = &request.ticket {
+            headers.insert(
+                "ticket".into(),
+                AMQPValue::LongString(LongString::from(ticket.as_str())),
+            );
+        }
+        headers.insert(
+            "clock".into(),
+            AMQPValue::LongLongInt(i64::try_from(clock).unwrap_or(i64::MAX)),
+        );
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_content_encoding("utf-8".into())
+            .with_delivery_mode(1)
+            .with_headers(headers);
+        let message = OutboundMessage {
+            exchange: reply_to.exchange.clone(),
+            routing_key: reply_to.routing_key.clone(),
+            properties,
+            body,
+        };
+        let declare = self
+            .declared
+            .insert(reply_to.exchange.clone())
+            .then(|| reply_exchange(&reply_to.exchange));
+        let broker = self.hooks.broker.clone();
+        let method = request.method.clone();
+        ctx.spawn(
+            async move {
+                if let Some(exchange) = declare {
+                    if let Err(error) = broker.declare_exchange(exchange).await {
+                        log::warn!("control reply to {method}: {error}");
+                        return;
+                    }
+                }
+                // The client's reply queue may be gone (it stopped waiting): not an error
+                // of ours.
+                if let Err(error) = broker.publish(message).await {
+                    log::info!("control reply to {method} not delivered: {error}");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for PidboxActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Deliver> for PidboxActor {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(delivery): Deliver, ctx: &mut Context<Self>) {
+        // Settled at once: a request is handled once or not at all (kombu consumes pidbox
+        // queues with no_ack).
+        let acker = delivery.acker.clone();
+        ctx.spawn(
+            async move {
+                if let Err(error) = acker.settle(Settlement::Ack).await {
+                    log::debug!("control request: ack failed: {error}");
+                }
+            }
+            .into_actor(self),
+        );
+        let request: ControlRequest = match serde_json::from_slice(&delivery.body) {
+            Ok(request) => request,
+            Err(error) => {
+                log::warn!(
+                    "malformed control request dropped ({error}): {}",
+                    clip(&String::from_utf8_lossy(&delivery.body))
+                );
+                return;
+            }
+        };
+        let headers = RequestHeaders::from_table(delivery.properties.headers().as_ref());
+        let clock = self.state.tick(headers.clock);
+        match decide(&request, &headers, self.state.hostname(), now_epoch()) {
+            Ok(()) => {}
+            Err(Skip::NotForUs) => return,
+            Err(Skip::Expired) => {
+                log::info!("control request {} expired: ignored", clip(&request.method));
+                return;
+            }
+            Err(Skip::UnsupportedMatcher(matcher)) => {
+                log::warn!(
+                    "control request {} uses matcher {matcher:?}: only glob is supported; ignored",
+                    clip(&request.method)
+                );
+                return;
+            }
+        }
+        log::debug!("control request {}", clip(&request.method));
+        let answer = answer_to(
+            &request.method,
+            &request.arguments,
+            &self.node,
+            &self.state.snapshot(),
+        );
+        if answer.reply.get("error").is_some() {
+            log::warn!(
+                "control command {} failed: {}",
+                clip(&request.method),
+                answer.reply
+            );
+        }
+        self.reply(&request, answer.reply, clock, ctx);
+        self.apply(answer.action, ctx);
+    }
+}

@@ -1,0 +1,267 @@
+//! The replies against Celery 5.7's, captured (tests/fixtures/pidbox/).
+
+use chrono::TimeZone;
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::worker::state::{Held, RequestInfo, Snapshot};
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/pidbox/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let document: Value = serde_json::from_str(&text).expect("json");
+    document["body"]["probe_worker@vm"].clone()
+}
+
+/// The keys of an object, recursively, with the JSON type of each leaf.
+fn shape(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    // The arguments are whatever the task got.
+                    let leaf = if key == "args" || key == "kwargs" {
+                        json!("arguments")
+                    } else {
+                        shape(value)
+                    };
+                    (key.clone(), leaf)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().take(1).map(shape).collect()),
+        Value::Null => json!("null"),
+        Value::Bool(_) => json!("bool"),
+        Value::Number(_) => json!("number"),
+        Value::String(_) => json!("string"),
+    }
+}
+
+fn info(id: &str, started: bool) -> RequestInfo {
+    RequestInfo {
+        id: id.into(),
+        name: "probe.add".into(),
+        args: json!([1, 2]),
+        kwargs: json!({}),
+        hostname: "probe_worker@vm".into(),
+        time_start: started.then_some(1795467722.45),
+        acknowledged: started,
+        exchange: String::new(),
+        routing_key: "probe_celery".into(),
+        priority: 0,
+        redelivered: false,
+        worker_pid: started.then_some(5331),
+    }
+}
+
+fn node() -> NodeInfo {
+    let mut tasks = BTreeMap::new();
+    tasks.insert("probe.add".to_string(), None);
+    tasks.insert("probe.limited".to_string(), Some("10/s".to_string()));
+    tasks.insert("celery.chord_unlock".to_string(), None);
+    NodeInfo {
+        tasks,
+        ..NodeInfo::default()
+    }
+}
+
+fn busy() -> Snapshot {
+    let eta = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 23, 21, 3, 2)
+        .single();
+    Snapshot {
+        held: vec![
+            Held {
+                info: info("a", true),
+                phase: Phase::Active { blocking: false },
+            },
+            Held {
+                info: info("r", false),
+                phase: Phase::Reserved,
+            },
+            Held {
+                info: info("s", false),
+                phase: Phase::Scheduled {
+                    eta: eta.expect("a date"),
+                    priority: None,
+                },
+            },
+            Held {
+                info: info("b", true),
+                phase: Phase::Active { blocking: true },
+            },
+        ],
+        clock: 7,
+        ..Snapshot::default()
+    }
+}
+
+fn reply(method: &str, arguments: Value, state: &Snapshot) -> Answer {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments are an object")
+    };
+    answer_to(method, &arguments, &node(), state)
+}
+
+#[test]
+fn replies_have_celerys_shapes() {
+    let state = busy();
+    let none = Map::new();
+    let _ = none;
+    assert_eq!(
+        reply("ping", json!({}), &state).reply,
+        fixture("reply_ping")
+    );
+    assert_eq!(
+        shape(&reply("active", json!({}), &state).reply[0]),
+        shape(&fixture("reply_active_busy")[0])
+    );
+    assert_eq!(
+        shape(&reply("reserved", json!({}), &state).reply[0]),
+        shape(&fixture("reply_reserved_busy")[0])
+    );
+    assert_eq!(
+        shape(&reply("scheduled", json!({}), &state).reply[0]),
+        shape(&fixture("reply_scheduled_busy")[0])
+    );
+    assert_eq!(
+        reply("scheduled", json!({}), &state).reply[0]["eta"],
+        fixture("reply_scheduled_busy")[0]["eta"]
+            .as_str()
+            .map(|eta| eta.replace(".367963", ".000000"))
+            .map_or(Value::Null, Value::from)
+    );
+    let query = reply("query_task", json!({"ids": ["a", "s"]}), &state).reply;
+    assert_eq!(query["a"][0], json!("active"));
+    assert_eq!(query["s"][0], json!("scheduled"));
+    assert_eq!(
+        shape(&query["a"][1]),
+        shape(&fixture("reply_active_busy")[0])
+    );
+    assert_eq!(
+        reply("query_task", json!({"ids": ["zzz"]}), &state).reply,
+        json!({})
+    );
+    assert_eq!(reply("clock", json!({}), &state).reply, json!({"clock": 7}));
+    assert_eq!(
+        reply("no_such_command", json!({}), &state).reply,
+        fixture("reply_no_such_command")
+    );
+    assert_eq!(
+        reply("registered", json!({"taskinfoitems": []}), &state).reply,
+        json!(["probe.add", "probe.limited [rate_limit=10/s]"])
+    );
+}
+
+#[test]
+fn revoke_replies_and_actions() {
+    let state = busy();
+    let answer = reply(
+        "revoke",
+        json!({"task_id": ["00000000-0000-4000-9000-000000000011"]}),
+        &state,
+    );
+    assert_eq!(
+        answer.reply,
+        json!({"ok": "tasks {'00000000-0000-4000-9000-000000000011'} flagged as revoked"})
+    );
+    assert_eq!(
+        answer.action,
+        Action::Revoke {
+            ids: vec!["00000000-0000-4000-9000-000000000011".into()],
+            terminate: false
+        }
+    );
+    let single = reply("revoke", json!({"task_id": "x"}), &state);
+    assert_eq!(
+        single.reply,
+        json!({"ok": "tasks {'x'} flagged as revoked"})
+    );
+    let unknown = reply(
+        "revoke",
+        json!({"task_id": ["x"], "terminate": true}),
+        &state,
+    );
+    assert_eq!(unknown.reply, json!({"ok": "terminate: tasks unknown"}));
+    let running = reply(
+        "revoke",
+        json!({"task_id": ["a"], "terminate": true}),
+        &state,
+    );
+    assert_eq!(running.reply, json!({"ok": "terminate: a"}));
+    let blocking = reply(
+        "revoke",
+        json!({"task_id": ["a", "b"], "terminate": true}),
+        &state,
+    );
+    let text = blocking.reply["ok"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        text.starts_with("terminate: a; b cannot be interrupted"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rate_limit_replies() {
+    let state = Snapshot::default();
+    let set = reply(
+        "rate_limit",
+        json!({"task_name": "probe.add", "rate_limit": "10/s"}),
+        &state,
+    );
+    assert_eq!(set.reply, json!({"ok": "new rate limit set successfully"}));
+    assert!(
+        matches!(set.action, Action::RateLimit { ref task, rate: Some(_) } if task == "probe.add")
+    );
+    let off = reply(
+        "rate_limit",
+        json!({"task_name": "probe.add", "rate_limit": null}),
+        &state,
+    );
+    assert_eq!(off.reply, json!({"ok": "rate limit disabled successfully"}));
+    let unknown = reply(
+        "rate_limit",
+        json!({"task_name": "nope", "rate_limit": "1/s"}),
+        &state,
+    );
+    assert_eq!(unknown.reply, json!({"error": "unknown task"}));
+    assert_eq!(unknown.action, Action::None);
+    let bad = reply(
+        "rate_limit",
+        json!({"task_name": "probe.add", "rate_limit": "x/s"}),
+        &state,
+    );
+    assert!(bad.reply["error"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Invalid rate limit string"));
+}
+
+#[test]
+fn events_switch_replies() {
+    let off = Snapshot::default();
+    let on = Snapshot {
+        task_events: true,
+        ..Snapshot::default()
+    };
+    assert_eq!(
+        reply("enable_events", json!({}), &off).reply,
+        json!({"ok": "task events enabled"})
+    );
+    assert_eq!(
+        reply("enable_events", json!({}), &on).reply,
+        json!({"ok": "task events already enabled"})
+    );
+    assert_eq!(
+        reply("disable_events", json!({}), &on).reply,
+        json!({"ok": "task events disabled"})
+    );
+    assert_eq!(reply("heartbeat", json!({}), &on).reply, Value::Null);
+    assert_eq!(reply("heartbeat", json!({}), &on).action, Action::Heartbeat);
+}

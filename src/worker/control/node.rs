@@ -1,0 +1,188 @@
+//! What the replies say about the node that does not change while it runs: the pidbox
+//! queue it consumes, its queues as kombu describes them, its broker (no password), pool
+//! and configuration.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::commands::NodeInfo;
+use crate::actors::amqp::{AMQPValue, FieldTable};
+use crate::actors::{ExchangeSpec, QueueBinding, QueueSpec};
+use crate::app::Config;
+use crate::protocol::amqp::table_to_json;
+use crate::task::TaskRegistry;
+
+/// The fanout exchange every control request is published to.
+pub(crate) const PIDBOX_EXCHANGE: &str = "celery.pidbox";
+
+/// The node's pidbox queue, declared as kombu's `Mailbox` declares it: not durable,
+/// exclusive (so a second node of the same name is refused with 405 RESOURCE_LOCKED),
+/// auto-delete, `x-message-ttl` 300000 and `x-expires` 10000, bound to `celery.pidbox`.
+pub(crate) fn pidbox_queue(hostname: &str) -> QueueSpec {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-message-ttl".into(), AMQPValue::LongInt(300_000));
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(10_000));
+    QueueSpec {
+        name: format!("{hostname}.{PIDBOX_EXCHANGE}"),
+        durable: false,
+        exclusive: true,
+        auto_delete: true,
+        arguments,
+        bindings: vec![QueueBinding {
+            exchange: ExchangeSpec {
+                name: PIDBOX_EXCHANGE.into(),
+                kind: "fanout".into(),
+                durable: false,
+                auto_delete: false,
+            },
+            routing_key: String::new(),
+        }],
+    }
+}
+
+/// The reply exchange (direct, not durable), declared before the first reply to it.
+pub(crate) fn reply_exchange(name: &str) -> ExchangeSpec {
+    ExchangeSpec {
+        name: name.to_string(),
+        kind: "direct".into(),
+        durable: false,
+        auto_delete: false,
+    }
+}
+
+/// kombu's `Queue.as_dict(recurse=True)` for a task queue as Celery declares it: bound
+/// to the direct exchange of the same name with the queue name as key.
+pub(crate) fn kombu_queue(spec: &QueueSpec) -> Value {
+    let arguments = table_to_json(&spec.arguments);
+    json!({
+        "name": spec.name,
+        "exchange": {
+            "name": spec.name,
+            "type": "direct",
+            "arguments": null,
+            "durable": true,
+            "passive": false,
+            "auto_delete": false,
+            "delivery_mode": null,
+            "no_declare": false,
+        },
+        "routing_key": spec.name,
+        "queue_arguments": if arguments.is_empty() { Value::Null } else { Value::Object(arguments) },
+        "binding_arguments": null,
+        "consumer_arguments": null,
+        "durable": spec.durable,
+        "exclusive": spec.exclusive,
+        "auto_delete": spec.auto_delete,
+        "no_ack": false,
+        "alias": null,
+        "bindings": [],
+        "no_declare": null,
+        "expires": null,
+        "message_ttl": null,
+        "max_length": null,
+        "max_length_bytes": null,
+        "max_priority": null,
+    })
+}
+
+/// The `broker` object of `stats`, read from the URL; never the password.
+fn broker_info(config: &Config) -> Value {
+    let parsed = url::Url::parse(&config.broker_url).ok();
+    let tls = parsed.as_ref().is_some_and(|url| url.scheme() == "amqps");
+    let host = parsed
+        .as_ref()
+        .and_then(|url| url.host_str().map(str::to_string));
+    let port = parsed
+        .as_ref()
+        .and_then(url::Url::port)
+        .unwrap_or(if tls { 5671 } else { 5672 });
+    let user = parsed
+        .as_ref()
+        .map(|url| url.username().to_string())
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| "guest".into());
+    let vhost = parsed
+        .as_ref()
+        .map(|url| {
+            url.path()
+                .trim_start_matches('/')
+                .replace("%2f", "/")
+                .replace("%2F", "/")
+        })
+        .filter(|vhost| !vhost.is_empty())
+        .unwrap_or_else(|| "/".into());
+    json!({
+        "hostname": host,
+        "userid": user,
+        "virtual_host": vhost,
+        "port": port,
+        "insist": false,
+        "ssl": tls,
+        "transport": "amqp",
+        "connect_timeout": config.connect_timeout.as_secs_f64(),
+        "transport_options": {},
+        "login_method": "PLAIN",
+        "uri_prefix": null,
+        "heartbeat": config.broker_heartbeat.as_secs_f64(),
+        "failover_strategy": "round-robin",
+        "alternates": [],
+        "credential_provider": null,
+    })
+}
+
+/// Everything the replies need about the node.
+pub(crate) fn node_info(
+    config: &Config,
+    registry: &TaskRegistry,
+    queues: &[QueueSpec],
+) -> NodeInfo {
+    let tasks: BTreeMap<String, Option<String>> = registry
+        .names()
+        .into_iter()
+        .map(|name| {
+            let rate = registry
+                .get(&name)
+                .and_then(|task| task.options().rate_limit.clone());
+            (name, rate)
+        })
+        .collect();
+    let pid = std::process::id();
+    let limit = |limit: Option<std::time::Duration>| limit.map_or(0.0, |l| l.as_secs_f64());
+    let redact = |url: &str| crate::actors::broker::amqp::redact_url(url);
+    let mut conf = Map::new();
+    conf.insert("broker_url".into(), json!(redact(&config.broker_url)));
+    conf.insert(
+        "result_backend".into(),
+        json!(config.result_backend.as_deref().map(redact)),
+    );
+    conf.insert("task_default_queue".into(), json!(config.default_queue));
+    conf.insert(
+        "task_queues".into(),
+        Value::Array(queues.iter().map(kombu_queue).collect()),
+    );
+    conf.insert("task_acks_late".into(), json!(config.acks_late));
+    conf.insert("task_track_started".into(), json!(config.track_started));
+    conf.insert("task_ignore_result".into(), json!(config.ignore_result));
+    conf.insert("worker_concurrency".into(), json!(config.concurrency));
+    conf.insert(
+        "worker_prefetch_multiplier".into(),
+        json!(config.prefetch_multiplier),
+    );
+    NodeInfo {
+        tasks,
+        queues: queues.iter().map(kombu_queue).collect(),
+        broker: broker_info(config),
+        pool: json!({
+            "implementation": "celeriac:ExecutorPool",
+            "max-concurrency": config.concurrency,
+            "processes": [pid],
+            "max-tasks-per-child": "N/A",
+            "put-guarded-by-semaphore": false,
+            "timeouts": [limit(config.soft_time_limit), limit(config.time_limit)],
+        }),
+        prefetch_count: u64::from(config.prefetch()),
+        conf: Value::Object(conf),
+        pid,
+    }
+}
