@@ -5,6 +5,7 @@
 //! recipients, so the worker and the producer do not care which broker is behind it.
 
 pub mod amqp;
+pub mod exchange;
 pub mod memory;
 
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 use futures::Stream;
 use lapin::types::FieldTable;
 
+pub use self::exchange::{DeclareExchange, ExchangeSpec, PublishTransient};
 use crate::delivery::{Delivery, OutboundMessage};
 use crate::error::BrokerError;
 
@@ -204,6 +206,10 @@ pub struct BrokerClient {
     pub subscribe_connection: Recipient<SubscribeConnection>,
     /// Flushes batched acks.
     pub flush_acks: Recipient<FlushAcks>,
+    /// Declares exchanges.
+    pub declare_exchange: Recipient<DeclareExchange>,
+    /// Publishes transient messages (events): once, not mandatory, unconfirmed.
+    pub publish_transient: Recipient<PublishTransient>,
 }
 
 impl BrokerClient {
@@ -222,7 +228,9 @@ impl BrokerClient {
             + Handler<CloseBroker>
             + FaultInjection
             + Handler<SubscribeConnection>
-            + Handler<FlushAcks>,
+            + Handler<FlushAcks>
+            + Handler<DeclareExchange>
+            + Handler<PublishTransient>,
     {
         BrokerClient {
             declare: addr.clone().recipient(),
@@ -238,6 +246,8 @@ impl BrokerClient {
             break_channel: addr.clone().recipient(),
             subscribe_connection: addr.clone().recipient(),
             flush_acks: addr.clone().recipient(),
+            declare_exchange: addr.clone().recipient(),
+            publish_transient: addr.clone().recipient(),
         }
     }
 
@@ -259,6 +269,11 @@ impl BrokerClient {
     /// Deletes a queue.
     pub async fn delete_queue(&self, queue: &str) -> Result<u32, BrokerError> {
         self.delete.send(DeleteQueue(queue.to_string())).await?
+    }
+
+    /// Declares an exchange.
+    pub async fn declare_exchange(&self, spec: ExchangeSpec) -> Result<(), BrokerError> {
+        self.declare_exchange.send(DeclareExchange(spec)).await?
     }
 
     /// Closes the broker connection.

@@ -14,6 +14,7 @@
 
 pub mod acks;
 mod connect;
+mod exchange;
 mod link;
 mod redact;
 mod tls;
