@@ -344,6 +344,10 @@ pub(crate) async fn process(
         });
         return;
     };
+    if services.events.wants_received() {
+        let info = super::events::ReceivedInfo::of(&message);
+        request.emit(TaskEventKind::Received(Box::new(info)));
+    }
 
     if revoke_if_expired(&request, message.headers.expires).await {
         return;

@@ -31,6 +31,8 @@ use crate::actors::{
 };
 use crate::app::{Config, Producer, QueueConfig};
 use crate::backend::redis::{RedisBackendConfig, RedisResults};
+use crate::monitor::publisher::{EventPublisher, StopEvents};
+use crate::monitor::TaskEvents;
 use crate::task::{AppState, Blocking, BlockingTask, Task, TaskRegistry};
 
 /// Configures a `WorkerSystem`.
@@ -156,7 +158,17 @@ impl WorkerBuilder {
         let producer = Arc::new(Producer::new(self.broker.clone(), &self.config));
         let state = AppState::new(std::mem::take(&mut self.app_data));
         let registry = Arc::new(self.registry.clone());
-        let events = EventSink::new(std::mem::take(&mut self.task_listeners));
+        // Worker events always; task events while the switch is on (Celery's -E).
+        let task_events = TaskEvents::new(self.config.send_events);
+        let publisher = EventPublisher::new(
+            self.broker.clone(),
+            &self.config.hostname,
+            task_events.clone(),
+        )
+        .start();
+        let mut listeners = std::mem::take(&mut self.task_listeners);
+        listeners.push(publisher.clone().recipient());
+        let events = EventSink::new(listeners, task_events.clone());
         let broker = self.broker.clone();
         let policy = self.restart_policy.clone();
         let (horizon, eta_limit) = (self.config.eta_horizon, self.config.eta_task_limit);
@@ -225,6 +237,8 @@ impl WorkerBuilder {
             close_broker_on_stop: self.close_broker_on_stop,
             running,
             shutdown_timeout: self.config.shutdown_timeout,
+            task_events,
+            publisher,
         })
     }
 }
@@ -270,6 +284,10 @@ pub struct WorkerSystem {
     running: RunningTasks,
     /// How long a warm shutdown may take before it turns cold.
     shutdown_timeout: std::time::Duration,
+    /// Whether task events are sent.
+    task_events: TaskEvents,
+    /// Publishes the worker's events; sends `worker-offline` at a warm stop.
+    publisher: Addr<EventPublisher>,
 }
 
 impl WorkerSystem {
@@ -292,6 +310,12 @@ impl WorkerSystem {
     /// feature, to break consumers).
     pub fn supervisor(&self) -> &Addr<ConsumerSupervisor> {
         &self.supervisor
+    }
+
+    /// The run-time switch of this worker's task events (`Config::send_events` at start):
+    /// `enable()`, `disable()`, `enabled()`.
+    pub fn task_events(&self) -> TaskEvents {
+        self.task_events.clone()
     }
 
     /// How busy the executor pool is.
@@ -375,6 +399,9 @@ impl WorkerSystem {
         self.dispatcher.send(WaitIdle).await?;
         // Every message is settled: make sure the batched acks have reached the broker.
         self.broker.flush_acks.send(FlushAcks).await?;
+        // Buffered task events, then worker-offline (each publish waits at most about a
+        // second for a broker that is away).
+        self.publisher.send(StopEvents).await?;
         if self.close_broker_on_stop {
             self.broker.close().await?;
         }
