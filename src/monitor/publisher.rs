@@ -233,6 +233,16 @@ impl EventPublisher {
         );
     }
 
+    /// Sends a heartbeat [`HEARTBEAT_FREQ`] seconds from now, then schedules the next: a
+    /// late timer delays the following beats rather than bunching them.
+    fn schedule_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(Duration::from_secs_f64(HEARTBEAT_FREQ), |actor, ctx| {
+            actor.utcoffset = host::utcoffset();
+            actor.send_worker_event(WorkerEventType::Heartbeat, ctx);
+            actor.schedule_heartbeat(ctx);
+        });
+    }
+
     /// Counts the task in `active`/`processed`; answers its runtime when it ended.
     fn count(&mut self, id: &str, kind: &TaskEventKind) -> Option<f64> {
         match kind {
@@ -255,10 +265,7 @@ impl Actor for EventPublisher {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.send_worker_event(WorkerEventType::Online, ctx);
-        ctx.run_interval(Duration::from_secs_f64(HEARTBEAT_FREQ), |actor, ctx| {
-            actor.utcoffset = host::utcoffset();
-            actor.send_worker_event(WorkerEventType::Heartbeat, ctx);
-        });
+        self.schedule_heartbeat(ctx);
         ctx.run_interval(FLUSH_EVERY, |actor, ctx| actor.flush(ctx));
     }
 }
