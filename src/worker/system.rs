@@ -35,6 +35,9 @@ use crate::monitor::publisher::{EventPublisher, StopEvents};
 use crate::monitor::TaskEvents;
 use crate::task::{AppState, Blocking, BlockingTask, Task, TaskRegistry};
 
+/// How long a warm stop waits for the last task events and worker-offline.
+const STOP_EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Configures a `WorkerSystem`.
 pub struct WorkerBuilder {
     broker: BrokerClient,
@@ -399,9 +402,14 @@ impl WorkerSystem {
         self.dispatcher.send(WaitIdle).await?;
         // Every message is settled: make sure the batched acks have reached the broker.
         self.broker.flush_acks.send(FlushAcks).await?;
-        // Buffered task events, then worker-offline (each publish waits at most about a
-        // second for a broker that is away).
-        self.publisher.send(StopEvents).await?;
+        // Buffered task events, then worker-offline; a broker that is away does not hold
+        // the stop for more than a few seconds (events are best effort).
+        if tokio::time::timeout(STOP_EVENTS_WAIT, self.publisher.send(StopEvents))
+            .await
+            .is_err()
+        {
+            log::warn!("worker-offline not sent within {STOP_EVENTS_WAIT:?}: the broker is away");
+        }
         if self.close_broker_on_stop {
             self.broker.close().await?;
         }
