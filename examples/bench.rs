@@ -11,7 +11,8 @@
 //! `BENCH_CONCURRENCY` (worker concurrency, default 8; prefetch = concurrency x 4 as
 //! celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed publishes, default 512),
 //! `BENCH_ROUNDS` (publish and drain rounds, raw and celeriac alternating; the median
-//! counts; default 3).
+//! counts; default 3), `BENCH_SEND_EVENTS` (`true`: celeriac workers send task events,
+//! as `CELERIAC_SEND_EVENTS`; default false).
 //!
 //! Figures:
 //! - publish: N Celery-format `bench.add(x, y)` messages with publisher confirms, at most
@@ -106,6 +107,8 @@ struct Settings {
     prefetch: u16,
     in_flight: usize,
     rounds: usize,
+    /// Whether celeriac workers send task events (`BENCH_SEND_EVENTS`).
+    send_events: bool,
 }
 
 impl Settings {
@@ -142,6 +145,8 @@ impl Settings {
             prefetch: u16::try_from(concurrency.saturating_mul(4)).unwrap_or(u16::MAX),
             in_flight: number("BENCH_IN_FLIGHT", 512)?,
             rounds: number("BENCH_ROUNDS", 3)?,
+            send_events: std::env::var("BENCH_SEND_EVENTS")
+                .is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on")),
         })
     }
 
@@ -153,6 +158,7 @@ impl Settings {
             concurrency: self.concurrency,
             prefetch_multiplier: 4,
             connection_name: "celeriac-bench".into(),
+            send_events: self.send_events,
             ..Config::default()
         }
     }
@@ -214,13 +220,14 @@ async fn orchestrate() -> Result<(), BoxError> {
     let settings = Settings::from_env()?;
     println!(
         "celeriac bench: broker {}, N = {}, latency N = {}, concurrency {}, prefetch {}, \
-         {} publishes in flight",
+         {} publishes in flight, task events {}",
         raw::redact(&settings.url),
         settings.n,
         settings.latency_n,
         settings.concurrency,
         settings.prefetch,
-        settings.in_flight
+        settings.in_flight,
+        if settings.send_events { "on" } else { "off" }
     );
     let sample = encode_messages(1)?;
     let (properties, body) = &sample[0];

@@ -30,6 +30,7 @@ pub mod app;
 pub mod backend;
 pub mod canvas;
 pub(crate) mod log_text;
+pub mod monitor;
 pub mod protocol;
 pub mod result;
 pub mod task;
@@ -40,6 +41,7 @@ pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsC
 pub use app::{connect_broker, Config, Producer, QueueConfig, SendError, Signature, TaskRoute};
 pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
 pub use canvas::{Canvas, Chain, Chord, Group};
+pub use monitor::TaskEvents;
 pub use result::{AsyncResult, GroupResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};
 pub use worker::{task_event_channel, TaskEvent, TaskEventKind, WorkerError, WorkerSystem};

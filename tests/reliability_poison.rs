@@ -101,6 +101,7 @@ async fn gather(
 
 fn kind_name(kind: &TaskEventKind) -> &'static str {
     match kind {
+        TaskEventKind::Received(_) => "Received",
         TaskEventKind::Started => "Started",
         TaskEventKind::Succeeded { .. } => "Succeeded",
         TaskEventKind::Failed { .. } => "Failed",

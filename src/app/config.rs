@@ -87,6 +87,11 @@ pub struct Config {
     /// Store a STARTED result when a task starts (Celery's `task_track_started`, default
     /// false); tasks may override it.
     pub track_started: bool,
+    /// Send task events (`task-received`, `task-started`, `task-succeeded`...) on the
+    /// `celeryev` exchange, as Celery's `-E` / `worker_send_task_events` (default false).
+    /// Worker events (online, heartbeat, offline) are sent either way. Can be switched at
+    /// run time with `WorkerSystem::task_events`.
+    pub send_events: bool,
     /// Task routes by glob, first match wins (Celery's `task_routes`).
     pub task_routes: Vec<TaskRoute>,
     /// Queues that are not declared plain (priorities, quorum, dead-lettering).
@@ -134,6 +139,7 @@ impl Default for Config {
             ignore_result: false,
             store_errors_even_if_ignored: false,
             track_started: false,
+            send_events: false,
             task_routes: Vec::new(),
             queues: Vec::new(),
             acks_late: false,
@@ -152,8 +158,8 @@ impl Config {
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_RESULT_EXPIRES_S`,
     /// `CELERIAC_TASK_ROUTES` (`pattern=queue,...`), `CELERIAC_ACKS_LATE`,
     /// `CELERIAC_IGNORE_RESULT`, `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`,
-    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_HOSTNAME`, `CELERIAC_STATE_DB`,
-    /// `CELERIAC_SEND_TIMEOUT_MS`,
+    /// `CELERIAC_TRACK_STARTED`, `CELERIAC_SEND_EVENTS`, `CELERIAC_HOSTNAME`,
+    /// `CELERIAC_STATE_DB`, `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
@@ -193,6 +199,9 @@ impl Config {
         }
         if let Some(track) = env_flag("CELERIAC_TRACK_STARTED") {
             config.track_started = track;
+        }
+        if let Some(send) = env_flag("CELERIAC_SEND_EVENTS") {
+            config.send_events = send;
         }
         if let Some(name) = env_string("CELERIAC_HOSTNAME") {
             config.hostname = node_name(&name);
@@ -282,6 +291,7 @@ impl std::fmt::Debug for Config {
                 &self.store_errors_even_if_ignored,
             )
             .field("track_started", &self.track_started)
+            .field("send_events", &self.send_events)
             .field("task_routes", &self.task_routes)
             .field("queues", &self.queues)
             .field("acks_late", &self.acks_late)

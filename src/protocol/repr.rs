@@ -31,6 +31,14 @@ pub fn kwargs_repr(kwargs: &Map<String, Value>) -> String {
     truncate(out)
 }
 
+/// `repr(value)` of a JSON value, as Celery's events show a task's result: `5`, `'a'`,
+/// `{'x': None}` (cut at 1024 characters).
+pub fn value_repr(value: &Value) -> String {
+    let mut out = String::new();
+    write_repr(&mut out, value);
+    truncate(out)
+}
+
 /// The `origin` header of messages this process sends: `gen<pid>@<hostname>`, as Python
 /// clients send it (read once per process).
 pub fn origin() -> String {

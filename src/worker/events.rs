@@ -6,9 +6,61 @@ use serde_json::Value;
 
 use crate::task::TaskError;
 
+/// What Celery's `task-received` event says about a task, from its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedInfo {
+    /// `repr` of the positional arguments (the `argsrepr` header when sent).
+    pub args: String,
+    /// `repr` of the keyword arguments (the `kwargsrepr` header when sent).
+    pub kwargs: String,
+    /// The workflow's first task.
+    pub root_id: Option<String>,
+    /// The task that sent this one.
+    pub parent_id: Option<String>,
+    /// How often it was retried so far.
+    pub retries: u32,
+    /// When it is due.
+    pub eta: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it expires.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ReceivedInfo {
+    /// What `message` says, with Python reprs computed when its headers lack them.
+    pub(crate) fn of(message: &crate::protocol::TaskMessage) -> Self {
+        use crate::protocol::repr::{args_repr, kwargs_repr};
+        let headers = &message.headers;
+        let (args, kwargs) = match &message.payload {
+            crate::protocol::TaskPayload::Json { args, kwargs, .. } => (
+                headers.argsrepr.clone().unwrap_or_else(|| args_repr(args)),
+                headers
+                    .kwargsrepr
+                    .clone()
+                    .unwrap_or_else(|| kwargs_repr(kwargs)),
+            ),
+            crate::protocol::TaskPayload::Bincode(_) => (
+                headers.argsrepr.clone().unwrap_or_else(|| "(...)".into()),
+                headers.kwargsrepr.clone().unwrap_or_else(|| "{}".into()),
+            ),
+        };
+        ReceivedInfo {
+            args,
+            kwargs,
+            root_id: headers.root_id.clone(),
+            parent_id: headers.parent_id.clone(),
+            retries: headers.retries,
+            eta: headers.eta,
+            expires: headers.expires,
+        }
+    }
+}
+
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskEventKind {
+    /// The task was received (emitted only while task events are on: see
+    /// `WorkerSystem::task_events`).
+    Received(Box<ReceivedInfo>),
     /// The task got an execution slot (and, with early acknowledgement, was acked).
     Started,
     /// The task returned this result.
@@ -69,11 +121,21 @@ pub struct TaskEvent {
 #[derive(Clone, Default)]
 pub(crate) struct EventSink {
     listeners: Vec<Recipient<TaskEvent>>,
+    /// Whether task events are on: `Received` events are built only then.
+    switch: crate::monitor::TaskEvents,
 }
 
 impl EventSink {
-    pub(crate) fn new(listeners: Vec<Recipient<TaskEvent>>) -> Self {
-        EventSink { listeners }
+    pub(crate) fn new(
+        listeners: Vec<Recipient<TaskEvent>>,
+        switch: crate::monitor::TaskEvents,
+    ) -> Self {
+        EventSink { listeners, switch }
+    }
+
+    /// Whether `Received` events are wanted (they cost a repr of the arguments).
+    pub(crate) fn wants_received(&self) -> bool {
+        !self.listeners.is_empty() && self.switch.enabled()
     }
 
     pub(crate) fn emit(

@@ -18,7 +18,7 @@ mod workflow;
 
 use derive_more::{Display, Error, From};
 
-pub use events::{task_event_channel, TaskEvent, TaskEventKind};
+pub use events::{task_event_channel, ReceivedInfo, TaskEvent, TaskEventKind};
 pub use system::{WorkerBuilder, WorkerSystem};
 
 use crate::actors::BrokerError;

@@ -346,6 +346,10 @@ pub(crate) async fn process(
         });
         return;
     };
+    if services.events.wants_received() {
+        let info = super::events::ReceivedInfo::of(&message);
+        request.emit(TaskEventKind::Received(Box::new(info)));
+    }
 
     let tracked = services.worker_state.received(&message, &delivery);
     if revoke_if_revoked(&request).await

@@ -7,7 +7,7 @@
 //! [`Snapshot`] and the pure command functions answer from that.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -141,14 +141,18 @@ pub(crate) struct WorkerState {
     started: Instant,
     hostname: String,
     /// "Task events enabled" (Celery's `-E`, `enable_events` / `disable_events`).
-    task_events: Arc<AtomicBool>,
+    task_events: crate::monitor::TaskEvents,
     /// Bumped on every revoke: held requests wake up and check whether they are revoked.
     revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl WorkerState {
     /// A fresh state for node `hostname`, with `revoked` ids carried over (state db).
-    pub(crate) fn new(hostname: &str, revoked: LimitedSet, task_events: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        hostname: &str,
+        revoked: LimitedSet,
+        task_events: crate::monitor::TaskEvents,
+    ) -> Self {
         WorkerState {
             inner: Mutex::new(Inner {
                 held: BTreeMap::new(),
@@ -197,7 +201,7 @@ impl WorkerState {
     }
 
     /// The "task events enabled" flag.
-    pub(crate) fn task_events(&self) -> &Arc<AtomicBool> {
+    pub(crate) fn task_events(&self) -> &crate::monitor::TaskEvents {
         &self.task_events
     }
 
@@ -343,7 +347,7 @@ impl WorkerState {
                 .iter()
                 .map(|(name, rate)| (name.clone(), rate.as_ref().map(|(text, _)| text.clone())))
                 .collect(),
-            task_events: self.task_events.load(Ordering::Relaxed),
+            task_events: self.task_events.enabled(),
         }
     }
 }

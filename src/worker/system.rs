@@ -33,7 +33,12 @@ use crate::actors::{
 };
 use crate::app::{Config, Producer, QueueConfig};
 use crate::backend::redis::{RedisBackendConfig, RedisResults};
+use crate::monitor::publisher::{EventPublisher, StopEvents};
+use crate::monitor::TaskEvents;
 use crate::task::{AppState, Blocking, BlockingTask, Task, TaskRegistry};
+
+/// How long a warm stop waits for the last task events and worker-offline.
+const STOP_EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Configures a `WorkerSystem`.
 pub struct WorkerBuilder {
@@ -165,17 +170,27 @@ impl WorkerBuilder {
             Some(path) => super::state_db::load(path, super::state::now_epoch()),
             None => Default::default(),
         };
-        let task_events = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Worker events always; task events while the switch is on (Celery's -E), which the
+        // enable_events / disable_events commands flip.
+        let task_events = TaskEvents::new(self.config.send_events);
         let worker_state = Arc::new(WorkerState::new(
             &self.config.hostname,
             revoked,
-            task_events,
+            task_events.clone(),
         ));
         let node = node_info(&self.config, &self.registry, &specs);
         let producer = Arc::new(Producer::new(self.broker.clone(), &self.config));
         let state = AppState::new(std::mem::take(&mut self.app_data));
         let registry = Arc::new(self.registry.clone());
-        let events = EventSink::new(std::mem::take(&mut self.task_listeners));
+        let publisher = EventPublisher::new(
+            self.broker.clone(),
+            &self.config.hostname,
+            task_events.clone(),
+        )
+        .start();
+        let mut listeners = std::mem::take(&mut self.task_listeners);
+        listeners.push(publisher.clone().recipient());
+        let events = EventSink::new(listeners, task_events.clone());
         let broker = self.broker.clone();
         let policy = self.restart_policy.clone();
         let (horizon, eta_limit) = (self.config.eta_horizon, self.config.eta_task_limit);
@@ -279,6 +294,8 @@ impl WorkerBuilder {
             shutdown,
             worker_state,
             state_db: self.config.state_db.clone(),
+            task_events,
+            publisher,
         })
     }
 }
@@ -347,6 +364,10 @@ pub struct WorkerSystem {
     worker_state: Arc<WorkerState>,
     /// Where the revoked ids are saved on stop.
     state_db: Option<std::path::PathBuf>,
+    /// Whether task events are sent.
+    task_events: TaskEvents,
+    /// Publishes the worker's events; sends `worker-offline` at a warm stop.
+    publisher: Addr<EventPublisher>,
 }
 
 impl WorkerSystem {
@@ -377,12 +398,6 @@ impl WorkerSystem {
         let _ = remote.wait_for(|asked| *asked).await;
     }
 
-    /// The "task events enabled" flag that the `enable_events` / `disable_events` commands
-    /// set (off at start).
-    pub fn task_events_enabled(&self) -> Arc<std::sync::atomic::AtomicBool> {
-        self.worker_state.task_events().clone()
-    }
-
     /// Writes the revoked ids to the state db, if there is one.
     fn save_state(&self) {
         if let Some(path) = &self.state_db {
@@ -390,6 +405,12 @@ impl WorkerSystem {
                 log::error!("cannot write the state db {}: {error}", path.display());
             }
         }
+    }
+
+    /// The run-time switch of this worker's task events (`Config::send_events` at start):
+    /// `enable()`, `disable()`, `enabled()`.
+    pub fn task_events(&self) -> TaskEvents {
+        self.task_events.clone()
     }
 
     /// How busy the executor pool is.
@@ -480,6 +501,14 @@ impl WorkerSystem {
         self.dispatcher.send(WaitIdle).await?;
         // Every message is settled: make sure the batched acks have reached the broker.
         self.broker.flush_acks.send(FlushAcks).await?;
+        // Buffered task events, then worker-offline; a broker that is away does not hold
+        // the stop for more than a few seconds (events are best effort).
+        if tokio::time::timeout(STOP_EVENTS_WAIT, self.publisher.send(StopEvents))
+            .await
+            .is_err()
+        {
+            log::warn!("worker-offline not sent within {STOP_EVENTS_WAIT:?}: the broker is away");
+        }
         if self.close_broker_on_stop {
             self.broker.close().await?;
         }

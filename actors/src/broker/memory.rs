@@ -168,18 +168,6 @@ impl Handler<DeclareQueue> for MemoryBrokerActor {
     }
 }
 
-impl Handler<super::DeclareExchange> for MemoryBrokerActor {
-    type Result = Result<(), BrokerError>;
-
-    /// Exchanges are not modelled: publishes route by routing key alone.
-    fn handle(&mut self, _: super::DeclareExchange, _: &mut Context<Self>) -> Self::Result {
-        if self.closed {
-            return Err(BrokerError::Closed);
-        }
-        Ok(())
-    }
-}
-
 impl Handler<PublishMessage> for MemoryBrokerActor {
     type Result = Result<(), BrokerError>;
 
@@ -383,4 +371,36 @@ impl Handler<FlushAcks> for MemoryBrokerActor {
 
     /// Settlements reach the in-process broker before `settle` returns: nothing to flush.
     fn handle(&mut self, _: FlushAcks, _: &mut Context<Self>) {}
+}
+
+impl Handler<super::DeclareExchange> for MemoryBrokerActor {
+    type Result = Result<(), BrokerError>;
+
+    /// The in-process broker has no exchanges to declare.
+    fn handle(&mut self, _: super::DeclareExchange, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Err(BrokerError::Closed);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<super::PublishTransient> for MemoryBrokerActor {
+    type Result = Result<(), BrokerError>;
+
+    /// Routed as `PublishMessage` when a queue of the routing key's name exists; dropped
+    /// otherwise (a transient message nobody listens for is not an error).
+    fn handle(
+        &mut self,
+        publish: super::PublishTransient,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        if self.queues.contains_key(&publish.message.routing_key) {
+            return self.handle(super::PublishMessage(publish.message), ctx);
+        }
+        if self.closed {
+            return Err(BrokerError::Closed);
+        }
+        Ok(())
+    }
 }

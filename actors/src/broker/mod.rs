@@ -5,6 +5,7 @@
 //! recipients, so the worker and the producer do not care which broker is behind it.
 
 pub mod amqp;
+pub mod exchange;
 pub mod memory;
 
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 use futures::Stream;
 use lapin::types::FieldTable;
 
+pub use self::exchange::{DeclareExchange, ExchangeSpec, PublishTransient};
 use crate::delivery::{Delivery, OutboundMessage};
 use crate::error::BrokerError;
 
@@ -33,19 +35,6 @@ pub struct QueueSpec {
     /// Exchanges the queue is bound to, each declared (idempotently) before the binding.
     /// Declared again with the queue. The in-process broker ignores them.
     pub bindings: Vec<QueueBinding>,
-}
-
-/// How an exchange is declared (idempotent; must match other clients' declarations).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeSpec {
-    /// The exchange name.
-    pub name: String,
-    /// `direct`, `fanout` or `topic`.
-    pub kind: String,
-    /// Survives a broker restart.
-    pub durable: bool,
-    /// Deleted when its last binding goes away.
-    pub auto_delete: bool,
 }
 
 /// A binding of a queue to an exchange.
@@ -79,11 +68,6 @@ pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, BrokerError
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), BrokerError>")]
 pub struct DeclareQueue(pub QueueSpec);
-
-/// Declares an exchange (idempotent).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct DeclareExchange(pub ExchangeSpec);
 
 /// Publishes a message; answers once the broker has confirmed it.
 #[derive(Debug, Message)]
@@ -237,6 +221,8 @@ pub struct BrokerClient {
     pub subscribe_connection: Recipient<SubscribeConnection>,
     /// Flushes batched acks.
     pub flush_acks: Recipient<FlushAcks>,
+    /// Publishes transient messages (events): once, not mandatory, unconfirmed.
+    pub publish_transient: Recipient<PublishTransient>,
 }
 
 impl BrokerClient {
@@ -256,7 +242,8 @@ impl BrokerClient {
             + Handler<CloseBroker>
             + FaultInjection
             + Handler<SubscribeConnection>
-            + Handler<FlushAcks>,
+            + Handler<FlushAcks>
+            + Handler<PublishTransient>,
     {
         BrokerClient {
             declare: addr.clone().recipient(),
@@ -273,6 +260,7 @@ impl BrokerClient {
             break_channel: addr.clone().recipient(),
             subscribe_connection: addr.clone().recipient(),
             flush_acks: addr.clone().recipient(),
+            publish_transient: addr.clone().recipient(),
         }
     }
 

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -99,7 +98,11 @@ impl PidboxActor {
                 self.state.set_rate_limit(&task, rate);
             }
             Action::TaskEvents(on) => {
-                self.state.task_events().store(on, Ordering::Relaxed);
+                if on {
+                    self.state.task_events().enable();
+                } else {
+                    self.state.task_events().disable();
+                }
                 log::info!("task events {}", if on { "enabled" } else { "disabled" });
             }
             Action::Heartbeat => log::debug!("heartbeat requested by remote"),

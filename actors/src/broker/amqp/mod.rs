@@ -14,6 +14,7 @@
 
 pub mod acks;
 mod connect;
+mod exchange;
 mod link;
 mod redact;
 mod tls;
@@ -37,9 +38,9 @@ use self::link::{ChannelSlot, Link, LinkState};
 pub use self::redact::{redact_url, scrub_password, RedactedUrl};
 pub use self::tls::TlsConfig;
 use super::{
-    CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareExchange,
-    DeclareQueue, DeleteQueue, DeliveryStream, ExchangeSpec, FlushAcks, OpenConsumer,
-    PublishMessage, QueueSpec, SetPrefetch, SubscribeConnection,
+    CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareQueue,
+    DeleteQueue, DeliveryStream, ExchangeSpec, FlushAcks, OpenConsumer, PublishMessage, QueueSpec,
+    SetPrefetch, SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -637,26 +638,6 @@ impl Handler<DeclareQueue> for AmqpBrokerActor {
             actor.declared.insert(spec.name.clone(), spec);
             Ok(())
         }))
-    }
-}
-
-impl Handler<DeclareExchange> for AmqpBrokerActor {
-    type Result = ResponseFuture<Result<(), BrokerError>>;
-
-    fn handle(
-        &mut self,
-        DeclareExchange(spec): DeclareExchange,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        if let Err(error) = self.check_open() {
-            return Box::pin(async move { Err(error) });
-        }
-        let slot = self.topology_channel.clone();
-        let deadline = Instant::now() + self.config.send_timeout;
-        Box::pin(async move {
-            let what = format!("declaring exchange \"{}\"", spec.name);
-            retry_until(&what, deadline, || declare_exchange(&slot, &spec, deadline)).await
-        })
     }
 }
 

@@ -1,0 +1,15 @@
+//! Monitoring: Celery events on the `celeryev` exchange, as Celery 5.7's worker sends them
+//! (docs/wire-protocol.md §4), so that Flower and `celery events` see celeriac workers.
+//!
+//! - [`event`]: what each event says (pure functions, tested against captured events);
+//! - [`host`]: the facts about this machine events carry (load average, UTC offset);
+//! - [`switch`]: [`TaskEvents`], the run-time switch of task events;
+//! - [`publisher`]: `EventPublisher`, the actor that owns publishing: worker-online at
+//!   start, a heartbeat every 2 s, task events in batches, worker-offline at a warm stop.
+
+pub mod event;
+pub mod host;
+pub(crate) mod publisher;
+mod switch;
+
+pub use switch::TaskEvents;
