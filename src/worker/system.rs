@@ -169,7 +169,7 @@ impl WorkerBuilder {
                 registry,
                 pool: pool.clone(),
                 events,
-                results: ResultStore::new(destination, broker.clone()),
+                results: ResultStore::new(destination, broker.clone(), self.config.result_extended),
                 eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
                 defaults,
                 state,

@@ -107,3 +107,6 @@ impl Formatter for PythonFormatter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
