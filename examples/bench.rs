@@ -12,7 +12,8 @@
 //! celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed publishes, default 512),
 //! `BENCH_ROUNDS` (publish and drain rounds, raw and celeriac alternating; the median
 //! counts; default 3), `BENCH_SEND_EVENTS` (`true`: celeriac workers send task events,
-//! as `CELERIAC_SEND_EVENTS`; default false).
+//! as `CELERIAC_SEND_EVENTS`; default false), `BENCH_REDIS_URL` (a Redis the bench may
+//! empty: adds the drain with results stored there), `BENCH_ONLY=results` (only that drain).
 //!
 //! Figures:
 //! - publish: N Celery-format `bench.add(x, y)` messages with publisher confirms, at most
@@ -26,6 +27,11 @@
 //!   send until the task starts (raw: until the consumer receives it); p50 and p99.
 //! - footprint: a worker process on an empty queue: VmRSS once idle after startup; then N
 //!   tasks are published to it; CPU seconds (utime + stime) per 1,000 tasks, and VmHWM.
+//! - drain with results (with `BENCH_REDIS_URL`): the same drain, timed until the N-th
+//!   result is stored in Redis (DBSIZE reaches N), for a celeriac worker with
+//!   `result_backend` = that Redis (with and without `result_extended`), next to a raw
+//!   lapin consumer that stores each document itself (`SETEX` + `PUBLISH`, pipelined per
+//!   ack batch), and next to both sides storing nothing.
 //!
 //! Profiling aids: `BENCH_ROLE=fill BENCH_QUEUE=q` publishes N messages to `q`;
 //! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUE=q BENCH_EXPECT=n` consumes them
@@ -38,6 +44,8 @@
 mod raw;
 #[path = "bench/stats.rs"]
 mod stats;
+#[path = "bench/store.rs"]
+mod store;
 
 use std::error::Error;
 use std::io::{BufRead, Write};
@@ -109,6 +117,10 @@ struct Settings {
     rounds: usize,
     /// Whether celeriac workers send task events (`BENCH_SEND_EVENTS`).
     send_events: bool,
+    /// A Redis the bench may empty, for the drain with results.
+    redis_url: Option<String>,
+    /// Only the drain with results.
+    only_results: bool,
 }
 
 impl Settings {
@@ -147,6 +159,26 @@ impl Settings {
             rounds: number("BENCH_ROUNDS", 3)?,
             send_events: std::env::var("BENCH_SEND_EVENTS")
                 .is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on")),
+            redis_url: std::env::var("BENCH_REDIS_URL")
+                .ok()
+                .map(|url| url.trim().to_string())
+                .filter(|url| !url.is_empty()),
+            only_results: match std::env::var("BENCH_ONLY").as_deref() {
+                Ok("results") => true,
+                Ok("") | Err(_) => false,
+                Ok(other) => {
+                    return Err(format!("BENCH_ONLY={other:?}: only \"results\" is known").into())
+                }
+            },
+        })
+    }
+
+    /// The Redis of the drain with results.
+    fn redis_url(&self) -> Result<&str, BoxError> {
+        self.redis_url.as_deref().ok_or_else(|| {
+            "BENCH_REDIS_URL is not set: the drain with results needs a Redis it may empty \
+             (BENCH_REDIS=1 scripts/bench starts a private one)"
+                .into()
         })
     }
 
@@ -244,6 +276,11 @@ async fn orchestrate() -> Result<(), BoxError> {
 
     let connection = raw::connect(&settings.url, "celeriac-bench-admin").await?;
     let admin = connection.create_channel().await?;
+    if settings.only_results {
+        drain_with_results(&settings, &connection, &admin).await?;
+        let _ = connection.close(200, "OK".into()).await;
+        return Ok(());
+    }
 
     println!(
         "\n-- publish with confirms, N = {}, {} rounds",
@@ -301,6 +338,9 @@ async fn orchestrate() -> Result<(), BoxError> {
     let celeriac_footprint = footprint(&settings, &connection, &admin, Side::Celeriac).await?;
     print_footprint("celeriac ", &celeriac_footprint);
 
+    if settings.redis_url.is_some() {
+        drain_with_results(&settings, &connection, &admin).await?;
+    }
     let _ = connection.close(200, "OK".into()).await;
 
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -366,6 +406,71 @@ async fn orchestrate() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The drain of a pre-filled queue with results stored in Redis, next to the same drain
+/// storing nothing: rounds of the five sides in turn, medians, and a table.
+async fn drain_with_results(
+    settings: &Settings,
+    connection: &lapin::Connection,
+    admin: &lapin::Channel,
+) -> Result<(), BoxError> {
+    let url = settings.redis_url()?;
+    println!(
+        "\n-- drain with results in Redis ({}), N = {}, {} rounds",
+        raw::redact(url),
+        settings.n,
+        settings.rounds
+    );
+    let sides = [
+        Side::Raw,
+        Side::Celeriac,
+        Side::RawRedis,
+        Side::CeleriacRedis,
+        Side::CeleriacRedisExtended,
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
+    for round in 1..=settings.rounds {
+        let mut line = format!("round {round}:");
+        for (side, rates) in sides.iter().zip(rates.iter_mut()) {
+            let rate = drain(settings, connection, admin, *side).await?.rate;
+            line.push_str(&format!(" {} {rate:.0}", side.name()));
+            rates.push(rate);
+        }
+        println!("{line} msg/s");
+    }
+    let medians: Vec<f64> = rates.into_iter().map(median).collect();
+    let line: Vec<String> = sides
+        .iter()
+        .zip(&medians)
+        .map(|(side, rate)| format!("{} {rate:.0}", side.name()))
+        .collect();
+    println!("median : {} msg/s", line.join(", "));
+    let row = |figure: &str, celeriac: f64, raw: f64| Row {
+        figure: figure.into(),
+        celeriac,
+        raw,
+        decimals: 0,
+        target: Target::None,
+    };
+    let rows = [
+        row("drain, no results (msg/s)", medians[1], medians[0]),
+        row("drain, results in Redis (msg/s)", medians[3], medians[2]),
+        row(
+            "drain, results in Redis, extended (msg/s)",
+            medians[4],
+            medians[2],
+        ),
+    ];
+    println!("\n{}", stats::render_table(&rows));
+    println!(
+        "raw lapin with Redis: one SETEX + PUBLISH pipeline per ack batch (up to {} \
+         deliveries), then one ack; celeriac: its Redis backend (one MULTI/SETEX/PUBLISH/EXEC \
+         per result), early acks. With results, both are timed until the N-th result is \
+         stored.",
+        (settings.prefetch / 2).max(1)
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // (a) Publish.
 
@@ -422,6 +527,12 @@ async fn publish_celeriac(settings: &Settings, admin: &lapin::Channel) -> Result
 enum Side {
     Celeriac,
     Raw,
+    /// celeriac storing results in `BENCH_REDIS_URL`.
+    CeleriacRedis,
+    /// The same with `result_extended`.
+    CeleriacRedisExtended,
+    /// Raw lapin storing result documents in `BENCH_REDIS_URL` itself.
+    RawRedis,
 }
 
 impl Side {
@@ -429,7 +540,18 @@ impl Side {
         match self {
             Side::Celeriac => "celeriac",
             Side::Raw => "raw",
+            Side::CeleriacRedis => "celeriac-redis",
+            Side::CeleriacRedisExtended => "celeriac-redis-extended",
+            Side::RawRedis => "raw-redis",
         }
+    }
+
+    /// Whether this side stores results in Redis.
+    fn stores(self) -> bool {
+        matches!(
+            self,
+            Side::CeleriacRedis | Side::CeleriacRedisExtended | Side::RawRedis
+        )
     }
 }
 
@@ -540,6 +662,14 @@ async fn drain(
         )
         .into());
     }
+    let mut redis = match side.stores() {
+        true => {
+            let mut redis = store::connect(settings.redis_url()?).await?;
+            store::flush(&mut redis).await?;
+            Some(redis)
+        }
+        false => None,
+    };
     let mut worker = WorkerProcess::spawn(settings, side, &queue, settings.n)?;
     worker.wait_for("READY", Duration::from_secs(60)).await?;
     let nanos: u64 = worker
@@ -555,6 +685,17 @@ async fn drain(
             "WARNING: {left} messages left in {queue} after the {} drain",
             side.name()
         );
+    }
+    if let Some(redis) = redis.as_mut() {
+        let stored = store::count(redis).await?;
+        if stored != settings.n {
+            println!(
+                "WARNING: {stored} results stored by the {} drain, not {}",
+                side.name(),
+                settings.n
+            );
+        }
+        store::flush(redis).await?;
     }
     raw::delete(admin, &queue).await?;
     Ok(Drain {
@@ -636,8 +777,16 @@ async fn worker_role() -> Result<(), BoxError> {
     };
     TARGET.store(expect, Ordering::Release);
     match side.as_str() {
-        "celeriac" => {
-            let config = settings.config(&queue);
+        "celeriac" | "celeriac-redis" | "celeriac-redis-extended" => {
+            let mut config = settings.config(&queue);
+            // With results, the drain ends when the N-th result is stored.
+            let mut results = None;
+            if side != "celeriac" {
+                let url = settings.redis_url()?;
+                config.result_backend = Some(url.to_string());
+                config.result_extended = side == "celeriac-redis-extended";
+                results = Some(store::connect(url).await?);
+            }
             let broker = connect_broker(&config).await?;
             let started = Instant::now();
             let worker = WorkerSystem::builder(broker, &config)
@@ -647,6 +796,9 @@ async fn worker_role() -> Result<(), BoxError> {
                 .await?;
             say("READY".into())?;
             ALL_STARTED.notified().await;
+            if let Some(results) = results.as_mut() {
+                store::wait_for_results(results, expect, Duration::from_secs(600)).await?;
+            }
             say(format!("DONE {}", started.elapsed().as_nanos()))?;
             let _ = stop_rx.await;
             worker.stop().await?;
@@ -659,6 +811,20 @@ async fn worker_role() -> Result<(), BoxError> {
             say("READY".into())?;
             let batch = usize::from(settings.prefetch / 2).max(1);
             raw::receive(&mut consumer, expect, batch, task_started).await?;
+            say(format!("DONE {}", started.elapsed().as_nanos()))?;
+            let _ = stop_rx.await;
+            let _ = channel.close(200, "OK".into()).await;
+            let _ = connection.close(200, "OK".into()).await;
+        }
+        "raw-redis" => {
+            let connection = raw::connect(&settings.url, "celeriac-bench-raw-worker").await?;
+            let started = Instant::now();
+            let mut redis = store::connect(settings.redis_url()?).await?;
+            let (channel, mut consumer) =
+                raw::consume(&connection, &queue, settings.prefetch).await?;
+            say("READY".into())?;
+            let batch = usize::from(settings.prefetch / 2).max(1);
+            store::receive_storing(&mut consumer, &mut redis, expect, batch, task_started).await?;
             say(format!("DONE {}", started.elapsed().as_nanos()))?;
             let _ = stop_rx.await;
             let _ = channel.close(200, "OK".into()).await;

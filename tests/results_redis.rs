@@ -552,6 +552,37 @@ async fn a_celeriac_worker_stores_in_redis_what_a_python_producer_reads() {
     common::delete_queues(&broker, &[&queue]).await;
 }
 
+/// With `result_extended`, a celeriac worker's documents carry the request: a Python
+/// producer reads `AsyncResult.name`, `.args`, `.kwargs`, `.worker`, `.retries` and
+/// `.queue` of a success and a failure, and the name and arguments of the STARTED document.
+#[actix_rt::test]
+async fn a_python_producer_reads_the_request_of_a_celeriac_workers_extended_results() {
+    let config = common::config(1);
+    let broker = common::connect(&config).await;
+    let queue = common::unique_queue("redis-extended");
+    let mut worker = common::KillOnDrop(
+        std::process::Command::new(common::example_binary("interop"))
+            .env("CELERIAC_BROKER_URL", common::amqp_url())
+            .env("CELERIAC_RESULT_BACKEND", redis_url())
+            .env("CELERIAC_RESULT_EXTENDED", "true")
+            .env("CELERIAC_TRACK_STARTED", "true")
+            .env("CELERIAC_QUEUE", &queue)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    let lines = python(&["extended", &common::amqp_url(), &queue]);
+    assert!(
+        lines.iter().any(|line| line == "all checks passed"),
+        "{lines:?}"
+    );
+    let exit = worker.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&queue]).await;
+}
+
 /// A worker storing to Redis while Redis is stopped and started again: every result is
 /// stored once it is back, none lost. The tasks sent after the stop run, and so store,
 /// after it: their stores are the ones retried.

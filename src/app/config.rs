@@ -78,6 +78,10 @@ pub struct Config {
     /// How long stored results live in a key-value backend such as Redis (Celery's
     /// `result_expires`, one day by default): the TTL of each `celery-task-meta-<id>` key.
     pub result_expires: Duration,
+    /// Stored results also carry the task's request (Celery's `result_extended`, default
+    /// false, app-wide as in Celery): `name`, `args`, `kwargs`, `worker`, `retries` and
+    /// `queue` (the routing key), in every document a worker stores (STARTED too).
+    pub result_extended: bool,
     /// Store no SUCCESS results, nor errors unless `store_errors_even_if_ignored` (Celery's
     /// `task_ignore_result`, default false); tasks may override it.
     pub ignore_result: bool,
@@ -136,6 +140,7 @@ impl Default for Config {
             state_db: None,
             result_backend: None,
             result_expires: Duration::from_secs(86_400),
+            result_extended: false,
             ignore_result: false,
             store_errors_even_if_ignored: false,
             track_started: false,
@@ -156,6 +161,7 @@ impl Config {
     /// The defaults, overridden by `CELERIAC_BROKER_URL`, `CELERIAC_DEFAULT_QUEUE`,
     /// `CELERIAC_CONCURRENCY`, `CELERIAC_PREFETCH_MULTIPLIER`,
     /// `CELERIAC_CONNECT_TIMEOUT_MS`, `CELERIAC_RESULT_BACKEND`, `CELERIAC_RESULT_EXPIRES_S`,
+    /// `CELERIAC_RESULT_EXTENDED`,
     /// `CELERIAC_TASK_ROUTES` (`pattern=queue,...`), `CELERIAC_ACKS_LATE`,
     /// `CELERIAC_IGNORE_RESULT`, `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`,
     /// `CELERIAC_TRACK_STARTED`, `CELERIAC_SEND_EVENTS`, `CELERIAC_HOSTNAME`,
@@ -196,6 +202,9 @@ impl Config {
         }
         if let Some(store) = env_flag("CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED") {
             config.store_errors_even_if_ignored = store;
+        }
+        if let Some(extended) = env_flag("CELERIAC_RESULT_EXTENDED") {
+            config.result_extended = extended;
         }
         if let Some(track) = env_flag("CELERIAC_TRACK_STARTED") {
             config.track_started = track;
@@ -285,6 +294,7 @@ impl std::fmt::Debug for Config {
                 &self.result_backend.as_deref().map(RedactedUrl),
             )
             .field("result_expires", &self.result_expires)
+            .field("result_extended", &self.result_extended)
             .field("ignore_result", &self.ignore_result)
             .field(
                 "store_errors_even_if_ignored",

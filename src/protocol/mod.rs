@@ -35,4 +35,4 @@ pub use error::ProtocolError;
 pub use exception::ExceptionInfo;
 pub use headers::TaskHeaders;
 pub use message::{DecodePolicy, TaskMessage, DEFAULT_MAX_BODY_SIZE, PARSED_SIZE_FACTOR};
-pub use result::{ResultMessage, TaskState};
+pub use result::{ExtendedMeta, ResultMessage, TaskState};

@@ -3,8 +3,9 @@
 use std::fmt;
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use super::error::ProtocolError;
 use super::exception::ExceptionInfo;
@@ -76,7 +77,9 @@ impl fmt::Display for TaskState {
 }
 
 /// The result document of docs/wire-protocol.md §2.1:
-/// `{"status", "result", "traceback", "children", "date_done", "task_id"}`.
+/// `{"status", "result", "traceback", "children", "date_done", "task_id"}`, with
+/// `group_id` and `parent_id` when the task had them and the request's fields
+/// ([`ExtendedMeta`]) with `result_extended`, in Celery's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMessage {
     /// The task's state.
@@ -95,8 +98,83 @@ pub struct ResultMessage {
     /// ISO 8601 completion time with `+00:00`, only for ready states.
     #[serde(default)]
     pub date_done: Option<String>,
+    /// The group the task belongs to (its message's `group` header), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// The task that sent this one (its message's `parent_id` header), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// What `result_extended` adds (`name`, `args`, `kwargs`, `worker`, `retries`,
+    /// `queue`); `None` when the document has no `name` key (written without it).
+    #[serde(flatten)]
+    pub extended: Option<ExtendedMeta>,
     /// The task id (the Python client matches replies on it).
     pub task_id: String,
+}
+
+/// The task request's fields that Celery's `result_extended` adds to result documents,
+/// written in this order between `date_done` (or `parent_id`) and `task_id`. Each may be
+/// `null`: Celery writes all six as `null` for a task the worker does not know
+/// (`NotRegistered`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct ExtendedMeta {
+    /// The task's name (Python's `AsyncResult.name`). Its key must be present for the
+    /// document to count as extended.
+    #[serde(deserialize_with = "nullable")]
+    pub name: Option<String>,
+    /// Positional arguments as received (`AsyncResult.args`); `null` for arguments that
+    /// are not JSON (bincode).
+    #[serde(default)]
+    pub args: Option<Vec<Value>>,
+    /// Keyword arguments as received (`AsyncResult.kwargs`); `null` for bincode.
+    #[serde(default)]
+    pub kwargs: Option<Map<String, Value>>,
+    /// The node name of the worker that ran the task (`AsyncResult.worker`), e.g.
+    /// `celeriac@host` or `celery@host`.
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// How many times the task was retried before this run (`AsyncResult.retries`).
+    #[serde(default)]
+    pub retries: Option<u64>,
+    /// The routing key the message was delivered with (`AsyncResult.queue`).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The names of the message's stamps, written (with each stamp's value after it) only
+    /// when the message has stamps, as Celery does.
+    #[serde(default)]
+    pub stamped_headers: Option<Vec<String>>,
+    /// The stamps' values by name (written after `stamped_headers`; not read back: a
+    /// document's other keys cannot be told from stamps).
+    #[serde(skip)]
+    pub stamps: Map<String, Value>,
+}
+
+impl Serialize for ExtendedMeta {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("args", &self.args)?;
+        map.serialize_entry("kwargs", &self.kwargs)?;
+        map.serialize_entry("worker", &self.worker)?;
+        map.serialize_entry("retries", &self.retries)?;
+        map.serialize_entry("queue", &self.queue)?;
+        if !self.stamps.is_empty() {
+            map.serialize_entry("stamped_headers", &self.stamped_headers)?;
+            for (stamp, value) in &self.stamps {
+                map.serialize_entry(stamp, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A value whose key must be present, `null` allowed.
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)
 }
 
 /// A list, with `null` read as an empty one.
@@ -116,6 +194,9 @@ impl ResultMessage {
             traceback: None,
             children: Vec::new(),
             date_done: status.is_ready().then(|| format_datetime(&Utc::now())),
+            group_id: None,
+            parent_id: None,
+            extended: None,
             task_id: task_id.into(),
         }
     }

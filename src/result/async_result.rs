@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::Addr;
 use tokio::sync::oneshot;
 
-use crate::protocol::{ExceptionInfo, ResultMessage, TaskState};
+use crate::protocol::{ExceptionInfo, ExtendedMeta, ResultMessage, TaskState};
 
 use crate::backend::redis::RedisAsyncResult;
 
@@ -217,6 +217,13 @@ impl AsyncResult {
                 None
             }
         }
+    }
+
+    /// The task's request as its latest result document tells it, when the worker stored
+    /// it with `result_extended` (Celery's `AsyncResult.name`, `.args`, `.kwargs`,
+    /// `.worker`, `.retries`, `.queue`); `None` before a result arrives or without it.
+    pub async fn extended(&self) -> Option<ExtendedMeta> {
+        self.latest().await.and_then(|message| message.extended)
     }
 
     /// The ready result a `get` received (`rpc://` only).

@@ -315,8 +315,11 @@ pub(crate) async fn process(
         id: message.headers.id.clone(),
         name: message.headers.task.clone(),
         // Built only when some result of this run is stored (three strings per delivery).
-        address: (rules.success || rules.errors || rules.started)
-            .then(|| ResultAddress::of(&message)),
+        address: (rules.success || rules.errors || rules.started).then(|| {
+            services
+                .results
+                .address(&message, &delivery.routing_key, task.is_some())
+        }),
         rules,
         acks_late: options
             .as_ref()

@@ -16,6 +16,8 @@ use crate::protocol::{ExceptionInfo, ResultMessage, TaskMessage, TaskState};
 use crate::result::RPC_BACKEND;
 use crate::task::TaskError;
 
+use super::result_rules::{request_meta, Received, RequestMeta};
+
 /// Where the results of one task go.
 #[derive(Debug, Clone)]
 pub(crate) struct ResultAddress {
@@ -25,30 +27,36 @@ pub(crate) struct ResultAddress {
     reply_to: Option<String>,
     /// The message's `correlation_id`, or the task id.
     correlation_id: String,
+    /// What every result document of the task says of its request.
+    meta: RequestMeta,
 }
 
 impl ResultAddress {
     /// The address of the results of task `task_id`, which is not the message at hand (a
     /// chain step, a chord body): rpc results go to `reply_to` with the task id as
-    /// correlation id.
-    pub(crate) fn for_task(task_id: &str, reply_to: Option<String>) -> Self {
+    /// correlation id; the document carries `group_id` when the task has one.
+    pub(crate) fn for_task(
+        task_id: &str,
+        reply_to: Option<String>,
+        group_id: Option<String>,
+    ) -> Self {
         ResultAddress {
             task_id: task_id.to_string(),
             reply_to: reply_to.filter(|to| !to.is_empty()),
             correlation_id: task_id.to_string(),
+            meta: RequestMeta {
+                group_id,
+                ..RequestMeta::default()
+            },
         }
     }
 
-    /// The address of `message`'s results.
-    pub(crate) fn of(message: &TaskMessage) -> Self {
-        ResultAddress {
-            task_id: message.headers.id.clone(),
-            reply_to: message.reply_to.clone().filter(|to| !to.is_empty()),
-            correlation_id: message
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| message.headers.id.clone()),
-        }
+    /// The result document `result` as stored for this task: with its request's fields.
+    fn document(&self, mut result: ResultMessage) -> ResultMessage {
+        result.group_id.clone_from(&self.meta.group_id);
+        result.parent_id.clone_from(&self.meta.parent_id);
+        result.extended.clone_from(&self.meta.extended);
+        result
     }
 }
 
@@ -197,19 +205,54 @@ pub(crate) struct ResultStore {
     /// Publishes rpc results.
     broker: BrokerClient,
     reply_queues: ReplyQueues,
-    /// The worker's node name, the `hostname` of STARTED results.
+    /// The worker's node name: the `hostname` of STARTED results and the `worker` of
+    /// extended ones.
     hostname: Arc<str>,
+    /// Documents carry the request's fields (`result_extended`).
+    extended: bool,
 }
 
 impl ResultStore {
     /// A store for `destination`; rpc results are published through `broker`; STARTED
-    /// results name the worker `hostname` (its node name).
-    pub(crate) fn new(destination: Destination, broker: BrokerClient, hostname: &str) -> Self {
+    /// results name the worker `hostname` (its node name); with `extended`
+    /// (`result_extended`), documents carry the request's fields.
+    pub(crate) fn new(
+        destination: Destination,
+        broker: BrokerClient,
+        hostname: &str,
+        extended: bool,
+    ) -> Self {
         ResultStore {
             destination,
             broker,
             reply_queues: ReplyQueues::default(),
             hostname: Arc::from(hostname),
+            extended,
+        }
+    }
+
+    /// The address of the results of `message`, delivered with `routing_key`, of a task
+    /// this worker has (`registered`) or not.
+    pub(crate) fn address(
+        &self,
+        message: &TaskMessage,
+        routing_key: &str,
+        registered: bool,
+    ) -> ResultAddress {
+        let received = Received {
+            routing_key,
+            worker: &self.hostname,
+            registered,
+            extended: self.extended,
+        };
+        ResultAddress {
+            task_id: message.headers.id.clone(),
+            reply_to: message.reply_to.clone().filter(|to| !to.is_empty()),
+            correlation_id: message
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| message.headers.id.clone()),
+            meta: request_meta(message, received),
         }
     }
 
@@ -253,6 +296,10 @@ impl ResultStore {
     }
 
     async fn store(&self, to: &ResultAddress, result: ResultMessage) {
+        if !self.enabled() {
+            return;
+        }
+        let result = to.document(result);
         match &self.destination {
             Destination::Disabled => {}
             Destination::Rpc => self.publish_rpc(to, result).await,
@@ -334,6 +381,9 @@ impl ResultStore {
         }
     }
 }
+
+#[cfg(test)]
+mod extended_tests;
 
 #[cfg(test)]
 mod tests {

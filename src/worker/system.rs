@@ -204,7 +204,12 @@ impl WorkerBuilder {
                 registry,
                 pool: pool.clone(),
                 events,
-                results: ResultStore::new(destination, broker.clone(), &hostname),
+                results: ResultStore::new(
+                    destination,
+                    broker.clone(),
+                    &hostname,
+                    self.config.result_extended,
+                ),
                 eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
                 defaults,
                 state,

@@ -232,6 +232,7 @@ impl Workflow {
                         let to = ResultAddress::for_task(
                             body_id,
                             body.option_str("reply_to").map(str::to_string),
+                            body.option_str("group_id").map(str::to_string),
                         );
                         services
                             .results
@@ -242,10 +243,10 @@ impl Workflow {
                 Action::Fail {
                     task_id,
                     reply_to,
+                    group_id,
                     exception,
-                    ..
                 } => {
-                    let to = ResultAddress::for_task(&task_id, reply_to);
+                    let to = ResultAddress::for_task(&task_id, reply_to, group_id);
                     services
                         .results
                         .exception(&to, TaskState::Failure, &exception)

@@ -8,6 +8,13 @@
                                                  to a celeriac worker: add(2, 3), fail('boom'),
                                                  an expired add, sleep(1.5) seen STARTED; prints
                                                  "all checks passed" or raises
+    python redis_results.py URL extended AMQP_URL QUEUE
+                                                 the same to a celeriac worker with
+                                                 result_extended: add(2, y=3) and fail('boom')
+                                                 read back with AsyncResult.name, .args,
+                                                 .kwargs, .worker, .retries, .queue, and
+                                                 sleep(1.5) seen STARTED with its name; prints
+                                                 "all checks passed" or raises
     python redis_results.py URL store OK_ID FAIL_ID
                                                  app.backend.store_result: OK_ID SUCCESS 42,
                                                  FAIL_ID FAILURE ValueError('boom from python')
@@ -37,6 +44,8 @@ def main():
                 }), flush=True)
     elif command == "send":
         send_checks(url, *ids)
+    elif command == "extended":
+        extended_checks(url, *ids)
     elif command == "store":
         ok_id, fail_id = ids
         app.backend.store_result(ok_id, 42, "SUCCESS")
@@ -79,6 +88,39 @@ def send_checks(url, amqp_url, queue):
         assert state == "PENDING", f"state {state} before STARTED"
         assert time.monotonic() < deadline, "no STARTED state within 30 s"
         time.sleep(0.05)
+    assert sleeping.get(timeout=30) == 1.5
+    print("ok started", flush=True)
+    print("all checks passed", flush=True)
+
+
+def extended_checks(url, amqp_url, queue):
+    app = Celery("redis_producer", broker=amqp_url, backend=url)
+    added = app.send_task("interop.add", args=[2], kwargs={"y": 3}, queue=queue)
+    assert added.get(timeout=30) == 5
+    meta = (added.name, added.args, added.kwargs, added.retries, added.queue)
+    assert meta == ("interop.add", [2], {"y": 3}, 0, queue), meta
+    assert added.worker.startswith("celeriac@"), added.worker
+    print(f"ok success worker={added.worker}", flush=True)
+    failed = app.send_task("interop.fail", args=["boom"], queue=queue)
+    try:
+        failed.get(timeout=30)
+        raise AssertionError("interop.fail did not raise")
+    except ValueError:
+        pass
+    meta = (failed.name, failed.args, failed.kwargs, failed.queue)
+    assert meta == ("interop.fail", ["boom"], {}, queue), meta
+    print("ok failure", flush=True)
+    sleeping = app.send_task("interop.sleep", args=[1.5], queue=queue)
+    deadline = time.monotonic() + 30
+    while True:
+        meta = sleeping.backend.get_task_meta(sleeping.id)  # read once: one GET
+        if meta["status"] == "STARTED":
+            break
+        assert meta["status"] == "PENDING", f"state {meta['status']} before STARTED"
+        assert time.monotonic() < deadline, "no STARTED state within 30 s"
+        time.sleep(0.05)
+    started = (meta.get("name"), meta.get("args"), meta.get("kwargs"), meta.get("queue"))
+    assert started == ("interop.sleep", [1.5], {}, queue), meta
     assert sleeping.get(timeout=30) == 1.5
     print("ok started", flush=True)
     print("all checks passed", flush=True)

@@ -119,3 +119,6 @@ impl Formatter for PythonFormatter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
