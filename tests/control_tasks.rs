@@ -347,3 +347,120 @@ async fn rate_limited_tasks_start_at_most_at_their_rate_and_hold_back_no_others(
     worker.stop().await.expect("stops");
     common::delete_queues(&broker, &[&queue]).await;
 }
+
+/// `Producer::revoke` / `AsyncResult::revoke` from Rust: a countdown task held by a
+/// celeriac worker, and one held by a Python Celery worker, are revoked: REVOKED, never run.
+#[actix_rt::test]
+async fn revoke_from_rust_reaches_celeriac_and_python_workers() {
+    use std::process::{Command, Stdio};
+
+    let node = control::unique_node("rust-revoke");
+    let queue = unique_queue("control-rust-revoke");
+    let py_queue = unique_queue("control-rust-revoke-py");
+    let py_node = control::unique_node("py-revoke");
+    let config = Config {
+        default_queue: queue.clone(),
+        ..node_config(&node, 2)
+    };
+    let broker = connect(&config).await;
+    let (builder, mut events) = common::test_worker(&broker, &config, &queue);
+    let worker = builder.register::<Add>().start().await.expect("starts");
+    let _python = common::KillOnDrop(
+        Command::new(common::python())
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "py_worker_app",
+                "worker",
+                "-Q",
+                &py_queue,
+            ])
+            .args([
+                "--pool=solo",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+            ])
+            .args(["--without-heartbeat", "--loglevel=WARNING"])
+            .arg(format!("--hostname={py_node}"))
+            .current_dir(common::python_dir())
+            .env("CELERIAC_TEST_AMQP_URL", common::amqp_url())
+            .env("CELERIAC_QUEUE", &py_queue)
+            .env("CELERIAC_PY_RESULT_BACKEND", redis_url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the Python worker starts"),
+    );
+    let producer = Producer::from_config(broker.clone(), &config)
+        .await
+        .expect("producer");
+    let held = producer
+        .send_signature_with_result(
+            Signature::of::<Add>(&AddArgs { x: 1, y: 2 })
+                .expect("sig")
+                .with_countdown(Duration::from_secs(300)),
+        )
+        .await
+        .expect("sent");
+    common::wait_until_async("the task to be scheduled", Duration::from_secs(30), || {
+        let node = node.clone();
+        async move {
+            control::inspect(&node, "scheduled", &[])
+                .await
+                .as_array()
+                .is_some_and(|s| s.len() == 1)
+        }
+    })
+    .await;
+    held.revoke(&producer, false).await.expect("revoke sent");
+    wait_for_state(held.id(), &config, TaskState::Revoked).await;
+    events
+        .wait_until(Duration::from_secs(30), "the revoked event", |seen| {
+            seen.iter()
+                .any(|e| matches!(e.kind, TaskEventKind::Revoked { .. }))
+        })
+        .await;
+    assert!(
+        !events
+            .seen()
+            .iter()
+            .any(|e| e.kind == TaskEventKind::Started),
+        "it never started"
+    );
+
+    // The Python worker holds its countdown task too (5 s); once it answers ping (its
+    // pidbox is up), the revoke broadcast reaches it, so the task never runs: REVOKED.
+    common::wait_until_async(
+        "the Python worker to answer ping",
+        Duration::from_secs(60),
+        || {
+            let py_node = py_node.clone();
+            async move {
+                let run =
+                    control::celery(&["inspect", "ping", "-d", &py_node, "--timeout", "2"]).await;
+                run.code == Some(0) && run.stdout.contains("pong")
+            }
+        },
+    )
+    .await;
+    let python_held = producer
+        .send_signature_with_result(
+            Signature::new("pyinterop.add")
+                .with_args(vec![json!(1), json!(2)])
+                .with_queue(py_queue.clone())
+                .with_countdown(Duration::from_secs(5)),
+        )
+        .await
+        .expect("sent");
+    python_held
+        .revoke(&producer, false)
+        .await
+        .expect("revoke sent");
+    wait_for_state(python_held.id(), &config, TaskState::Revoked).await;
+
+    worker.stop().await.expect("stops");
+    common::delete_queues(&broker, &[&queue, &py_queue]).await;
+}

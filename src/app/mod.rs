@@ -2,6 +2,7 @@
 
 mod broker;
 mod config;
+mod control;
 mod producer;
 mod routing;
 mod signature;

@@ -118,6 +118,11 @@ impl Producer {
         Ok(())
     }
 
+    /// The configuration this producer was made with.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The broker this producer publishes to.
     pub fn broker(&self) -> &BrokerClient {
         &self.broker

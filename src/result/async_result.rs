@@ -128,6 +128,16 @@ impl AsyncResult {
         &self.id
     }
 
+    /// Revokes the task on every worker, through `producer` (see
+    /// [`Producer::revoke`](crate::Producer::revoke)).
+    pub async fn revoke(
+        &self,
+        producer: &crate::Producer,
+        terminate: bool,
+    ) -> Result<(), crate::SendError> {
+        producer.revoke(&[&self.id], terminate).await
+    }
+
     /// Waits up to `timeout` for the task to finish. SUCCESS answers the return value;
     /// FAILURE and REVOKED answer the exception the worker reported.
     pub async fn get(&self, timeout: Duration) -> Result<serde_json::Value, ResultError> {

@@ -1,7 +1,7 @@
 //! The worker: `WorkerSystem` wires the actors of `celeriac-actors` into a running worker,
 //! the dispatcher turns deliveries into task runs, and `TaskEvent`s report what happened.
 
-mod control;
+pub(crate) mod control;
 mod dispatcher;
 mod eta;
 mod events;

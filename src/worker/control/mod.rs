@@ -16,4 +16,4 @@ mod node;
 mod request;
 
 pub(crate) use actor::{ControlHooks, PidboxActor};
-pub(crate) use node::{node_info, pidbox_queue};
+pub(crate) use node::{node_info, pidbox_exchange, pidbox_queue, PIDBOX_EXCHANGE};

@@ -30,14 +30,19 @@ pub(crate) fn pidbox_queue(hostname: &str) -> QueueSpec {
         auto_delete: true,
         arguments,
         bindings: vec![QueueBinding {
-            exchange: ExchangeSpec {
-                name: PIDBOX_EXCHANGE.into(),
-                kind: "fanout".into(),
-                durable: false,
-                auto_delete: false,
-            },
+            exchange: pidbox_exchange(),
             routing_key: String::new(),
         }],
+    }
+}
+
+/// The `celery.pidbox` fanout exchange (not durable), as kombu's `Mailbox` declares it.
+pub(crate) fn pidbox_exchange() -> ExchangeSpec {
+    ExchangeSpec {
+        name: PIDBOX_EXCHANGE.into(),
+        kind: "fanout".into(),
+        durable: false,
+        auto_delete: false,
     }
 }
 
