@@ -588,6 +588,7 @@ impl Drop for PrivateNode {
     }
 }
 
+pub mod cluster;
 pub mod events;
 pub mod proxy;
 pub mod redis_server;
