@@ -330,6 +330,11 @@ async fn run_scenario(layout: Layout) {
     })
     .await;
 
+    for worker in workers {
+        let _ = worker.stop().await;
+    }
+    let _ = setup.delete_queue(&queue).await;
+
     let observed = observed.borrow();
     let lost: Vec<&String> = load
         .accepted
@@ -405,11 +410,6 @@ async fn run_scenario(layout: Layout) {
         duplicates <= bound,
         "{duplicates} duplicate executions, more than the mechanism allows ({bound})"
     );
-    drop(observed);
-    for worker in workers {
-        let _ = worker.stop().await;
-    }
-    let _ = setup.delete_queue(&queue).await;
 }
 
 /// (h) Two workers and the producer on different nodes; the node of one worker is killed
