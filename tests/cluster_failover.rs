@@ -374,7 +374,7 @@ async fn run_scenario(layout: Layout) {
         "cluster ({}): {:?}, leader node {}, producer node {}, workers nodes {:?}: tasks {} \
          accepted, lost {}, duplicates {duplicates} (bound {bound}: window {window} x {workers_lost} \
          workers on the lost node + {republishable} sends in flight at the producer's loss), \
-         recovery {}, send errors {:?}, cluster boot {:.1} s, took {:.1} s",
+         recovery {}, send errors {:?}, cluster up after {:.1} s (with the wait for the previous test's), took {:.1} s",
         layout.name,
         layout.fault,
         layout.leader,
