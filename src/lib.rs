@@ -38,7 +38,9 @@ pub mod types;
 pub mod worker;
 
 pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsConfig};
-pub use app::{connect_broker, Config, Producer, QueueConfig, SendError, Signature, TaskRoute};
+pub use app::{
+    connect_broker, Config, Producer, QueueConfig, QueueType, SendError, Signature, TaskRoute,
+};
 pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
 pub use canvas::{Canvas, Chain, Chord, Group};
 pub use monitor::TaskEvents;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::actors::broker::amqp::RedactedUrl;
 use crate::actors::TlsConfig;
 
-use super::routing::{QueueConfig, TaskRoute};
+use super::routing::{QueueConfig, QueueType, TaskRoute};
 use crate::protocol::{ContentType, DecodePolicy, DEFAULT_MAX_BODY_SIZE};
 
 /// The broker a configuration names when it names none: Celery's default, a RabbitMQ on
@@ -22,7 +22,9 @@ pub struct Config {
     /// Where the broker is: `amqp://user:password@host:port/vhost` (`%2f` or a second `/`
     /// is the default vhost `/`), `amqps://` for TLS (port 5671 by default), or `memory://`
     /// for the embedded in-process broker (one process only: tasks sent there vanish when the
-    /// process exits). Defaults to Celery's default, [`DEFAULT_BROKER_URL`].
+    /// process exits). Defaults to Celery's default, [`DEFAULT_BROKER_URL`]. The nodes of a
+    /// cluster are Celery's `;`-separated list (`amqp://a;amqp://b;amqp://c`, or
+    /// [`Config::with_broker_urls`]): tried in order, and the next one after a loss.
     pub broker_url: String,
     /// Trusted CAs and client certificate for an `amqps://` broker (Celery's
     /// `broker_use_ssl`). Certificate and host name are always verified.
@@ -100,6 +102,15 @@ pub struct Config {
     pub task_routes: Vec<TaskRoute>,
     /// Queues that are not declared plain (priorities, quorum, dead-lettering).
     pub queues: Vec<QueueConfig>,
+    /// The type of task queues not in `queues` (Celery 5.5's `task_default_queue_type`;
+    /// Celery applies it to its default queue only, and `task_create_missing_queue_type` to
+    /// the others: set both to `quorum` on Python peers sharing the queues).
+    pub default_queue_type: QueueType,
+    /// `x-delivery-limit` of the quorum queues declared without one of their own: a
+    /// message returned to the queue this many times (its worker died with it, say) is
+    /// dead-lettered, or dropped without a dead-letter exchange. `None`: RabbitMQ's default
+    /// (unlimited before RabbitMQ 4.0, 20 since).
+    pub quorum_delivery_limit: Option<u32>,
     /// Acknowledge messages after the run rather than when it starts (Celery's
     /// `task_acks_late`, default false); tasks may override it.
     pub acks_late: bool,
@@ -147,6 +158,8 @@ impl Default for Config {
             send_events: false,
             task_routes: Vec::new(),
             queues: Vec::new(),
+            default_queue_type: QueueType::Classic,
+            quorum_delivery_limit: None,
             acks_late: false,
             acks_on_failure_or_timeout: true,
             time_limit: None,
@@ -167,7 +180,8 @@ impl Config {
     /// `CELERIAC_TRACK_STARTED`, `CELERIAC_SEND_EVENTS`, `CELERIAC_HOSTNAME`,
     /// `CELERIAC_STATE_DB`, `CELERIAC_SEND_TIMEOUT_MS`,
     /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
-    /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S` and
+    /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S`,
+    /// `CELERIAC_DEFAULT_QUEUE_TYPE` (`classic|quorum`), `CELERIAC_QUORUM_DELIVERY_LIMIT` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
     /// ignored with a warning; TLS files are read (and a certificate without its key
     /// refused) when connecting.
@@ -220,6 +234,15 @@ impl Config {
         }
         if let Some(url) = env_string("CELERIAC_BROKER_URL") {
             config.broker_url = url.trim().to_string();
+        }
+        if let Some(kind) = env_string("CELERIAC_DEFAULT_QUEUE_TYPE") {
+            match QueueType::parse(&kind) {
+                Ok(kind) => config.default_queue_type = kind,
+                Err(error) => log::warn!("ignoring CELERIAC_DEFAULT_QUEUE_TYPE: {error}"),
+            }
+        }
+        if let Some(limit) = env_number("CELERIAC_QUORUM_DELIVERY_LIMIT") {
+            config.quorum_delivery_limit = Some(u32::try_from(limit.max(1)).unwrap_or(u32::MAX));
         }
         if let Some(seconds) = env_number("CELERIAC_BROKER_HEARTBEAT_S") {
             config.broker_heartbeat = Duration::from_secs(seconds);
@@ -304,6 +327,8 @@ impl std::fmt::Debug for Config {
             .field("send_events", &self.send_events)
             .field("task_routes", &self.task_routes)
             .field("queues", &self.queues)
+            .field("default_queue_type", &self.default_queue_type)
+            .field("quorum_delivery_limit", &self.quorum_delivery_limit)
             .field("acks_late", &self.acks_late)
             .field(
                 "acks_on_failure_or_timeout",
@@ -362,7 +387,23 @@ fn env_number(name: &str) -> Option<u64> {
 impl Config {
     /// How `queue` is declared under this configuration.
     pub fn queue_spec(&self, queue: &str) -> crate::actors::QueueSpec {
-        super::routing::queue_spec(&self.queues, queue)
+        super::routing::queue_spec(
+            &self.queues,
+            queue,
+            self.default_queue_type,
+            self.quorum_delivery_limit,
+        )
+    }
+
+    /// This configuration with the nodes of a cluster as its broker: tried in order, and the
+    /// next one, round-robin, after a loss (Celery's `amqp://a;amqp://b` as a list).
+    pub fn with_broker_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.broker_url = crate::actors::broker::amqp::AmqpConfig::with_nodes(urls).url;
+        self
     }
 
     /// The queue a task goes to when its call names none: the first matching route, else
@@ -418,6 +459,18 @@ mod tests {
         assert_eq!(uri.vhost, "/");
         assert_eq!(uri.authority.host, "localhost");
         assert_eq!(uri.authority.port, 5672);
+    }
+
+    #[test]
+    fn a_list_of_broker_urls_is_celerys_semicolon_list() {
+        let config = Config::default().with_broker_urls(["amqp://a:5672//", " amqp://b:5673// "]);
+        assert_eq!(config.broker_url, "amqp://a:5672//;amqp://b:5673//");
+        assert_eq!(
+            crate::actors::broker::amqp::node_urls(&config.broker_url),
+            ["amqp://a:5672//", "amqp://b:5673//"]
+        );
+        assert_eq!(Config::default().default_queue_type, QueueType::Classic);
+        assert_eq!(Config::default().quorum_delivery_limit, None);
     }
 
     #[test]

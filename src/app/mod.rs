@@ -12,7 +12,7 @@ use derive_more::{Display, Error, From};
 pub use broker::connect_broker;
 pub use config::{Config, DEFAULT_BROKER_URL, MEMORY_BROKER_URL};
 pub use producer::Producer;
-pub use routing::{QueueConfig, TaskRoute};
+pub use routing::{QueueConfig, QueueType, TaskRoute};
 pub use signature::Signature;
 
 use crate::actors::BrokerError;

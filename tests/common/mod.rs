@@ -603,6 +603,7 @@ impl Drop for PrivateNode {
     }
 }
 
+pub mod cluster;
 pub mod events;
 pub mod proxy;
 pub mod redis_server;

@@ -19,6 +19,7 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 
+use super::failover::node_urls;
 use super::redact::{redact_url, scrub_password};
 use super::AmqpConfig;
 use crate::error::BrokerError;
@@ -52,16 +53,22 @@ struct Failure {
     fatal: bool,
 }
 
-/// Opens one connection: lapin on its own runtime, with its auto-recovery tuned to retry
-/// quickly for about a minute before the actor's own reconnection takes over.
-pub(super) async fn connect_once(config: &AmqpConfig) -> Result<Connection, BrokerError> {
-    let url = redact_url(&config.url);
+/// Opens one connection to the node at `node` (one URL of `config.url`'s list): lapin on
+/// its own runtime, with its auto-recovery tuned to retry quickly for about a minute before
+/// the actor's own reconnection takes over. With `other_nodes`, the first failure of the
+/// transport (refused, unreachable) ends the attempt at once, so that the caller moves on
+/// to the next node instead of waiting out the connect timeout on a dead one.
+pub(super) async fn connect_once(
+    config: &AmqpConfig,
+    node: &str,
+    other_nodes: bool,
+) -> Result<Connection, BrokerError> {
+    let url = redact_url(node);
     let connect_error = |reason: String| BrokerError::Connect {
         url: url.clone(),
-        reason: scrub_password(&reason, &config.url),
+        reason: scrub_password(&reason, node),
     };
-    let mut uri: AMQPUri = config
-        .url
+    let mut uri: AMQPUri = node
         .parse()
         .map_err(|reason| connect_error(format!("invalid broker URL: {reason}")))?;
     ask_for_heartbeat(&mut uri, config.heartbeat);
@@ -87,7 +94,7 @@ pub(super) async fn connect_once(config: &AmqpConfig) -> Result<Connection, Brok
         .with_connection_name(config.connection_name.clone().into());
     let (failures, mut failed) = watch::channel(None::<Failure>);
     let failures = Arc::new(failures);
-    let secret_url = config.url.clone();
+    let secret_url = node.to_string();
     // lapin's io thread goes on retrying a first connection that failed, for its whole
     // backoff (about a minute): once given up, those retries fail without a network attempt.
     let abandoned = Arc::new(AtomicBool::new(false));
@@ -102,8 +109,9 @@ pub(super) async fn connect_once(config: &AmqpConfig) -> Result<Connection, Brok
         if let Err(error) = &opened {
             failures.send_replace(Some(Failure {
                 reason: scrub_password(&error.to_string(), &secret_url),
-                // rustls reports certificate and handshake failures as InvalidData.
-                fatal: error.kind() == io::ErrorKind::InvalidData,
+                // rustls reports certificate and handshake failures as InvalidData; with
+                // other nodes to try, any failure is worth moving on.
+                fatal: other_nodes || error.kind() == io::ErrorKind::InvalidData,
             }));
         }
         opened.map_err(lapin::Error::from)
@@ -143,16 +151,20 @@ pub(super) async fn connect_once(config: &AmqpConfig) -> Result<Connection, Brok
 /// Logs a warning when TLS settings come with a plain `amqp://` URL: they are not used,
 /// and the connection is not encrypted.
 pub(super) fn warn_if_tls_unused(config: &AmqpConfig) {
-    let plain = config
-        .url
-        .parse::<AMQPUri>()
-        .is_ok_and(|uri| uri.scheme == AMQPScheme::AMQP);
-    if plain && config.tls.is_set() {
-        log::warn!(
-            "TLS settings are NOT used: the broker URL {} is plain amqp://, so the connection \
-             is not encrypted; use amqps:// to connect over TLS",
-            redact_url(&config.url)
-        );
+    if !config.tls.is_set() {
+        return;
+    }
+    for node in node_urls(&config.url) {
+        let plain = node
+            .parse::<AMQPUri>()
+            .is_ok_and(|uri| uri.scheme == AMQPScheme::AMQP);
+        if plain {
+            log::warn!(
+                "TLS settings are NOT used: the broker URL {} is plain amqp://, so the \
+                 connection is not encrypted; use amqps:// to connect over TLS",
+                redact_url(&node)
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `connect` | opening one connection: heartbeat, plain or TLS transport, connect timeout |
+//! | `failover` | the nodes of a `;`-separated URL list, round-robin, the pause between attempts |
 //! | `tls` | [`TlsConfig`]: trusted CAs and client certificate, the rustls connector |
 //! | `redact` | [`redact_url`], [`scrub_password`]: passwords kept out of messages and `Debug` |
 //! | `link` | the current connection and channels that follow it across reconnections |
@@ -15,6 +16,7 @@
 pub mod acks;
 mod connect;
 mod exchange;
+mod failover;
 mod link;
 mod redact;
 mod tls;
@@ -34,6 +36,8 @@ use lapin::{Channel, Confirmation, Connection, Event};
 use tokio::sync::watch;
 
 use self::connect::{connect_once, warn_if_tls_unused};
+pub use self::failover::node_urls;
+use self::failover::{pause_before, Nodes};
 use self::link::{ChannelSlot, Link, LinkState};
 pub use self::redact::{redact_url, scrub_password, RedactedUrl};
 pub use self::tls::TlsConfig;
@@ -83,7 +87,9 @@ impl ReconnectPolicy {
 #[derive(Clone)]
 pub struct AmqpConfig {
     /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost), or `amqps://`
-    /// for TLS (port 5671 by default).
+    /// for TLS (port 5671 by default); or the nodes of a cluster as Celery's `;`-separated
+    /// list (`amqp://a;amqp://b;amqp://c`, see [`AmqpConfig::with_nodes`]): connecting tries
+    /// them in order, and after a loss the next one, round-robin.
     pub url: String,
     /// Shown in RabbitMQ's management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
@@ -116,6 +122,20 @@ impl AmqpConfig {
             tls: TlsConfig::default(),
         }
     }
+
+    /// A config for the nodes of a cluster, tried in order and round-robin after a failure
+    /// (the list in code of Celery's `amqp://a;amqp://b`).
+    pub fn with_nodes<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let urls: Vec<String> = nodes
+            .into_iter()
+            .map(|node| node.as_ref().trim().to_string())
+            .collect();
+        AmqpConfig::new(urls.join(";"))
+    }
 }
 
 impl std::fmt::Debug for AmqpConfig {
@@ -140,7 +160,9 @@ impl std::fmt::Debug for AmqpConfig {
 /// (publishes and declarations up to `AmqpConfig::send_timeout`).
 pub struct AmqpBrokerActor {
     config: AmqpConfig,
-    /// The broker URL with the password masked.
+    /// The nodes of the broker URL and the one connected to (or tried last).
+    nodes: Nodes,
+    /// The URL of the node connected to (or tried last), password masked.
     url: String,
     /// Publishes where the connection stands; `link` reads it.
     state: watch::Sender<LinkState>,
@@ -191,10 +213,14 @@ impl AmqpBrokerActor {
     ///
     /// Fails with `BrokerError::ConnectTimeout` when the broker cannot be reached within
     /// `config.connect_timeout`, and with `BrokerError::Connect` when it refuses us.
+    ///
+    /// With several nodes (a `;`-separated list), each is tried once in order, and the first
+    /// that accepts is used; the error then names every node and why it failed.
     pub async fn connect(config: AmqpConfig) -> Result<Addr<Self>, BrokerError> {
-        let url = redact_url(&config.url);
         warn_if_tls_unused(&config);
-        let connection = Arc::new(connect_once(&config).await?);
+        let (connection, nodes) = connect_first(&config).await?;
+        let connection = Arc::new(connection);
+        let url = nodes.current_redacted();
         log::info!("connected to the broker at {url}");
         Ok(AmqpBrokerActor::create(|ctx| {
             ctx.set_mailbox_capacity(1024);
@@ -208,6 +234,7 @@ impl AmqpBrokerActor {
                 link,
                 state,
                 config,
+                nodes,
                 url,
                 consumer_channels: HashMap::new(),
                 retired_consumers: Vec::new(),
@@ -311,6 +338,11 @@ impl AmqpBrokerActor {
             return;
         }
         self.report_down("lapin is recovering the connection".to_string());
+        if self.nodes.len() > 1 {
+            // lapin recovers to the same node; with others to go to, go now (kombu's failover).
+            self.reconnect(ctx, "the connection was lost".to_string());
+            return;
+        }
         let since = *self.recovering_since.get_or_insert_with(Instant::now);
         if since.elapsed() > LAPIN_RECOVERY_GRACE {
             self.reconnect(
@@ -343,15 +375,22 @@ impl AmqpBrokerActor {
         self.retired_consumers.extend(dead);
         self.report_down(reason);
         let config = self.config.clone();
+        let mut nodes = self.nodes.clone();
         let reconnecting = async move {
             let mut attempt = 0u32;
+            let other_nodes = nodes.len() > 1;
             loop {
-                actix_rt::time::sleep(config.reconnect.delay(attempt)).await;
-                match connect_once(&config).await {
-                    Ok(connection) => return Ok(Arc::new(connection)),
+                actix_rt::time::sleep(pause_before(&config.reconnect, attempt, nodes.len())).await;
+                // The next node first (the one lost is tried again last), round-robin.
+                let node = nodes.advance().to_string();
+                match connect_once(&config, &node, other_nodes).await {
+                    Ok(connection) => return Ok((Arc::new(connection), nodes)),
                     Err(error) => {
                         attempt += 1;
-                        log::warn!("reconnection attempt {attempt} failed: {error}");
+                        log::warn!(
+                            "reconnection attempt {attempt} (node {}) failed: {error}",
+                            redact_url(&node)
+                        );
                         if config
                             .reconnect
                             .max_attempts
@@ -369,8 +408,14 @@ impl AmqpBrokerActor {
                 return;
             }
             match outcome {
-                Ok(connection) => {
-                    log::info!("reconnected to the broker at {}", actor.url);
+                Ok((connection, nodes)) => {
+                    let lost = std::mem::replace(&mut actor.url, nodes.current_redacted());
+                    actor.nodes = nodes;
+                    if actor.url == lost {
+                        log::info!("reconnected to the broker at {}", actor.url);
+                    } else {
+                        log::info!("failed over to the broker at {} (was {lost})", actor.url);
+                    }
                     ctx.add_stream(connection.events_listener());
                     actor.state.send_replace(LinkState::Up(connection));
                     actor.retired_consumers.clear();
@@ -378,7 +423,10 @@ impl AmqpBrokerActor {
                     actor.report_up();
                 }
                 Err(reason) => {
-                    log::error!("the broker at {} stays unreachable: {reason}", actor.url);
+                    log::error!(
+                        "the broker at {} stays unreachable: {reason}",
+                        redact_url(&actor.config.url)
+                    );
                     actor.state.send_replace(LinkState::Closed(reason.clone()));
                     actor.emit(ConnectionEvent::GaveUp { reason });
                 }
@@ -407,6 +455,34 @@ impl AmqpBrokerActor {
             .into_actor(self),
         );
     }
+}
+
+/// Connects to the first node of `config.url` that accepts, trying each once in order.
+async fn connect_first(config: &AmqpConfig) -> Result<(Connection, Nodes), BrokerError> {
+    let mut nodes = Nodes::new(&config.url);
+    let other_nodes = nodes.len() > 1;
+    let mut failures = Vec::new();
+    for _ in 0..nodes.len() {
+        match connect_once(config, nodes.current(), other_nodes).await {
+            Ok(connection) => {
+                for failure in &failures {
+                    log::warn!("skipped a broker node: {failure}");
+                }
+                return Ok((connection, nodes));
+            }
+            Err(error) if !other_nodes => return Err(error),
+            Err(error) => failures.push(error.to_string()),
+        }
+        nodes.advance();
+    }
+    Err(BrokerError::Connect {
+        url: redact_url(&config.url),
+        reason: format!(
+            "none of the {} nodes accepted: {}",
+            nodes.len(),
+            failures.join("; ")
+        ),
+    })
 }
 
 /// Declares a queue on the topology channel.

@@ -51,7 +51,7 @@ impl fmt::Debug for RedactedUrl<'_> {
 
 /// Splits a failover list at each `;` that starts another URL (`scheme://`), so that a raw
 /// `;` inside a password does not split it.
-fn split_list(list: &str) -> Vec<&str> {
+pub(super) fn split_list(list: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut start = 0;
     for (index, _) in list.match_indices(';') {
