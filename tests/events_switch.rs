@@ -1,7 +1,7 @@
 //! Task events switched at run time (`WorkerSystem::task_events`), watched from a plain
 //! AMQP consumer bound to `celeryev` as monitors bind: off by default, on after `enable()`,
-//! off again after `disable()`, while heartbeats count every task; worker-offline at
-//! `stop()`.
+//! off again after `disable()`, while heartbeats count every task; a heartbeat when the
+//! `heartbeat` command asks; worker-offline at `stop()`.
 
 mod common;
 
@@ -215,6 +215,19 @@ async fn task_events_follow_the_run_time_switch_and_heartbeats_count_every_task(
         Vec::<String>::new(),
         "events once disabled"
     );
+
+    // The `heartbeat` remote-control command: one heartbeat at once, with Celery's freq 5.
+    producer
+        .broadcast("heartbeat", serde_json::Map::new())
+        .await
+        .expect("the command is sent");
+    monitor
+        .wait_for("the requested heartbeat (freq 5)", |events| {
+            events
+                .iter()
+                .any(|e| e["type"] == "worker-heartbeat" && e["freq"] == 5)
+        })
+        .await;
 
     worker.stop().await.expect("a warm stop");
     monitor

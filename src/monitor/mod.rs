@@ -12,4 +12,5 @@ pub mod host;
 pub(crate) mod publisher;
 mod switch;
 
+pub(crate) use publisher::SendHeartbeat;
 pub use switch::TaskEvents;

@@ -48,6 +48,11 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(1);
 #[rtype(result = "()")]
 pub(crate) struct StopEvents;
 
+/// Sends one `worker-heartbeat` now, as the `heartbeat` remote-control command asks.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendHeartbeat;
+
 /// The worker's event publisher.
 pub(crate) struct EventPublisher {
     broker: BrokerClient,
@@ -292,6 +297,22 @@ impl Handler<TaskEvent> for EventPublisher {
             // No event for it: the clock did not move.
             None => self.clock -= 1,
         }
+    }
+}
+
+impl Handler<SendHeartbeat> for EventPublisher {
+    type Result = ();
+
+    fn handle(&mut self, _: SendHeartbeat, ctx: &mut Context<Self>) {
+        let stamp = self.stamp();
+        let event = super::event::requested_heartbeat(&self.origin, stamp);
+        let body = serde_json::to_vec(&event).unwrap_or_default();
+        let publishing = self.publish(routing_key(WorkerEventType::Heartbeat.name()), body);
+        ctx.spawn(publishing.into_actor(self).map(|outcome, _, _| {
+            if let Err(error) = outcome {
+                log::debug!("the requested worker-heartbeat was not sent: {error}");
+            }
+        }));
     }
 }
 

@@ -258,6 +258,7 @@ impl WorkerBuilder {
                 shutdown: shutdown_tx,
                 state_db: self.config.state_db.clone(),
                 config: self.config.clone(),
+                heartbeat: publisher.clone().recipient(),
             },
         )
         .start();

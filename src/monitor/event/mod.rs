@@ -114,6 +114,17 @@ pub fn worker_event(
     finish(event, stamp, event_type.name())
 }
 
+/// The `worker-heartbeat` Celery sends when the `heartbeat` remote-control command asks for
+/// one: `freq` 5 and the software fields, no counters.
+pub fn requested_heartbeat(origin: &Origin, stamp: Stamp) -> Map<String, Value> {
+    let mut event = common(origin, stamp);
+    event.insert("freq".into(), 5.into());
+    event.insert("sw_ident".into(), SW_IDENT.into());
+    event.insert("sw_ver".into(), env!("CARGO_PKG_VERSION").into());
+    event.insert("sw_sys".into(), super::host::system().into());
+    finish(event, stamp, WorkerEventType::Heartbeat.name())
+}
+
 /// The Celery task event for a worker's `TaskEvent`, or `None` when Celery sends none for
 /// it (requeued at shutdown, deferred to a wait queue, ignored) or it has no task id.
 /// `runtime` is the seconds since the task started, for `task-succeeded`.

@@ -34,6 +34,8 @@ pub(crate) struct ControlHooks {
     pub(crate) state_db: Option<PathBuf>,
     /// For the declarations of queues added at run time.
     pub(crate) config: Config,
+    /// Sends a `worker-heartbeat` event (the `heartbeat` command).
+    pub(crate) heartbeat: Recipient<crate::monitor::SendHeartbeat>,
 }
 
 /// Answers remote-control requests.
@@ -105,7 +107,10 @@ impl PidboxActor {
                 }
                 log::info!("task events {}", if on { "enabled" } else { "disabled" });
             }
-            Action::Heartbeat => log::debug!("heartbeat requested by remote"),
+            Action::Heartbeat => {
+                log::debug!("heartbeat requested by remote");
+                self.hooks.heartbeat.do_send(crate::monitor::SendHeartbeat);
+            }
             Action::AddConsumer(queue) => {
                 let hooks = self.hooks.clone();
                 ctx.spawn(
