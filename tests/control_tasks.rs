@@ -464,3 +464,84 @@ async fn revoke_from_rust_reaches_celeriac_and_python_workers() {
     worker.stop().await.expect("stops");
     common::delete_queues(&broker, &[&queue, &py_queue]).await;
 }
+
+/// `CELERIAC_STATE_DB`: ids revoked before a restart are still revoked after it: a task
+/// whose message arrives only after the restart is not run (REVOKED).
+#[actix_rt::test]
+async fn revoked_ids_survive_a_restart_with_a_state_db() {
+    let node = control::unique_node("statedb");
+    let queue = unique_queue("control-statedb");
+    let dir = std::env::temp_dir().join(format!("celeriac-statedb-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let config = Config {
+        default_queue: queue.clone(),
+        state_db: Some(dir.join("state")),
+        ..node_config(&node, 1)
+    };
+    let broker = connect(&config).await;
+    let producer = Producer::from_config(broker.clone(), &config)
+        .await
+        .expect("producer");
+    let id = uuid::Uuid::new_v4().to_string();
+
+    let (builder, _events) = common::test_worker(&broker, &config, &queue);
+    let first = builder.register::<Add>().start().await.expect("starts");
+    common::wait_until_async("the worker to answer ping", Duration::from_secs(30), || {
+        let node = node.clone();
+        async move {
+            control::inspect(&node, "ping", &[])
+                .await
+                .get("ok")
+                .is_some()
+        }
+    })
+    .await;
+    producer.revoke(&[&id], false).await.expect("revoke sent");
+    common::wait_until_async("the id to be revoked", Duration::from_secs(30), || {
+        let (node, id) = (node.clone(), id.clone());
+        async move {
+            control::inspect(&node, "revoked", &[])
+                .await
+                .as_array()
+                .is_some_and(|ids| ids.contains(&json!(id)))
+        }
+    })
+    .await;
+    first.stop().await.expect("stops");
+    assert!(
+        dir.join("state").exists(),
+        "the state db was written at the stop"
+    );
+
+    let (builder, mut events) = common::test_worker(&broker, &config, &queue);
+    let second = builder
+        .register::<Add>()
+        .start()
+        .await
+        .expect("starts again");
+    producer
+        .send_signature(
+            Signature::of::<Add>(&AddArgs { x: 1, y: 2 })
+                .expect("sig")
+                .with_id(id.clone()),
+        )
+        .await
+        .expect("sent");
+    wait_for_state(&id, &config, TaskState::Revoked).await;
+    events
+        .wait_until(Duration::from_secs(30), "the revoked event", |seen| {
+            seen.iter()
+                .any(|e| matches!(e.kind, TaskEventKind::Revoked { .. }))
+        })
+        .await;
+    assert!(
+        !events
+            .seen()
+            .iter()
+            .any(|e| e.kind == TaskEventKind::Started),
+        "the task revoked before the restart did not run after it"
+    );
+    second.stop().await.expect("stops");
+    std::fs::remove_dir_all(&dir).ok();
+    common::delete_queues(&broker, &[&queue]).await;
+}
