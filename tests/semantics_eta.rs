@@ -278,3 +278,82 @@ async fn a_task_that_expires_while_it_waits_is_acked_revoked_and_not_run() {
     producer.close_results().await.expect("close");
     delete_queues(&broker, &[&queue]).await;
 }
+
+/// A task that expires while it waits for an executor slot (the only slot held by another
+/// task) is not run when the slot frees: REVOKED ("expired"), as Celery checks expiry
+/// before it executes a request.
+#[actix_rt::test]
+async fn a_task_that_expires_while_it_waits_for_a_slot_is_not_run() {
+    // Task events on: the test sees when the task was received (before its expiry).
+    let config = celeriac::Config {
+        send_events: true,
+        ..config(1)
+    };
+    let broker = connect(&config).await;
+    let queue = unique_queue("expires-slot");
+    let (builder, mut events) = test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<Add>()
+        .register::<Held>()
+        .start()
+        .await
+        .expect("worker");
+    let producer = Producer::new(broker.clone(), &config)
+        .with_rpc_results()
+        .await
+        .expect("results");
+    let gate = format!("expires-slot-{}", uuid::Uuid::new_v4());
+    let holder = producer
+        .send_signature(
+            Signature::of::<Held>(&(gate.clone(),))
+                .expect("encodes")
+                .with_queue(queue.clone()),
+        )
+        .await
+        .expect("sent");
+    events
+        .wait_for(WAIT, "the holder to start", |event| {
+            event.task_id.as_deref() == Some(holder.as_str())
+                && event.kind == TaskEventKind::Started
+        })
+        .await;
+    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    let result = producer
+        .send_signature_with_result(
+            Signature::of::<Add>(&AddArgs { x: 1, y: 1 })
+                .expect("encodes")
+                .with_expires(expires)
+                .with_queue(queue.clone()),
+        )
+        .await
+        .expect("sent");
+    let id = result.id().to_string();
+    events
+        .wait_for(WAIT, "the task to be received", |event| {
+            event.task_id.as_deref() == Some(id.as_str())
+                && matches!(event.kind, TaskEventKind::Received(_))
+        })
+        .await;
+    wait_until("the task's expiry to pass", WAIT, || {
+        chrono::Utc::now() > expires
+    })
+    .await;
+    open_gate(&gate);
+    match result.get(WAIT).await {
+        Err(celeriac::ResultError::Revoked { exception, .. }) => {
+            assert_eq!(exception.exc_message, vec![json!("expired")]);
+        }
+        other => panic!("expected REVOKED (expired), got {other:?}"),
+    }
+    assert!(
+        !events
+            .seen()
+            .iter()
+            .any(|event| event.task_id.as_deref() == Some(id.as_str())
+                && event.kind == TaskEventKind::Started),
+        "the expired task ran"
+    );
+    worker.stop().await.expect("stop");
+    producer.close_results().await.expect("close");
+    delete_queues(&broker, &[&queue]).await;
+}

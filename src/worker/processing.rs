@@ -504,6 +504,7 @@ async fn run(
     tracked: &super::state::Tracked,
 ) {
     let services = request.services;
+    let message_expires = message.headers.expires;
     let (hard_limit, soft_limit) = time_limits(&message, task, &services.defaults);
     let mut context = TaskContext::from_headers(&message.headers, &request.delivery.queue);
     context.priority = message.priority;
@@ -555,8 +556,11 @@ async fn run(
     let (abort, registration) = futures::future::AbortHandle::new_pair();
     let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let was_terminated = terminated.clone();
-    // Revoked while it waited for its slot: not run (checked when the slot is given).
+    // Revoked, or expired, while it waited for its slot: not run (checked when the slot is
+    // given, as Celery checks both before it executes a request).
     let revoked_at_start = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let expired_at_start = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let expires = message_expires;
     let skip = revoked_at_start.clone();
     let job = async move {
         if gone.load(std::sync::atomic::Ordering::SeqCst)
@@ -597,10 +601,15 @@ async fn run(
             let state = services.worker_state.clone();
             let id = request.id.clone();
             let revoked = revoked_at_start.clone();
+            let expired = expired_at_start.clone();
             move || {
                 if !waiting.acker.is_usable() {
                     gone.store(true, std::sync::atomic::Ordering::SeqCst);
                 } else if state.is_revoked(&id) {
+                    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+                } else if expires.is_some_and(|at| at <= Utc::now()) {
+                    // Not run: the job below sees the flag and returns at once.
+                    expired.store(true, std::sync::atomic::Ordering::SeqCst);
                     revoked.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 let _ = started_tx.send(());
@@ -642,6 +651,10 @@ async fn run(
         return;
     }
 
+    if expired_at_start.load(std::sync::atomic::Ordering::SeqCst) {
+        revoke_if_expired(request, expires).await;
+        return;
+    }
     if revoked_at_start.load(std::sync::atomic::Ordering::SeqCst) {
         revoke_if_revoked(request).await;
         return;
