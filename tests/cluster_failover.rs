@@ -99,6 +99,11 @@ async fn start_worker(
     queue: &str,
     observed: &Rc<RefCell<Observed>>,
 ) -> WorkerSystem {
+    // Each worker its own node name: two live workers of one name are refused.
+    let config = &Config {
+        hostname: format!("cluster-{}@celeriac-test", uuid::Uuid::new_v4().simple()),
+        ..config.clone()
+    };
     let broker = connect_broker(config)
         .await
         .unwrap_or_else(|error| panic!("the worker cannot connect: {error}"));

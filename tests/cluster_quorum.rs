@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use celeriac::actors::QueueSpec;
@@ -22,7 +22,7 @@ const STEP: Duration = Duration::from_secs(60);
 /// An `interop` worker process on `queue`: late acks, one task at a time, quorum queues
 /// with the delivery limit, all from the environment as a deployment would set them.
 fn worker_process(queue: &str) -> KillOnDrop {
-    let child = Command::new(example_binary("interop"))
+    let child = common::example_command("interop")
         .env("CELERIAC_BROKER_URL", amqp_url())
         .env("CELERIAC_QUEUE", queue)
         .env("CELERIAC_ACKS_LATE", "true")

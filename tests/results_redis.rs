@@ -561,7 +561,7 @@ async fn a_python_producer_reads_the_request_of_a_celeriac_workers_extended_resu
     let broker = common::connect(&config).await;
     let queue = common::unique_queue("redis-extended");
     let mut worker = common::KillOnDrop(
-        std::process::Command::new(common::example_binary("interop"))
+        common::example_command("interop")
             .env("CELERIAC_BROKER_URL", common::amqp_url())
             .env("CELERIAC_RESULT_BACKEND", redis_url())
             .env("CELERIAC_RESULT_EXTENDED", "true")
