@@ -24,8 +24,8 @@ fn kind_of(kind: &str) -> ExchangeKind {
     }
 }
 
-/// Declares an exchange on the topology channel.
-async fn declare(
+/// Declares an exchange on the topology channel (also before a queue's bindings).
+pub(super) async fn declare(
     slot: &ChannelSlot,
     spec: &ExchangeSpec,
     deadline: Instant,

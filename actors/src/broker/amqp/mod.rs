@@ -29,7 +29,7 @@ use actix::prelude::*;
 use futures::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, Event};
@@ -43,8 +43,8 @@ pub use self::redact::{redact_url, scrub_password, RedactedUrl};
 pub use self::tls::TlsConfig;
 use super::{
     CancelConsumer, CloseBroker, CloseConsumer, ConnectionEvent, CountMessages, DeclareQueue,
-    DeleteQueue, DeliveryStream, ExchangeSpec, FlushAcks, OpenConsumer, PublishMessage, QueueSpec,
-    SetPrefetch, SubscribeConnection,
+    DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
+    SubscribeConnection,
 };
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -504,7 +504,7 @@ async fn declare(
         .await
         .map_err(|error| BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error))?;
     for binding in &spec.bindings {
-        declare_exchange(slot, &binding.exchange, deadline).await?;
+        exchange::declare(slot, &binding.exchange, deadline).await?;
         let channel = slot.get(Some(deadline)).await?;
         channel
             .queue_bind(
@@ -524,38 +524,6 @@ async fn declare(
             })?;
     }
     Ok(())
-}
-
-/// Declares an exchange on the topology channel.
-async fn declare_exchange(
-    slot: &ChannelSlot,
-    spec: &ExchangeSpec,
-    deadline: Instant,
-) -> Result<(), BrokerError> {
-    let channel = slot.get(Some(deadline)).await?;
-    let kind = match spec.kind.as_str() {
-        "direct" => lapin::ExchangeKind::Direct,
-        "fanout" => lapin::ExchangeKind::Fanout,
-        "topic" => lapin::ExchangeKind::Topic,
-        "headers" => lapin::ExchangeKind::Headers,
-        other => lapin::ExchangeKind::Custom(other.to_string()),
-    };
-    let options = ExchangeDeclareOptions {
-        passive: false,
-        durable: spec.durable,
-        auto_delete: spec.auto_delete,
-        internal: false,
-        nowait: false,
-    };
-    channel
-        .exchange_declare(
-            spec.name.as_str().into(),
-            kind,
-            options,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|error| BrokerError::amqp(format!("exchange.declare \"{}\"", spec.name), &error))
 }
 
 /// Runs `operation` until it succeeds, fails for another reason than a lost connection, or
