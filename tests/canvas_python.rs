@@ -31,37 +31,10 @@ async fn python_workflows_run_on_celeriac_workers() {
             .spawn()
             .expect("the interop worker starts"),
     );
-    let _py_worker = common::KillOnDrop(
-        Command::new(common::python())
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "py_worker_app",
-                "worker",
-                "-Q",
-                &py_queue,
-            ])
-            .args([
-                "--pool=solo",
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-            ])
-            .args(["--without-heartbeat", "--loglevel=WARNING"])
-            .arg(format!(
-                "--hostname=pyworker-{}@localhost",
-                uuid::Uuid::new_v4().simple()
-            ))
-            .current_dir(common::python_dir())
-            .env("CELERIAC_TEST_AMQP_URL", common::amqp_url())
-            .env("CELERIAC_QUEUE", &py_queue)
-            .env("CELERIAC_PY_RESULT_BACKEND", redis_url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the Python worker starts"),
+    let _py_worker = common::python_worker(
+        &py_queue,
+        &format!("pyworker-{}@localhost", uuid::Uuid::new_v4().simple()),
+        &redis_url(),
     );
     let output = actix_rt::task::spawn_blocking({
         let (rust_queue, py_queue) = (rust_queue.clone(), py_queue.clone());

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use celeriac::{chain, Chord, Group, Producer, ResultError, SendError, Signature};
@@ -41,37 +41,10 @@ fn start_workers(test: &str, backend: &str) -> Workers {
             .spawn()
             .expect("the interop worker starts"),
     );
-    let python = common::KillOnDrop(
-        Command::new(common::python())
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "py_worker_app",
-                "worker",
-                "-Q",
-                &py_queue,
-            ])
-            .args([
-                "--pool=solo",
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-            ])
-            .args(["--without-heartbeat", "--loglevel=WARNING"])
-            .arg(format!(
-                "--hostname=pyworker-{}@localhost",
-                uuid::Uuid::new_v4().simple()
-            ))
-            .current_dir(common::python_dir())
-            .env("CELERIAC_TEST_AMQP_URL", common::amqp_url())
-            .env("CELERIAC_QUEUE", &py_queue)
-            .env("CELERIAC_PY_RESULT_BACKEND", backend)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the Python worker starts"),
+    let python = common::python_worker(
+        &py_queue,
+        &format!("pyworker-{}@localhost", uuid::Uuid::new_v4().simple()),
+        backend,
     );
     Workers {
         rust_queue,

@@ -352,8 +352,6 @@ async fn rate_limited_tasks_start_at_most_at_their_rate_and_hold_back_no_others(
 /// celeriac worker, and one held by a Python Celery worker, are revoked: REVOKED, never run.
 #[actix_rt::test]
 async fn revoke_from_rust_reaches_celeriac_and_python_workers() {
-    use std::process::{Command, Stdio};
-
     let node = control::unique_node("rust-revoke");
     let queue = unique_queue("control-rust-revoke");
     let py_queue = unique_queue("control-rust-revoke-py");
@@ -365,35 +363,7 @@ async fn revoke_from_rust_reaches_celeriac_and_python_workers() {
     let broker = connect(&config).await;
     let (builder, mut events) = common::test_worker(&broker, &config, &queue);
     let worker = builder.register::<Add>().start().await.expect("starts");
-    let _python = common::KillOnDrop(
-        Command::new(common::python())
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "py_worker_app",
-                "worker",
-                "-Q",
-                &py_queue,
-            ])
-            .args([
-                "--pool=solo",
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-            ])
-            .args(["--without-heartbeat", "--loglevel=WARNING"])
-            .arg(format!("--hostname={py_node}"))
-            .current_dir(common::python_dir())
-            .env("CELERIAC_TEST_AMQP_URL", common::amqp_url())
-            .env("CELERIAC_QUEUE", &py_queue)
-            .env("CELERIAC_PY_RESULT_BACKEND", redis_url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the Python worker starts"),
-    );
+    let _python = common::python_worker(&py_queue, &py_node, &redis_url());
     let producer = Producer::from_config(broker.clone(), &config)
         .await
         .expect("producer");

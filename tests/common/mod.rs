@@ -608,3 +608,30 @@ pub mod events;
 pub mod proxy;
 pub mod redis_server;
 pub mod tls;
+
+/// A Python Celery 5.7 worker (tests/python/py_worker_app.py, the `pyinterop.*` tasks) on
+/// `queue`, named `node`, storing results in `backend` (`rpc://` or a Redis URL); killed when
+/// dropped.
+pub fn python_worker(queue: &str, node: &str, backend: &str) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(python())
+            .args(["-m", "celery", "-A", "py_worker_app", "worker", "-Q", queue])
+            .args([
+                "--pool=solo",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+            ])
+            .args(["--without-heartbeat", "--loglevel=WARNING"])
+            .arg(format!("--hostname={node}"))
+            .current_dir(python_dir())
+            .env("CELERIAC_TEST_AMQP_URL", amqp_url())
+            .env("CELERIAC_QUEUE", queue)
+            .env("CELERIAC_PY_RESULT_BACKEND", backend)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the Python worker starts"),
+    )
+}
