@@ -1,9 +1,11 @@
-//! [`BeatActor`]: the scheduler. A follower claims the lock queue every `leader_retry`; the
-//! leader reads the stored last runs, then at each due slot confirms it still holds the
-//! lock, sends the runs through its [`Producer`] (task id from [`run_id`]) and saves the
-//! new last runs. A failure backs off and tries again; losing the lock connection (the
-//! consumer on the lock queue ends) or a refused claim makes it a follower again, and it
-//! reads the state afresh when it leads again. Supervised: restarted as a follower.
+//! [`BeatActor`]: the scheduler. A follower looks every `leader_retry` whether the presence
+//! queue has a consumer (the leader); when it has none, it claims the lock queue. The new
+//! leader consumes the presence queue and reads the stored last runs; then at each due
+//! slot it confirms it still holds the lock, sends the runs through its [`Producer`] (task
+//! id from [`run_id`]) and saves the new last runs. A failure backs off and tries again;
+//! losing the connection (its consumer on the presence queue ends) or a refused claim makes
+//! it a follower again, and it reads the state afresh when it leads again. Supervised:
+//! restarted as a follower.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,9 +54,13 @@ pub(crate) struct BeatActor {
     producer: Producer,
     store: StateStore,
     lock: QueueSpec,
+    presence: QueueSpec,
     role: Role,
     /// The last runs as this leader knows them.
     state: BeatState,
+    /// For entries that never ran: when this instance started leading (their first run is
+    /// the first slot after it). Not stored.
+    baseline: Option<DateTime<Utc>>,
     /// Runs were sent that the stored state does not have yet.
     dirty: bool,
     /// Consecutive failures, for the backoff.
@@ -67,7 +73,7 @@ pub(crate) struct BeatActor {
     stopped: bool,
     /// Counts terms as leader, so that a watcher of an old term is ignored.
     term: u64,
-    /// The consumer on the lock queue (its tag) and the future watching it.
+    /// The consumer on the presence queue (its tag) and the future watching it.
     watch: Option<(String, SpawnHandle)>,
 }
 
@@ -75,14 +81,17 @@ impl BeatActor {
     pub(crate) fn new(plan: Plan, broker: BrokerClient, producer: Producer) -> Self {
         let store = StateStore::new(broker.clone(), &plan.name);
         let lock = super::leader::lock_queue(&plan.name);
+        let presence = super::leader::presence_queue(&plan.name);
         BeatActor {
             plan: Arc::new(plan),
             broker,
             producer,
             store,
             lock,
+            presence,
             role: Role::Follower,
             state: BeatState::default(),
+            baseline: None,
             dirty: false,
             failures: 0,
             timer: None,
@@ -118,21 +127,26 @@ impl BeatActor {
         self.wake_in(ctx, delay);
     }
 
-    /// Claims the lock; on success opens the watch consumer and reads the state.
+    /// Claims the lock if no leader is present; on success consumes the presence queue
+    /// and reads the state.
     fn try_to_lead(&mut self, ctx: &mut Context<Self>) {
         let broker = self.broker.clone();
         let lock = self.lock.clone();
+        let presence = self.presence.clone();
         let store = self.store.clone();
         let tag = format!("celeriac-beat-leader-{}", uuid::Uuid::new_v4().simple());
         let consumer_tag = tag.clone();
         let claiming = async move {
+            if broker.count_consumers(presence.clone()).await? > 0 {
+                return Ok(None);
+            }
             if claim(&broker, &lock).await? == Claim::Taken {
                 return Ok(None);
             }
             let stream = broker
                 .open_consumer
                 .send(OpenConsumer {
-                    queue: lock.name.clone(),
+                    queue: presence.name.clone(),
                     prefetch: 1,
                     consumer_tag: consumer_tag.clone(),
                     global_qos: false,
@@ -183,6 +197,7 @@ impl BeatActor {
         self.role = Role::Leader;
         self.term += 1;
         self.state.merge(state);
+        self.baseline = Some(Utc::now());
         let term = self.term;
         log::info!(
             "beat \"{}\": leading (entries {:?})",
@@ -195,8 +210,8 @@ impl BeatActor {
         );
         let watching = async move {
             let mut stream = stream;
-            // Nothing is published to the lock queue: the stream ends (or fails) when the
-            // consumer's channel or connection does.
+            // Nothing is published to the presence queue: the stream ends (or fails) when
+            // the consumer's channel or connection does.
             while let Some(item) = stream.next().await {
                 if item.is_err() {
                     break;
@@ -206,7 +221,7 @@ impl BeatActor {
         let handle = ctx.spawn(watching.into_actor(self).map(move |(), actor, ctx| {
             if actor.term == term && actor.role == Role::Leader && !actor.stopped {
                 log::warn!(
-                    "beat \"{}\": the lock queue's consumer ended (connection lost?)",
+                    "beat \"{}\": the presence queue's consumer ended (connection lost?)",
                     actor.plan.name
                 );
                 actor.watch = None;
@@ -242,11 +257,8 @@ impl BeatActor {
         let mut runs: Vec<(Entry, DateTime<Utc>, u64)> = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
         for entry in &self.plan.entries {
-            let due = decide(
-                &entry.schedule,
-                self.state.last_run.get(&entry.name).copied(),
-                now,
-            );
+            let last = self.state.last_run.get(&entry.name).copied();
+            let due = decide(&entry.schedule, last.or(self.baseline), now);
             if let Some(slot) = due.run {
                 runs.push((entry.clone(), slot, due.skipped));
             }

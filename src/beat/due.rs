@@ -1,6 +1,7 @@
 //! When an entry runs: a pure decision from its schedule, its last run and the time now.
 //!
-//! - never run (no stored last run): nothing now, the first run at the next slot;
+//! - never run (no last run, and no baseline: the scheduler passes the time it started
+//!   leading for entries that never ran): nothing now, the first run at the next slot;
 //! - the latest slot at or before now is later than the last run: run it now, once, even
 //!   when several slots were missed (one catch-up run, not a burst);
 //! - otherwise: nothing now, the next run at the first slot after the last run (a last run

@@ -3,14 +3,34 @@
 //! the first instance to declare it wins; RabbitMQ refuses the others with 405
 //! RESOURCE_LOCKED while the leader's connection lives, and deletes the queue when that
 //! connection dies (a killed process, a lost network), so the next declaration wins.
+//!
+//! A refused declaration closes a channel (and lapin logs it), so followers first look
+//! quietly: the leader consumes a second, shared queue, `celeriac.beat.<name>.presence`,
+//! and a follower declares that one and reads its consumer count; only when it has none
+//! (the leader is gone) does the follower claim the lock.
 
+use crate::actors::amqp::{AMQPValue, FieldTable};
 use crate::actors::{BrokerClient, BrokerError, QueueSpec};
+
+/// How long the presence queue outlives its last use (declaration or consumer).
+const PRESENCE_EXPIRES_MS: i32 = 60_000;
 
 /// The lock queue of beat `name`: exclusive to the leader's connection, not durable.
 pub fn lock_queue(name: &str) -> QueueSpec {
     let mut spec = QueueSpec::durable(format!("celeriac.beat.{name}.leader"));
     spec.durable = false;
     spec.exclusive = true;
+    spec
+}
+
+/// The presence queue of beat `name`: shared, not durable, consumed by the leader only,
+/// deleted by RabbitMQ a minute after the last instance stopped declaring it.
+pub fn presence_queue(name: &str) -> QueueSpec {
+    let mut spec = QueueSpec::durable(format!("celeriac.beat.{name}.presence"));
+    spec.durable = false;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(PRESENCE_EXPIRES_MS));
+    spec.arguments = arguments;
     spec
 }
 
@@ -70,5 +90,8 @@ mod tests {
         let spec = lock_queue("nightly");
         assert_eq!(spec.name, "celeriac.beat.nightly.leader");
         assert!(spec.exclusive && !spec.durable && !spec.auto_delete);
+        let presence = presence_queue("nightly");
+        assert_eq!(presence.name, "celeriac.beat.nightly.presence");
+        assert!(!presence.exclusive && !presence.durable && !presence.auto_delete);
     }
 }
