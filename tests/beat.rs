@@ -405,3 +405,49 @@ async fn a_restart_resends_nothing_and_catches_up_once() {
     assert_contiguous(&new, period, "after the restart");
     clean_up(&broker, &name, &queue).await;
 }
+
+#[actix_rt::test]
+async fn a_worker_runs_its_beat() {
+    use celeriac::{Beat, Signature, Task};
+
+    let config = common::config(1);
+    let broker = common::connect(&config).await;
+    let name = format!("worker-{}", uuid::Uuid::new_v4().simple());
+    let queue = common::unique_queue("beat-worker");
+    let beat = Beat::builder()
+        .name(&name)
+        .leader_retry(LEADER_RETRY)
+        .every(
+            ENTRY,
+            Duration::from_secs(1),
+            Signature::new(common::Add::NAME)
+                .with_args(vec![2.into(), 3.into()])
+                .with_queue(&queue),
+        )
+        .build()
+        .expect("a valid schedule");
+    let from = Utc::now();
+    let (builder, mut events) = common::test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<common::Add>()
+        .beat(beat)
+        .start()
+        .await
+        .expect("the worker starts");
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let event = events
+            .take_next(
+                Duration::from_secs(30),
+                "a beat run succeeding",
+                common::succeeded,
+            )
+            .await;
+        ids.push(event.task_id.expect("a task id"));
+    }
+    worker.stop().await.expect("the worker stops");
+    let slots = slots_of(&ids, &name, Duration::from_secs(1), from, Utc::now());
+    assert_ne!(slots[0], slots[1], "two distinct runs: {ids:?}");
+    clean_up(&broker, &name, &queue).await;
+}
