@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use tokio::sync::watch;
 
 use super::due::decide;
 use super::entry::{run_id, Entry};
@@ -67,8 +68,8 @@ pub(crate) struct BeatActor {
     failures: u32,
     /// The pending wake-up.
     timer: Option<SpawnHandle>,
-    /// A claim or a round of runs is under way.
-    busy: bool,
+    /// A claim or a round of runs is under way (a stop waits for it to end).
+    busy: watch::Sender<bool>,
     /// Stopped by its handle: no more rounds.
     stopped: bool,
     /// Counts terms as leader, so that a watcher of an old term is ignored.
@@ -95,7 +96,7 @@ impl BeatActor {
             dirty: false,
             failures: 0,
             timer: None,
-            busy: false,
+            busy: watch::channel(false).0,
             stopped: false,
             term: 0,
             watch: None,
@@ -168,7 +169,7 @@ impl BeatActor {
         };
         ctx.spawn(claiming.into_actor(self).map(
             move |outcome: Result<_, BeatError>, actor, ctx| {
-                actor.busy = false;
+                actor.busy.send_replace(false);
                 match outcome {
                     Ok(None) => {
                         actor.failures = 0;
@@ -268,7 +269,7 @@ impl BeatActor {
             };
         }
         if runs.is_empty() && !self.dirty {
-            self.busy = false;
+            self.busy.send_replace(false);
             let delay = next.map_or(IDLE, |next| {
                 // A millisecond late rather than early: the slot is then due.
                 (next - Utc::now())
@@ -346,7 +347,7 @@ impl BeatActor {
 
     /// Takes in what a round did.
     fn finish_round(&mut self, ctx: &mut Context<Self>, round: Round) {
-        self.busy = false;
+        self.busy.send_replace(false);
         if round.lost {
             log::warn!(
                 "beat \"{}\": another instance holds the lock",
@@ -398,7 +399,7 @@ impl Supervised for BeatActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         log::warn!("beat \"{}\": restarting as a follower", self.plan.name);
         self.role = Role::Follower;
-        self.busy = false;
+        self.busy.send_replace(false);
         self.timer = None;
         self.watch = None;
     }
@@ -414,10 +415,10 @@ impl Handler<Tick> for BeatActor {
 
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         self.timer = None;
-        if self.busy || self.stopped {
+        if *self.busy.borrow() || self.stopped {
             return;
         }
-        self.busy = true;
+        self.busy.send_replace(true);
         match self.role {
             Role::Follower => self.try_to_lead(ctx),
             Role::Leader => self.run_due(ctx),
@@ -439,15 +440,21 @@ impl Handler<StopBeat> for BeatActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        let leading = self.role == Role::Leader;
-        self.role = Role::Follower;
-        self.release_watch(ctx);
-        let broker = self.broker.clone();
-        let store = self.store.clone();
-        let lock = self.lock.name.clone();
-        let owed = (leading && self.dirty).then(|| self.state.clone());
-        let name = self.plan.name.clone();
-        Box::pin(
+        // A round under way finishes first: releasing the lock during it could let another
+        // instance send the same run.
+        let mut busy = self.busy.subscribe();
+        let idle = async move {
+            let _ = busy.wait_for(|busy| !*busy).await;
+        };
+        Box::pin(idle.into_actor(self).then(|(), actor, ctx| {
+            let leading = actor.role == Role::Leader;
+            actor.role = Role::Follower;
+            actor.release_watch(ctx);
+            let broker = actor.broker.clone();
+            let store = actor.store.clone();
+            let lock = actor.lock.name.clone();
+            let owed = (leading && actor.dirty).then(|| actor.state.clone());
+            let name = actor.plan.name.clone();
             async move {
                 if let Some(state) = owed {
                     if let Err(error) = store.save(&state).await {
@@ -461,8 +468,8 @@ impl Handler<StopBeat> for BeatActor {
                 }
                 log::info!("beat \"{name}\": stopped");
             }
-            .into_actor(self),
-        )
+            .into_actor(actor)
+        }))
     }
 }
 
