@@ -451,3 +451,29 @@ async fn a_worker_runs_its_beat() {
     assert_ne!(slots[0], slots[1], "two distinct runs: {ids:?}");
     clean_up(&broker, &name, &queue).await;
 }
+
+#[test]
+fn a_bad_schedule_is_one_line_naming_the_entry_and_the_field() {
+    let dir = scratch("bad");
+    let path = dir.join("schedule.toml");
+    std::fs::write(
+        &path,
+        "[[entry]]\nname = \"report\"\ntask = \"reports.daily\"\n\
+         cron = \"30 9 * * *\"\ntimezone = \"Mars/Olympus\"\n",
+    )
+    .expect("write the schedule");
+    let output = Command::new(env!("CARGO_BIN_EXE_celeriac"))
+        .arg("beat")
+        .arg("--schedule")
+        .arg(&path)
+        .env("CELERIAC_BROKER_URL", "amqp://127.0.0.1:1/%2f")
+        .output()
+        .expect("run celeriac beat");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("entry \"report\": field `timezone`: unknown time zone \"Mars/Olympus\""),
+        "{stderr}"
+    );
+}

@@ -115,12 +115,8 @@ impl Beat {
             leader_retry: self.leader_retry,
         };
         let actor = BeatActor::new(plan, broker, producer);
-        let mut once = Some(actor);
         // A restarted actor is the same one (Supervised::restarting resets its role).
-        let addr = Supervisor::start(move |_| {
-            once.take()
-                .unwrap_or_else(|| unreachable!("the supervisor builds the actor once"))
-        });
+        let addr = Supervisor::start(move |_| actor);
         BeatHandle { addr }
     }
 }
