@@ -10,6 +10,7 @@
 //! | [`task`] | the [`Task`] trait, [`TaskContext`], [`TaskError`], the registry, argument decoding |
 //! | [`app`] | [`Config`], connecting to the broker, [`Producer`] and [`Signature`] for sending |
 //! | [`worker`] | [`WorkerSystem`]: consumers, dispatcher and executor pool, with warm shutdown; results stored as `rpc://` does |
+//! | [`beat`] | [`Beat`]: the periodic scheduler (interval and crontab entries, one leader among instances) |
 //! | [`canvas`] | workflows (chains, groups, chords, callbacks, errbacks) as messages carry them |
 //! | [`result`] | the `rpc://` result client: [`AsyncResult`] and [`ResultError`] |
 //! | [`types`] | [`Kombu<T>`](types::Kombu): datetimes, dates, times, decimals, UUIDs and bytes as Python's own types |
@@ -28,6 +29,7 @@ pub use celeriac_actors as actors;
 
 pub mod app;
 pub mod backend;
+pub mod beat;
 pub mod canvas;
 pub(crate) mod log_text;
 pub mod monitor;
@@ -42,6 +44,7 @@ pub use app::{
     connect_broker, Config, Producer, QueueConfig, QueueType, SendError, Signature, TaskRoute,
 };
 pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
+pub use beat::{Beat, BeatHandle};
 pub use canvas::{Canvas, Chain, Chord, Group};
 pub use monitor::TaskEvents;
 pub use result::{AsyncResult, GroupResult, ResultError};

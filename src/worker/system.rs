@@ -53,9 +53,19 @@ pub struct WorkerBuilder {
     close_broker_on_stop: bool,
     /// Application state for the tasks, by type.
     app_data: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    /// A Beat to run alongside (Celery's `worker -B`).
+    beat: Option<crate::beat::Beat>,
 }
 
 impl WorkerBuilder {
+    /// Runs `beat` in this worker (Celery's `worker -B`): it starts with the worker, on its
+    /// broker connection, and stops first when the worker stops. Several workers may run the
+    /// same beat: one leads.
+    pub fn beat(mut self, beat: crate::beat::Beat) -> Self {
+        self.beat = Some(beat);
+        self
+    }
+
     /// Consumes a queue declared with `config` (priorities, quorum, dead-lettering);
     /// producers built from the same `Config` should list it in `Config::queues` too.
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
@@ -286,7 +296,11 @@ impl WorkerBuilder {
             concurrency,
             prefetch
         );
+        let beat = self
+            .beat
+            .map(|beat| beat.start(self.broker.clone(), &self.config));
         Ok(WorkerSystem {
+            beat,
             broker: self.broker,
             supervisor,
             dispatcher,
@@ -349,6 +363,8 @@ impl Handler<SupervisorEvent> for GiveUpWatch {
 
 /// A running worker.
 pub struct WorkerSystem {
+    /// The Beat running in this worker, if any (stopped first).
+    beat: Option<crate::beat::BeatHandle>,
     broker: BrokerClient,
     supervisor: Addr<ConsumerSupervisor>,
     dispatcher: Addr<Dispatcher>,
@@ -377,6 +393,15 @@ pub struct WorkerSystem {
 }
 
 impl WorkerSystem {
+    /// Stops the Beat running in this worker, if any (it releases the lead).
+    async fn stop_beat(&self) {
+        if let Some(beat) = &self.beat {
+            if let Err(error) = beat.clone().stop().await {
+                log::warn!("stopping the worker's beat: {error}");
+            }
+        }
+    }
+
     /// A worker consuming through `broker`, configured by `config`.
     pub fn builder(broker: BrokerClient, config: &Config) -> WorkerBuilder {
         WorkerBuilder {
@@ -389,6 +414,7 @@ impl WorkerSystem {
             supervisor_listeners: Vec::new(),
             close_broker_on_stop: true,
             app_data: HashMap::new(),
+            beat: None,
         }
     }
 
@@ -499,6 +525,7 @@ impl WorkerSystem {
     /// Warm shutdown: stops consuming, requeues what has not started, lets running tasks
     /// finish, settles every message, then closes the broker connection.
     pub async fn stop(self) -> Result<(), WorkerError> {
+        self.stop_beat().await;
         self.pidbox_supervisor.send(StopConsumers).await?;
         self.supervisor.send(StopConsumers).await?;
         self.save_state();
@@ -530,6 +557,7 @@ impl WorkerSystem {
     /// the connection closes. A task that was about to finish may so run twice
     /// (at-least-once); none is lost.
     pub async fn stop_cold(self) -> Result<(), WorkerError> {
+        self.stop_beat().await;
         self.save_state();
         Cold {
             broker: self.broker.clone(),

@@ -308,6 +308,22 @@ impl Handler<CountMessages> for MemoryBrokerActor {
     }
 }
 
+impl Handler<super::CountConsumers> for MemoryBrokerActor {
+    type Result = Result<u32, BrokerError>;
+
+    fn handle(
+        &mut self,
+        super::CountConsumers(spec): super::CountConsumers,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        if self.closed {
+            return Err(BrokerError::Closed);
+        }
+        let queue = self.queues.entry(spec.name).or_default();
+        Ok(u32::try_from(queue.consumers.len()).unwrap_or(u32::MAX))
+    }
+}
+
 impl Handler<DeleteQueue> for MemoryBrokerActor {
     type Result = Result<u32, BrokerError>;
 

@@ -5,6 +5,7 @@
 //! recipients, so the worker and the producer do not care which broker is behind it.
 
 pub mod amqp;
+pub mod consumers;
 pub mod exchange;
 pub mod memory;
 
@@ -14,6 +15,7 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 use futures::Stream;
 use lapin::types::FieldTable;
 
+pub use self::consumers::CountConsumers;
 pub use self::exchange::{DeclareExchange, ExchangeSpec, PublishTransient};
 use crate::delivery::{Delivery, OutboundMessage};
 use crate::error::BrokerError;
@@ -223,6 +225,8 @@ pub struct BrokerClient {
     pub flush_acks: Recipient<FlushAcks>,
     /// Publishes transient messages (events): once, not mandatory, unconfirmed.
     pub publish_transient: Recipient<PublishTransient>,
+    /// Declares a queue and counts its consumers.
+    pub count_consumers: Recipient<CountConsumers>,
 }
 
 impl BrokerClient {
@@ -243,7 +247,8 @@ impl BrokerClient {
             + FaultInjection
             + Handler<SubscribeConnection>
             + Handler<FlushAcks>
-            + Handler<PublishTransient>,
+            + Handler<PublishTransient>
+            + Handler<CountConsumers>,
     {
         BrokerClient {
             declare: addr.clone().recipient(),
@@ -261,6 +266,7 @@ impl BrokerClient {
             subscribe_connection: addr.clone().recipient(),
             flush_acks: addr.clone().recipient(),
             publish_transient: addr.clone().recipient(),
+            count_consumers: addr.clone().recipient(),
         }
     }
 
@@ -282,6 +288,11 @@ impl BrokerClient {
     /// Counts the ready messages of a queue.
     pub async fn count_messages(&self, queue: &str) -> Result<u32, BrokerError> {
         self.count.send(CountMessages(queue.to_string())).await?
+    }
+
+    /// Declares a queue (idempotently) and answers how many consumers it has.
+    pub async fn count_consumers(&self, spec: QueueSpec) -> Result<u32, BrokerError> {
+        self.count_consumers.send(CountConsumers(spec)).await?
     }
 
     /// Deletes a queue.

@@ -15,6 +15,7 @@
 
 pub mod acks;
 mod connect;
+mod consumers;
 mod exchange;
 mod failover;
 mod link;
