@@ -29,6 +29,8 @@ pub(crate) mod bincode_args;
 mod blocking;
 mod context;
 mod error;
+#[doc(hidden)]
+pub mod macro_support;
 mod options;
 mod registry;
 
