@@ -59,6 +59,7 @@ pub fn task(attr: TaskAttr, mut function: ItemFn) -> syn::Result<TokenStream> {
     let support = quote!(::celeriac::task::macro_support);
     let args_type = args_type(vis, &args_ident, &args, &cfgs);
     let output = quote_spanned!(returns.span()=> <#returns as #support::TaskReturn>::Output);
+    let into_result = quote_spanned!(returns.span()=> #support::TaskReturn::into_result);
     let options = options(&attr);
     let call_args = params.iter().map(|param| match param {
         Param::Context(Context::Borrowed) => quote!(&ctx),
@@ -93,7 +94,7 @@ pub fn task(attr: TaskAttr, mut function: ItemFn) -> syn::Result<TokenStream> {
                     #ctx: ::celeriac::task::TaskContext,
                     #args_binding: #args_ident,
                 ) -> ::core::result::Result<Self::Output, ::celeriac::task::TaskError> {
-                    #support::TaskReturn::into_result(#call.await)
+                    #into_result(#call.await)
                 }
 
                 #[allow(clippy::needless_update)]
@@ -114,7 +115,7 @@ pub fn task(attr: TaskAttr, mut function: ItemFn) -> syn::Result<TokenStream> {
                     #ctx: ::celeriac::task::TaskContext,
                     #args_binding: #args_ident,
                 ) -> ::core::result::Result<Self::Output, ::celeriac::task::TaskError> {
-                    #support::TaskReturn::into_result(#call)
+                    #into_result(#call)
                 }
 
                 #[allow(clippy::needless_update)]

@@ -92,9 +92,18 @@ use proc_macro::TokenStream;
 /// argument, a return type that is not `Result<T, TaskError>`.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let attr = syn::parse_macro_input!(attr as options::TaskAttr);
     let function = syn::parse_macro_input!(item as syn::ItemFn);
-    expand::task(attr, function)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    let expanded =
+        syn::parse::<options::TaskAttr>(attr).and_then(|attr| expand::task(attr, function.clone()));
+    match expanded {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            // The function as written (without the attribute's `#[default]`s) next to the
+            // error, so that only the error is reported, not what its absence would cause.
+            let mut function = function;
+            params::strip_defaults(&mut function.sig);
+            let error = error.into_compile_error();
+            quote::quote!(#error #function).into()
+        }
+    }
 }

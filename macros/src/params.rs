@@ -103,6 +103,16 @@ fn read_one(input: &mut FnArg) -> syn::Result<Param> {
     })))
 }
 
+/// Removes every `#[default ..]` parameter attribute (after an error, when the function is
+/// emitted as written).
+pub fn strip_defaults(sig: &mut Signature) {
+    for input in sig.inputs.iter_mut() {
+        if let FnArg::Typed(typed) = input {
+            typed.attrs.retain(|attr| !attr.path().is_ident("default"));
+        }
+    }
+}
+
 /// Removes `#[default = expr]` from a parameter's attributes and answers the expression.
 fn take_default(attrs: &mut Vec<Attribute>) -> syn::Result<Option<Expr>> {
     let mut default = None;
