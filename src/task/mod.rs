@@ -1,5 +1,8 @@
 //! Tasks: the `Task` trait, the context a run gets, how a task fails, and the registry.
 //!
+//! Most tasks are functions with the `#[task]` attribute (`celeriac::task`, see its
+//! documentation), which writes the impl below for them. By hand:
+//!
 //! ```
 //! use celeriac::task::{Task, TaskContext, TaskError};
 //! use serde::{Deserialize, Serialize};
