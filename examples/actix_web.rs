@@ -25,7 +25,6 @@ use std::process::ExitCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 use celeriac::{
     connect_broker, Config, Producer, RedisBackendConfig, RedisResults, ResultError, SendError,
-    Signature,
 };
 use derive_more::{Display, Error, From};
 use serde::Deserialize;
@@ -101,11 +100,7 @@ async fn add(
     target: web::Data<Target>,
     query: web::Query<AddQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let signature = Signature::of::<tasks::Add>(&tasks::AddArgs {
-        x: query.x,
-        y: query.y,
-    })?
-    .with_queue(target.queue.clone());
+    let signature = tasks::add::try_new(query.x, query.y)?.with_queue(target.queue.clone());
     let task_id = target.producer.send_signature(signature).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "task_id": task_id })))
 }

@@ -5,19 +5,41 @@
 //! CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example quickstart
 //! ```
 //!
-//! It sends three tasks, prints each result as the worker reports it, and exits 0.
-
-#[path = "shared/tasks.rs"]
-mod tasks;
+//! It sends four tasks, prints each result as the worker reports it, and exits 0.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use celeriac::{connect_broker, task_event_channel, Config, Producer, TaskEventKind, WorkerSystem};
+use celeriac::{
+    connect_broker, task, task_event_channel, Config, Producer, TaskContext, TaskError,
+    TaskEventKind, WorkerSystem,
+};
 use futures::StreamExt;
 use serde_json::json;
 
-use tasks::{Add, AddArgs, Greet, GreetArgs};
+/// `tasks.add(x, y)`: Python calls it `app.send_task("tasks.add", args=[2, 3])`.
+#[task(name = "tasks.add")]
+async fn add(x: i64, y: i64) -> Result<i64, TaskError> {
+    x.checked_add(y)
+        .ok_or_else(|| TaskError::value_error("integer overflow"))
+}
+
+/// `tasks.greet(name, greeting="Hello")`: a parameter with a default, and the request
+/// context (Celery's `bind=True`).
+#[task(name = "tasks.greet", max_retries = 2, time_limit = 10)]
+async fn greet(
+    ctx: &TaskContext,
+    name: String,
+    #[default = "Hello"] greeting: String,
+) -> Result<String, TaskError> {
+    Ok(format!("{greeting}, {name}! (task {})", ctx.id))
+}
+
+/// `tasks.word_count(text)`: a plain `fn` runs on the blocking thread pool.
+#[task(name = "tasks.word_count")]
+fn word_count(text: String) -> Result<usize, TaskError> {
+    Ok(text.split_whitespace().count())
+}
 
 #[actix::main]
 async fn main() -> ExitCode {
@@ -51,21 +73,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let broker = connect_broker(&config).await?;
     let (events, mut received) = task_event_channel();
     let worker = WorkerSystem::builder(broker.clone(), &config)
-        .register::<Add>()
-        .register::<Greet>()
+        .register::<add>()
+        .register::<greet>()
+        .register::<word_count>()
         .on_task_event(events)
         .start()
         .await?;
     let producer = Producer::new(broker, &config);
 
     let mut pending = vec![
-        producer.send::<Add>(&AddArgs { x: 2, y: 3 }).await?,
+        // Typed: `add::new` checks the arguments at compile time.
+        producer.send_signature(add::new(2, 3)).await?,
         producer
-            .send::<Greet>(&GreetArgs {
-                name: "celeriac".into(),
-            })
+            .send_signature(greet::new("celeriac".into(), "Hi".into()))
             .await?,
-        // By name, with JSON arguments, as for a task defined in Python.
+        producer
+            .send_signature(word_count::new("one two three".into()))
+            .await?,
+        // By name, with JSON arguments (positional and keyword), as Python sends them.
         producer
             .send_task(
                 "tasks.add",

@@ -31,9 +31,9 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let broker = connect_broker(&config).await?;
     let mut builder = WorkerSystem::builder(broker, &config)
-        .register::<tasks::Add>()
-        .register::<tasks::Greet>()
-        .register::<tasks::Sleep>();
+        .register::<tasks::add>()
+        .register::<tasks::greet>()
+        .register::<tasks::sleep>();
     let queues = std::env::var("CELERIAC_QUEUE").unwrap_or_default();
     for queue in queues.split(',').map(str::trim).filter(|q| !q.is_empty()) {
         builder = builder.queue(queue);

@@ -46,6 +46,8 @@ pub use app::{
 pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
 pub use beat::{Beat, BeatHandle};
 pub use canvas::{Canvas, Chain, Chord, Group};
+/// `#[task]`: a function becomes a task (see the attribute's own documentation).
+pub use celeriac_macros::task;
 pub use monitor::TaskEvents;
 pub use result::{AsyncResult, GroupResult, ResultError};
 pub use task::{Task, TaskContext, TaskError, TaskRegistry};

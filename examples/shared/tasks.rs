@@ -3,72 +3,26 @@
 
 use std::time::Duration;
 
-use celeriac::{Task, TaskContext, TaskError};
-use serde::{Deserialize, Serialize};
+use celeriac::{task, TaskError};
 
 /// `tasks.add(x, y)`: adds two integers.
-pub struct Add;
-
-/// Arguments of `tasks.add`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AddArgs {
-    /// First addend.
-    pub x: i64,
-    /// Second addend.
-    pub y: i64,
-}
-
-impl Task for Add {
-    const NAME: &'static str = "tasks.add";
-    type Args = AddArgs;
-    type Output = i64;
-
-    async fn run(_ctx: TaskContext, args: AddArgs) -> Result<i64, TaskError> {
-        args.x
-            .checked_add(args.y)
-            .ok_or_else(|| TaskError::value_error("integer overflow"))
-    }
+#[task(name = "tasks.add")]
+pub async fn add(x: i64, y: i64) -> Result<i64, TaskError> {
+    x.checked_add(y)
+        .ok_or_else(|| TaskError::value_error("integer overflow"))
 }
 
 /// `tasks.greet(name)`: returns a greeting.
-pub struct Greet;
-
-/// Arguments of `tasks.greet`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct GreetArgs {
-    /// Who to greet.
-    pub name: String,
-}
-
-impl Task for Greet {
-    const NAME: &'static str = "tasks.greet";
-    type Args = GreetArgs;
-    type Output = String;
-
-    async fn run(_ctx: TaskContext, args: GreetArgs) -> Result<String, TaskError> {
-        Ok(format!("Hello, {}!", args.name))
-    }
+#[task(name = "tasks.greet")]
+pub async fn greet(name: String) -> Result<String, TaskError> {
+    Ok(format!("Hello, {name}!"))
 }
 
 /// `tasks.sleep(seconds)`: waits, without blocking the worker, then returns the seconds.
-pub struct Sleep;
-
-/// Arguments of `tasks.sleep`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SleepArgs {
-    /// How long to wait.
-    pub seconds: f64,
-}
-
-impl Task for Sleep {
-    const NAME: &'static str = "tasks.sleep";
-    type Args = SleepArgs;
-    type Output = f64;
-
-    async fn run(_ctx: TaskContext, args: SleepArgs) -> Result<f64, TaskError> {
-        let wait = Duration::try_from_secs_f64(args.seconds)
-            .map_err(|error| TaskError::value_error(format!("seconds: {error}")))?;
-        actix_rt::time::sleep(wait).await;
-        Ok(args.seconds)
-    }
+#[task(name = "tasks.sleep")]
+pub async fn sleep(seconds: f64) -> Result<f64, TaskError> {
+    let wait = Duration::try_from_secs_f64(seconds)
+        .map_err(|error| TaskError::value_error(format!("seconds: {error}")))?;
+    actix_rt::time::sleep(wait).await;
+    Ok(seconds)
 }

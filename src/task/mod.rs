@@ -1,5 +1,25 @@
 //! Tasks: the `Task` trait, the context a run gets, how a task fails, and the registry.
 //!
+//! Most tasks are functions with the `#[task]` attribute (`celeriac::task`, see its
+//! documentation), which writes the impl below for them:
+//!
+//! ```
+//! use celeriac::task::Task;
+//! use celeriac::{task, TaskError};
+//!
+//! /// `add(x, y)`, callable from Python as `app.send_task("tasks.add", args=[2, 3])`.
+//! #[task(name = "tasks.add", max_retries = 5)]
+//! async fn add(x: i64, y: i64) -> Result<i64, TaskError> {
+//!     Ok(x + y)
+//! }
+//!
+//! assert_eq!(<add as Task>::NAME, "tasks.add");
+//! assert_eq!(<add as Task>::options().max_retries, Some(5));
+//! assert_eq!(add::new(2, 3).args, [serde_json::json!(2), serde_json::json!(3)]);
+//! ```
+//!
+//! By hand:
+//!
 //! ```
 //! use celeriac::task::{Task, TaskContext, TaskError};
 //! use serde::{Deserialize, Serialize};
@@ -29,6 +49,8 @@ pub(crate) mod bincode_args;
 mod blocking;
 mod context;
 mod error;
+#[doc(hidden)]
+pub mod macro_support;
 mod options;
 mod registry;
 
