@@ -217,14 +217,14 @@ impl Settings {
         Ok(Settings {
             url,
             quick,
-            eta_held: number("BENCH_ETA_HELD", by_mode(10_000, 1_000))?,
+            eta_held: number("BENCH_ETA_HELD", by_mode(10_000, 500))?,
             cluster_url: std::env::var("BENCH_CLUSTER_URL")
                 .ok()
                 .map(|url| url.trim().to_string())
                 .filter(|url| !url.is_empty()),
             only,
-            n: number("BENCH_N", by_mode(20_000, 1_000))?,
-            latency_n: number("BENCH_LATENCY_N", by_mode(1_000, 100))?,
+            n: number("BENCH_N", by_mode(20_000, 500))?,
+            latency_n: number("BENCH_LATENCY_N", by_mode(1_000, 50))?,
             concurrency,
             prefetch: u16::try_from(concurrency.saturating_mul(4)).unwrap_or(u16::MAX),
             in_flight: number("BENCH_IN_FLIGHT", 512)?,

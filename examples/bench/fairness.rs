@@ -28,7 +28,7 @@ pub struct Fairness {
 
 /// Runs the fairness case.
 pub async fn run(settings: &Settings, broker: &Broker<'_>) -> Result<Fairness, BoxError> {
-    let (tasks, millis) = if settings.quick { (16, 100) } else { (64, 250) };
+    let (tasks, millis) = if settings.quick { (8, 100) } else { (64, 250) };
     let task_time = Duration::from_millis(millis);
     let queue = crate::queue_name("fairness", "celeriac");
     raw::declare(broker.admin, &queue).await?;

@@ -23,10 +23,10 @@ pub struct GrowthRow {
     pub compared: drain::Compared,
 }
 
-/// The messages of a size case: N, but at most `cap` bytes in all (at least 50).
+/// The messages of a size case: N, but at most 128 MiB in all (4 MiB in quick mode).
 fn count_for(settings: &Settings, size: usize) -> usize {
-    let cap = if settings.quick { 16 << 20 } else { 128 << 20 };
-    settings.n.min((cap / size).max(50))
+    let cap: usize = if settings.quick { 4 << 20 } else { 128 << 20 };
+    settings.n.min((cap / size).max(1))
 }
 
 /// Drain against the message size.
