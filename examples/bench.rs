@@ -8,37 +8,56 @@
 //!
 //! Environment: `CELERIAC_BROKER_URL` (required), `BENCH_N` (messages per throughput
 //! phase, default 20000), `BENCH_LATENCY_N` (tasks sent one at a time, default 1000),
-//! `BENCH_CONCURRENCY` (worker concurrency, default 8; prefetch = concurrency x 4 as
-//! celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed publishes, default 512),
-//! `BENCH_ROUNDS` (publish and drain rounds, raw and celeriac alternating; the median
-//! counts; default 3), `BENCH_SEND_EVENTS` (`true`: celeriac workers send task events,
-//! as `CELERIAC_SEND_EVENTS`; default false), `BENCH_REDIS_URL` (a Redis the bench may
-//! empty: adds the drain with results stored there), `BENCH_ONLY=results` (only that drain).
+//! `BENCH_CONCURRENCY` (worker concurrency of the tuned cases, default 8; prefetch =
+//! concurrency x 4 as celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed
+//! publishes, default 512), `BENCH_ROUNDS` (rounds per comparison, alternating which side
+//! goes first; the median counts; default 3), `BENCH_SEND_EVENTS` (`true`: the tuned
+//! celeriac workers send task events), `BENCH_ETA_HELD` (ETA tasks a worker holds, default
+//! 10000), `BENCH_QUICK=1` (N 500, latency N 50, 500 held ETA tasks, one round: a smoke
+//! test), `BENCH_ONLY` (comma-separated phases: publish, drain, latency, footprint, growth,
+//! eta, fairness, cluster, results), `BENCH_REDIS_URL` (a Redis the bench may empty: adds
+//! the drain with results), `BENCH_CLUSTER_URL` (a 3-node cluster's `;`-list: adds the
+//! classic against quorum drain).
 //!
 //! Figures:
 //! - publish: N Celery-format `bench.add(x, y)` messages with publisher confirms, at most
 //!   `BENCH_IN_FLIGHT` unconfirmed; celeriac through `Producer::send_signature`, raw lapin
 //!   publishing the same encoded bytes and properties.
-//! - drain: a worker process (this binary re-run with `BENCH_ROLE=worker`) started on a
-//!   queue pre-filled with N messages, timed from the start of consuming until N tasks ran
-//!   (raw: N deliveries received and acked with `multiple=true`); afterwards the worker
-//!   stops and the queue must hold 0 messages (nothing left ready or unacked).
+//! - drain: a worker process (this binary re-run with `BENCH_ROLE=worker`) started on
+//!   queues pre-filled with N messages, timed from the start of consuming until every task
+//!   ran and its ack was written: celeriac's worker waits for the N-th task start, for its
+//!   pool to be idle, then for `FlushAcks` (the message its warm stop sends: every batched
+//!   ack written to the connection); the raw consumer acks with `multiple=true` from a task
+//!   of its own and waits for that task's last ack. Then the worker is killed (SIGKILL) and,
+//!   once the broker counts no consumer, the queues must hold 0 messages: a message the
+//!   worker had not acked is ready again and fails the run. Cases: tuned (concurrency 8,
+//!   prefetch 32, against raw at prefetch 32), default settings (no setting but the broker
+//!   URL), Python-shaped messages (`reply_to` and `root_id` set, no result backend) and
+//!   prefetch 1000, the last three against raw at prefetch 1000 acking every 100.
 //! - latency: one task at a time to an idle worker in this process, from just before the
 //!   send until the task starts (raw: until the consumer receives it); p50 and p99.
 //! - footprint: a worker process on an empty queue: VmRSS once idle after startup; then N
 //!   tasks are published to it; CPU seconds (utime + stime) per 1,000 tasks, and VmHWM.
+//! - growth: the tuned drain against the message size (0.5, 16, 256 KiB; at most 128 MiB
+//!   per drain) and against the number of queues one worker consumes (1, 10, 100), with
+//!   peak RSS; a celeriac worker's RSS holding `BENCH_ETA_HELD` ETA tasks.
+//! - fairness: two celeriac workers with default settings, the second started once the
+//!   first consumes, share 64 tasks of 250 ms: makespan against the ideal.
 //! - drain with results (with `BENCH_REDIS_URL`): the same drain, timed until the N-th
 //!   result is stored in Redis (DBSIZE reaches N), for a celeriac worker with
 //!   `result_backend` = that Redis (with and without `result_extended`), next to a raw
 //!   lapin consumer that stores each document itself (`SETEX` + `PUBLISH`, pipelined per
 //!   ack batch), and next to both sides storing nothing.
+//! - cluster (with `BENCH_CLUSTER_URL`): the tuned drain on a classic and on a quorum
+//!   queue declared on the cluster's first node.
 //!
 //! Profiling aids: `BENCH_ROLE=fill BENCH_QUEUE=q` publishes N messages to `q`;
-//! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUE=q BENCH_EXPECT=n` consumes them
+//! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUES=q BENCH_EXPECT=n` consumes them
 //! (see BENCHMARKS.md).
 //!
 //! It prints every figure and the celeriac/raw ratios against the targets, and never
-//! exits non-zero because of a figure: only when the broker or a worker process fails.
+//! exits non-zero because of a figure: only when the broker or a worker process fails, or
+//! a drain leaves messages unacked.
 
 #[path = "bench/drain.rs"]
 mod drain;
