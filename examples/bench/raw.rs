@@ -207,10 +207,13 @@ pub async fn consume_many(
     Ok((channel, consumers))
 }
 
-/// Receives `expect` deliveries from `deliveries`, calling `on_delivery` for each, and acks
-/// with `multiple=true` every `batch` deliveries, when no further delivery is ready, and
-/// at the end. The acks are sent by a task of their own (see `AckTask`), so the receiving
-/// loop never waits for one; this answers once the last ack has been written.
+/// Receives `expect` deliveries from `deliveries` (one channel's consumers), calling
+/// `on_delivery` for each, and acks with `multiple=true` up to the highest delivery tag
+/// below which every delivery has been received, every `batch` deliveries, when no further
+/// delivery is ready, and at the end. With several consumers on the channel, deliveries
+/// arrive out of tag order: a tag is acked only once every lower one was received. The
+/// acks are sent by a task of their own (see `AckTask`), so the receiving loop never waits
+/// for one; this answers once the last ack has been written.
 pub async fn receive<S>(
     deliveries: &mut S,
     expect: usize,
@@ -222,14 +225,14 @@ where
 {
     let acks = AckTask::spawn();
     let mut received = 0;
-    let mut unacked: Option<lapin::message::Delivery> = None;
+    let mut frontier = Frontier::default();
     let mut pending = 0;
     while received < expect {
         let next = match deliveries.next().now_or_never() {
             Some(next) => next,
             None => {
                 // The batch ended: ack what we hold before waiting.
-                if let Some(last) = unacked.take() {
+                if let Some(last) = frontier.take_ackable() {
                     acks.ack_up_to(last)?;
                     pending = 0;
                 }
@@ -242,15 +245,54 @@ where
         on_delivery();
         received += 1;
         pending += 1;
-        unacked = Some(delivery);
+        frontier.received(delivery);
         if pending >= batch || received == expect {
-            if let Some(last) = unacked.take() {
+            if let Some(last) = frontier.take_ackable() {
                 acks.ack_up_to(last)?;
                 pending = 0;
             }
         }
     }
+    if let Some(last) = frontier.take_ackable() {
+        acks.ack_up_to(last)?;
+    }
+    if !frontier.waiting.is_empty() {
+        return Err(format!(
+            "{} deliveries received with tags above a tag never delivered",
+            frontier.waiting.len()
+        )
+        .into());
+    }
     acks.finish().await
+}
+
+/// The received deliveries of a channel, by tag: which can be acked with one
+/// `multiple=true` (every lower tag received).
+#[derive(Default)]
+struct Frontier {
+    /// The highest tag below which every delivery was received.
+    contiguous: u64,
+    /// Received above a gap.
+    waiting: std::collections::BTreeMap<u64, lapin::message::Delivery>,
+    /// The delivery at `contiguous`, not yet acked.
+    ackable: Option<lapin::message::Delivery>,
+}
+
+impl Frontier {
+    fn received(&mut self, delivery: lapin::message::Delivery) {
+        self.waiting.insert(delivery.delivery_tag, delivery);
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() != self.contiguous + 1 {
+                break;
+            }
+            self.contiguous += 1;
+            self.ackable = Some(entry.remove());
+        }
+    }
+
+    fn take_ackable(&mut self) -> Option<lapin::message::Delivery> {
+        self.ackable.take()
+    }
 }
 
 /// The baseline's ack sender: a task that sends `basic.ack multiple=true` for the last
