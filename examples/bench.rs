@@ -8,65 +8,96 @@
 //!
 //! Environment: `CELERIAC_BROKER_URL` (required), `BENCH_N` (messages per throughput
 //! phase, default 20000), `BENCH_LATENCY_N` (tasks sent one at a time, default 1000),
-//! `BENCH_CONCURRENCY` (worker concurrency, default 8; prefetch = concurrency x 4 as
-//! celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed publishes, default 512),
-//! `BENCH_ROUNDS` (publish and drain rounds, raw and celeriac alternating; the median
-//! counts; default 3), `BENCH_SEND_EVENTS` (`true`: celeriac workers send task events,
-//! as `CELERIAC_SEND_EVENTS`; default false), `BENCH_REDIS_URL` (a Redis the bench may
-//! empty: adds the drain with results stored there), `BENCH_ONLY=results` (only that drain).
+//! `BENCH_CONCURRENCY` (worker concurrency of the tuned cases, default 8; prefetch =
+//! concurrency x 4 as celeriac's default multiplier), `BENCH_IN_FLIGHT` (unconfirmed
+//! publishes, default 512), `BENCH_ROUNDS` (rounds per comparison, alternating which side
+//! goes first; the median counts; default 3), `BENCH_SEND_EVENTS` (`true`: the tuned
+//! celeriac workers send task events), `BENCH_ETA_HELD` (ETA tasks a worker holds, default
+//! 10000), `BENCH_QUICK=1` (N 500, latency N 50, 500 held ETA tasks, one round: a smoke
+//! test), `BENCH_ONLY` (comma-separated phases: publish, drain, latency, footprint, growth,
+//! eta, fairness, cluster, results), `BENCH_REDIS_URL` (a Redis the bench may empty: adds
+//! the drain with results), `BENCH_CLUSTER_URL` (a 3-node cluster's `;`-list: adds the
+//! classic against quorum drain).
 //!
 //! Figures:
 //! - publish: N Celery-format `bench.add(x, y)` messages with publisher confirms, at most
 //!   `BENCH_IN_FLIGHT` unconfirmed; celeriac through `Producer::send_signature`, raw lapin
 //!   publishing the same encoded bytes and properties.
-//! - drain: a worker process (this binary re-run with `BENCH_ROLE=worker`) started on a
-//!   queue pre-filled with N messages, timed from the start of consuming until N tasks ran
-//!   (raw: N deliveries received and acked with `multiple=true`); afterwards the worker
-//!   stops and the queue must hold 0 messages (nothing left ready or unacked).
+//! - drain: a worker process (this binary re-run with `BENCH_ROLE=worker`) started on
+//!   queues pre-filled with N messages, timed from the start of consuming until every task
+//!   ran and its ack was written: celeriac's worker waits for the N-th task start, for its
+//!   pool to be idle, then for `FlushAcks` (the message its warm stop sends: every batched
+//!   ack written to the connection); the raw consumer acks with `multiple=true` from a task
+//!   of its own and waits for that task's last ack. Then the worker is killed (SIGKILL) and,
+//!   once the broker counts no consumer, the queues must hold 0 messages: a message the
+//!   worker had not acked is ready again and fails the run. Cases: tuned (concurrency 8,
+//!   prefetch 32, against raw at prefetch 32), default settings (no setting but the broker
+//!   URL), Python-shaped messages (`reply_to` and `root_id` set, no result backend) and
+//!   prefetch 1000, the last three against raw at prefetch 1000 acking every 100.
 //! - latency: one task at a time to an idle worker in this process, from just before the
 //!   send until the task starts (raw: until the consumer receives it); p50 and p99.
 //! - footprint: a worker process on an empty queue: VmRSS once idle after startup; then N
 //!   tasks are published to it; CPU seconds (utime + stime) per 1,000 tasks, and VmHWM.
+//! - growth: the tuned drain against the message size (0.5, 16, 256 KiB; at most 128 MiB
+//!   per drain) and against the number of queues one worker consumes (1, 10, 100), with
+//!   peak RSS; a celeriac worker's RSS holding `BENCH_ETA_HELD` ETA tasks.
+//! - fairness: two celeriac workers with default settings, the second started once the
+//!   first consumes, share 64 tasks of 250 ms: makespan against the ideal.
 //! - drain with results (with `BENCH_REDIS_URL`): the same drain, timed until the N-th
 //!   result is stored in Redis (DBSIZE reaches N), for a celeriac worker with
 //!   `result_backend` = that Redis (with and without `result_extended`), next to a raw
 //!   lapin consumer that stores each document itself (`SETEX` + `PUBLISH`, pipelined per
 //!   ack batch), and next to both sides storing nothing.
+//! - cluster (with `BENCH_CLUSTER_URL`): the tuned drain on a classic and on a quorum
+//!   queue declared on the cluster's first node.
 //!
 //! Profiling aids: `BENCH_ROLE=fill BENCH_QUEUE=q` publishes N messages to `q`;
-//! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUE=q BENCH_EXPECT=n` consumes them
+//! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUES=q BENCH_EXPECT=n` consumes them
 //! (see BENCHMARKS.md).
 //!
 //! It prints every figure and the celeriac/raw ratios against the targets, and never
-//! exits non-zero because of a figure: only when the broker or a worker process fails.
+//! exits non-zero because of a figure: only when the broker or a worker process fails, or
+//! a drain leaves messages unacked.
 
+#[path = "bench/drain.rs"]
+mod drain;
+#[path = "bench/fairness.rs"]
+mod fairness;
+#[path = "bench/growth.rs"]
+mod growth;
 #[path = "bench/raw.rs"]
 mod raw;
+#[path = "bench/report.rs"]
+mod report;
 #[path = "bench/stats.rs"]
 mod stats;
 #[path = "bench/store.rs"]
 mod store;
+#[path = "bench/worker.rs"]
+mod worker;
 
 use std::error::Error;
-use std::io::{BufRead, Write};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use celeriac::actors::amqp::BasicProperties;
-use celeriac::protocol::TaskMessage;
 use celeriac::{connect_broker, Config, Producer, Signature, Task, TaskContext, TaskError};
 use celeriac::{BrokerClient, WorkerSystem};
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use stats::{Row, Target};
+use worker::{Side, WorkerProcess};
 
 type BoxError = Box<dyn Error>;
 
-/// The task name every bench message carries.
+/// The task name of the no-op bench messages.
 const TASK: &str = "bench.add";
+/// The no-op task of the padded messages (message-size cases).
+const PAD_TASK: &str = "bench.pad";
+/// The long task of the fairness case.
+const SLEEP_TASK: &str = "bench.sleep";
 
 // ---------------------------------------------------------------------------------------
 // The task, and how it reports back without going through the worker's event channel.
@@ -103,6 +134,36 @@ impl Task for BenchAdd {
     }
 }
 
+/// `bench.pad(x, padding)`: a no-op on a padded message.
+struct BenchPad;
+
+impl Task for BenchPad {
+    const NAME: &'static str = PAD_TASK;
+    type Args = (i64, String);
+    type Output = usize;
+
+    async fn run(_ctx: TaskContext, (_, padding): (i64, String)) -> Result<usize, TaskError> {
+        task_started();
+        Ok(padding.len())
+    }
+}
+
+/// `bench.sleep(ms)`: sleeps, then says `RAN` on stdout (the fairness case counts them).
+struct BenchSleep;
+
+impl Task for BenchSleep {
+    const NAME: &'static str = SLEEP_TASK;
+    type Args = (u64,);
+    type Output = ();
+
+    async fn run(_ctx: TaskContext, (millis,): (u64,)) -> Result<(), TaskError> {
+        task_started();
+        actix_rt::time::sleep(Duration::from_millis(millis)).await;
+        worker::say("RAN").map_err(|error| TaskError::from(error.to_string()))?;
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Settings.
 
@@ -119,8 +180,15 @@ struct Settings {
     send_events: bool,
     /// A Redis the bench may empty, for the drain with results.
     redis_url: Option<String>,
-    /// Only the drain with results.
-    only_results: bool,
+    /// Quick mode (`BENCH_QUICK=1`): small counts, one round, for a smoke test.
+    quick: bool,
+    /// ETA tasks a worker is asked to hold (`BENCH_ETA_HELD`).
+    eta_held: usize,
+    /// A 3-node cluster's `;`-list of URLs (`BENCH_CLUSTER_URL`): adds the classic
+    /// against quorum drain on it.
+    cluster_url: Option<String>,
+    /// Phases to run (`BENCH_ONLY`, comma-separated); empty: all that apply.
+    only: Vec<String>,
 }
 
 impl Settings {
@@ -149,28 +217,49 @@ impl Settings {
             }
         };
         let concurrency = number("BENCH_CONCURRENCY", 8)?;
+        let quick = std::env::var("BENCH_QUICK")
+            .is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
+        let by_mode = |full: usize, small: usize| if quick { small } else { full };
+        let only: Vec<String> = std::env::var("BENCH_ONLY")
+            .unwrap_or_default()
+            .split(',')
+            .map(|phase| phase.trim().to_string())
+            .filter(|phase| !phase.is_empty())
+            .collect();
+        if let Some(unknown) = only.iter().find(|phase| !PHASES.contains(&phase.as_str())) {
+            return Err(format!(
+                "BENCH_ONLY names {unknown:?}; known phases: {}",
+                PHASES.join(", ")
+            )
+            .into());
+        }
         Ok(Settings {
             url,
-            n: number("BENCH_N", 20_000)?,
-            latency_n: number("BENCH_LATENCY_N", 1_000)?,
+            quick,
+            eta_held: number("BENCH_ETA_HELD", by_mode(10_000, 500))?,
+            cluster_url: std::env::var("BENCH_CLUSTER_URL")
+                .ok()
+                .map(|url| url.trim().to_string())
+                .filter(|url| !url.is_empty()),
+            only,
+            n: number("BENCH_N", by_mode(20_000, 500))?,
+            latency_n: number("BENCH_LATENCY_N", by_mode(1_000, 50))?,
             concurrency,
             prefetch: u16::try_from(concurrency.saturating_mul(4)).unwrap_or(u16::MAX),
             in_flight: number("BENCH_IN_FLIGHT", 512)?,
-            rounds: number("BENCH_ROUNDS", 3)?,
+            rounds: number("BENCH_ROUNDS", by_mode(3, 1))?,
             send_events: std::env::var("BENCH_SEND_EVENTS")
                 .is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on")),
             redis_url: std::env::var("BENCH_REDIS_URL")
                 .ok()
                 .map(|url| url.trim().to_string())
                 .filter(|url| !url.is_empty()),
-            only_results: match std::env::var("BENCH_ONLY").as_deref() {
-                Ok("results") => true,
-                Ok("") | Err(_) => false,
-                Ok(other) => {
-                    return Err(format!("BENCH_ONLY={other:?}: only \"results\" is known").into())
-                }
-            },
         })
+    }
+
+    /// Whether `phase` runs: named by `BENCH_ONLY`, or `BENCH_ONLY` is empty.
+    fn runs(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|only| only == phase)
     }
 
     /// The Redis of the drain with results.
@@ -196,22 +285,22 @@ impl Settings {
     }
 }
 
+/// The phases `BENCH_ONLY` may name.
+const PHASES: [&str; 9] = [
+    "publish",
+    "drain",
+    "latency",
+    "footprint",
+    "growth",
+    "fairness",
+    "eta",
+    "cluster",
+    "results",
+];
+
 /// A queue name unique to this run.
 fn queue_name(phase: &str, side: &str) -> String {
     format!("bench.{phase}.{side}.{}", std::process::id())
-}
-
-/// `count` encoded `bench.add(i, i)` messages, each with its own id, as celeriac sends them.
-fn encode_messages(count: usize) -> Result<Vec<(BasicProperties, Vec<u8>)>, BoxError> {
-    (0..count)
-        .map(|i| {
-            let id = uuid::Uuid::new_v4().to_string();
-            let x = serde_json::Value::from(i as i64);
-            TaskMessage::new_json(TASK, &id, vec![x.clone(), x], Default::default())
-                .encode()
-                .map_err(|error| format!("encoding a bench message: {error}").into())
-        })
-        .collect()
 }
 
 /// The median of `values` (the upper one of the middle two for an even count).
@@ -232,7 +321,7 @@ async fn main() -> ExitCode {
     let role = std::env::var("BENCH_ROLE").unwrap_or_default();
     let outcome = match role.as_str() {
         "" => orchestrate().await,
-        "worker" => worker_role().await,
+        "worker" => worker::worker_role().await,
         "fill" => fill_role().await,
         other => Err(format!("unknown BENCH_ROLE={other:?} (\"worker\" or \"fill\")").into()),
     };
@@ -251,168 +340,236 @@ async fn main() -> ExitCode {
 async fn orchestrate() -> Result<(), BoxError> {
     let settings = Settings::from_env()?;
     println!(
-        "celeriac bench: broker {}, N = {}, latency N = {}, concurrency {}, prefetch {}, \
-         {} publishes in flight, task events {}",
+        "celeriac bench{}: broker {}, N = {}, latency N = {}, concurrency {}, prefetch {}, \
+         {} publishes in flight, {} rounds, task events {}",
+        if settings.quick { " (quick mode)" } else { "" },
         raw::redact(&settings.url),
         settings.n,
         settings.latency_n,
         settings.concurrency,
         settings.prefetch,
         settings.in_flight,
+        settings.rounds,
         if settings.send_events { "on" } else { "off" }
     );
-    let sample = encode_messages(1)?;
-    let (properties, body) = &sample[0];
-    let size = stats::wire_size(properties, body, &queue_name("drain", "celeriac"));
-    println!(
-        "message: body {} B + properties {} B (headers table {} B) = {} B; \
-         all three publish frames {} B",
-        size.body,
-        size.properties,
-        size.headers,
-        size.body + size.properties,
-        size.frames
-    );
+    for (label, shape) in [
+        ("celeriac's", drain::Shape::ADD),
+        (
+            "Python-shaped",
+            drain::Shape {
+                python: true,
+                ..drain::Shape::ADD
+            },
+        ),
+    ] {
+        let sample = drain::encode(1, shape)?;
+        let (properties, body) = &sample[0];
+        let size = stats::wire_size(properties, body, &queue_name("drain", "celeriac"));
+        println!(
+            "message ({label}): body {} B + properties {} B (headers table {} B) = {} B; \
+             all three publish frames {} B",
+            size.body,
+            size.properties,
+            size.headers,
+            size.body + size.properties,
+            size.frames
+        );
+    }
 
     let connection = raw::connect(&settings.url, "celeriac-bench-admin").await?;
     let admin = connection.create_channel().await?;
-    if settings.only_results {
-        drain_with_results(&settings, &connection, &admin).await?;
-        let _ = connection.close(200, "OK".into()).await;
-        return Ok(());
-    }
+    let broker = drain::Broker {
+        connection: &connection,
+        admin: &admin,
+        celeriac_url: settings.url.clone(),
+        raw_url: settings.url.clone(),
+    };
+    let mut report = report::Report::default();
 
-    println!(
-        "\n-- publish with confirms, N = {}, {} rounds",
-        settings.n, settings.rounds
-    );
-    let (mut raw_publishes, mut celeriac_publishes) = (Vec::new(), Vec::new());
-    for round in 1..=settings.rounds {
-        let raw_rate = publish_raw(&settings, &connection).await?;
-        let celeriac_rate = publish_celeriac(&settings, &admin).await?;
+    if settings.runs("publish") {
         println!(
-            "round {round}: raw lapin {raw_rate:>7.0} msg/s, celeriac {celeriac_rate:>7.0} msg/s"
+            "\n-- publish with confirms, N = {}, {} rounds",
+            settings.n, settings.rounds
         );
-        raw_publishes.push(raw_rate);
-        celeriac_publishes.push(celeriac_rate);
-    }
-    let (raw_publish, celeriac_publish) = (median(raw_publishes), median(celeriac_publishes));
-    println!("median : raw lapin {raw_publish:>7.0} msg/s, celeriac {celeriac_publish:>7.0} msg/s");
-
-    println!(
-        "\n-- drain a pre-filled queue, N = {}, {} rounds",
-        settings.n, settings.rounds
-    );
-    let (mut raw_drains, mut celeriac_drains) = (Vec::new(), Vec::new());
-    let (mut raw_drain_peak, mut celeriac_drain_peak) = (0, 0);
-    for round in 1..=settings.rounds {
-        let raw_drain = drain(&settings, &connection, &admin, Side::Raw).await?;
-        let celeriac_drain = drain(&settings, &connection, &admin, Side::Celeriac).await?;
+        let (mut raw_publishes, mut celeriac_publishes) = (Vec::new(), Vec::new());
+        for round in 1..=settings.rounds {
+            let (raw_rate, celeriac_rate) = if round % 2 == 1 {
+                let raw_rate = publish_raw(&settings, &connection).await?;
+                (raw_rate, publish_celeriac(&settings, &admin).await?)
+            } else {
+                let celeriac_rate = publish_celeriac(&settings, &admin).await?;
+                (publish_raw(&settings, &connection).await?, celeriac_rate)
+            };
+            println!(
+                "round {round}: raw lapin {raw_rate:>7.0} msg/s, celeriac {celeriac_rate:>7.0} msg/s"
+            );
+            raw_publishes.push(raw_rate);
+            celeriac_publishes.push(celeriac_rate);
+        }
+        let publish = (median(celeriac_publishes), median(raw_publishes));
         println!(
-            "round {round}: raw lapin {:>7.0} msg/s, celeriac {:>7.0} msg/s",
-            raw_drain.rate, celeriac_drain.rate
+            "median : raw lapin {:>7.0} msg/s, celeriac {:>7.0} msg/s",
+            publish.1, publish.0
         );
-        raw_drains.push(raw_drain.rate);
-        celeriac_drains.push(celeriac_drain.rate);
-        raw_drain_peak = raw_drain_peak.max(raw_drain.peak_kib);
-        celeriac_drain_peak = celeriac_drain_peak.max(celeriac_drain.peak_kib);
+        report.publish = Some(publish);
     }
-    let (raw_drain, celeriac_drain) = (median(raw_drains), median(celeriac_drains));
-    println!("median : raw lapin {raw_drain:>7.0} msg/s, celeriac {celeriac_drain:>7.0} msg/s");
 
-    println!(
-        "\n-- latency, send to task start, {} tasks one at a time",
-        settings.latency_n
-    );
-    let raw_latency = latency_raw(&settings, &connection, &admin).await?;
-    print_latency("raw lapin", &raw_latency);
-    let celeriac_latency = latency_celeriac(&settings, &admin).await?;
-    print_latency("celeriac ", &celeriac_latency);
+    if settings.runs("drain") {
+        let python = drain::Shape {
+            python: true,
+            ..drain::Shape::ADD
+        };
+        let cases = [
+            (
+                drain::DrainCase::tuned(
+                    &settings,
+                    &format!(
+                        "tuned: concurrency {}, prefetch {} (raw: prefetch {}, ack every {})",
+                        settings.concurrency,
+                        settings.prefetch,
+                        settings.prefetch,
+                        (settings.prefetch / 2).max(1)
+                    ),
+                ),
+                0.95,
+            ),
+            (
+                drain::DrainCase::against_raw_1000(
+                    &settings,
+                    &format!(
+                        "default settings (window {}), no reply_to (raw: prefetch 1000, ack every 100)",
+                        worker::Profile::Default.window(&settings)
+                    ),
+                    worker::Profile::Default,
+                ),
+                0.9,
+            ),
+            (
+                drain::DrainCase {
+                    shape: python,
+                    ..drain::DrainCase::against_raw_1000(
+                        &settings,
+                        "default settings, Python-shaped messages: reply_to set, no result backend (raw: prefetch 1000, ack every 100)",
+                        worker::Profile::Default,
+                    )
+                },
+                0.9,
+            ),
+            (
+                drain::DrainCase::against_raw_1000(
+                    &settings,
+                    &format!(
+                        "concurrency {}, prefetch 1000 (raw: prefetch 1000, ack every 100)",
+                        settings.concurrency
+                    ),
+                    worker::Profile::Prefetch1000,
+                ),
+                0.95,
+            ),
+        ];
+        for (case, target) in cases {
+            let compared = drain::compare(&settings, &broker, &case).await?;
+            report.drains.push((case.label, compared, target));
+        }
+    }
 
-    println!(
-        "\n-- worker footprint: idle, then N = {} tasks published to it",
-        settings.n
-    );
-    let raw_footprint = footprint(&settings, &connection, &admin, Side::Raw).await?;
-    print_footprint("raw lapin", &raw_footprint);
-    let celeriac_footprint = footprint(&settings, &connection, &admin, Side::Celeriac).await?;
-    print_footprint("celeriac ", &celeriac_footprint);
+    if settings.runs("latency") {
+        println!(
+            "\n-- latency, send to task start, {} tasks one at a time",
+            settings.latency_n
+        );
+        let raw_latency = latency_raw(&settings, &connection, &admin).await?;
+        print_latency("raw lapin", &raw_latency);
+        let celeriac_latency = latency_celeriac(&settings, &admin).await?;
+        print_latency("celeriac ", &celeriac_latency);
+        report.latency = Some((celeriac_latency, raw_latency));
+    }
 
-    if settings.redis_url.is_some() {
-        drain_with_results(&settings, &connection, &admin).await?;
+    if settings.runs("footprint") {
+        println!(
+            "\n-- worker footprint: idle, then N = {} tasks published to it",
+            settings.n
+        );
+        let raw_footprint = footprint(&settings, &connection, &admin, Side::Raw).await?;
+        print_footprint("raw lapin", &raw_footprint);
+        let celeriac_footprint = footprint(&settings, &connection, &admin, Side::Celeriac).await?;
+        print_footprint("celeriac ", &celeriac_footprint);
+        report.footprint = Some((celeriac_footprint, raw_footprint));
+    }
+
+    if settings.runs("growth") {
+        report.sizes = growth::sizes(&settings, &broker).await?;
+        report.queues = growth::queues(&settings, &broker).await?;
+    }
+    if settings.runs("eta") {
+        report.held = Some(growth::held_eta(&settings, &broker).await?);
+    }
+    if settings.runs("fairness") {
+        report.fairness = Some(fairness::run(&settings, &broker).await?);
+    }
+    if let Some(cluster_url) = settings.cluster_url.as_deref() {
+        if settings.runs("cluster") {
+            report.cluster = cluster(&settings, cluster_url).await?;
+        }
+    }
+    if settings.redis_url.is_some() && settings.runs("results") {
+        report.results = drain_with_results(&settings, &broker).await?;
     }
     let _ = connection.close(200, "OK".into()).await;
-
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
-    let rows = [
-        Row {
-            figure: "publish with confirms (msg/s)".into(),
-            celeriac: celeriac_publish,
-            raw: raw_publish,
-            decimals: 0,
-            target: Target::RatioAtLeast(0.9),
-        },
-        Row {
-            figure: "drain, executed + acked (msg/s)".into(),
-            celeriac: celeriac_drain,
-            raw: raw_drain,
-            decimals: 0,
-            target: Target::RatioAtLeast(0.95),
-        },
-        Row {
-            figure: "latency send -> start p50 (us)".into(),
-            celeriac: micros(celeriac_latency.p50),
-            raw: micros(raw_latency.p50),
-            decimals: 0,
-            target: Target::None,
-        },
-        Row {
-            figure: "latency send -> start p99 (us)".into(),
-            celeriac: micros(celeriac_latency.p99),
-            raw: micros(raw_latency.p99),
-            decimals: 0,
-            target: Target::RatioAtMost(1.3),
-        },
-        Row {
-            figure: "worker RSS, idle after startup (MiB)".into(),
-            celeriac: mib(celeriac_footprint.idle.rss_kib),
-            raw: mib(raw_footprint.idle.rss_kib),
-            decimals: 1,
-            target: Target::AtMost(20.0),
-        },
-        Row {
-            figure: "worker peak RSS, VmHWM (MiB)".into(),
-            celeriac: mib(celeriac_footprint.peak_kib.max(celeriac_drain_peak)),
-            raw: mib(raw_footprint.peak_kib.max(raw_drain_peak)),
-            decimals: 1,
-            target: Target::None,
-        },
-        Row {
-            figure: "worker CPU s per 1,000 tasks".into(),
-            celeriac: celeriac_footprint.cpu_per_thousand,
-            raw: raw_footprint.cpu_per_thousand,
-            decimals: 4,
-            target: Target::AtMost(0.04),
-        },
-    ];
-    println!("\n{}", stats::render_table(&rows));
-    println!(
-        "CPU time from /proc/<pid>/stat at {} ticks/s (getconf CLK_TCK); RSS from \
-         /proc/<pid>/status. Targets are checked on this run's figures only; a missed \
-         target does not fail the bench.",
-        stats::clock_ticks_per_second()
-    );
+    report.print(&settings);
     Ok(())
 }
 
+/// Drains of a classic and a quorum queue on the cluster: the queue declared on its first
+/// node, the raw consumer connected there, celeriac given the whole list (it connects to
+/// the first node too).
+async fn cluster(
+    settings: &Settings,
+    cluster_url: &str,
+) -> Result<Vec<report::ClusterRow>, BoxError> {
+    let first = cluster_url
+        .split(';')
+        .map(str::trim)
+        .find(|url| !url.is_empty())
+        .ok_or("BENCH_CLUSTER_URL names no node")?
+        .to_string();
+    println!(
+        "\n-- cluster: {} nodes, queues declared on (and workers connected to) {}",
+        cluster_url
+            .split(';')
+            .filter(|url| !url.trim().is_empty())
+            .count(),
+        raw::redact(&first)
+    );
+    let connection = raw::connect(&first, "celeriac-bench-cluster-admin").await?;
+    let admin = connection.create_channel().await?;
+    let broker = drain::Broker {
+        connection: &connection,
+        admin: &admin,
+        celeriac_url: cluster_url.to_string(),
+        raw_url: first,
+    };
+    let mut rows = Vec::new();
+    for quorum in [false, true] {
+        let kind = if quorum { "quorum" } else { "classic" };
+        let case = drain::DrainCase {
+            quorum,
+            ..drain::DrainCase::tuned(settings, &format!("cluster, {kind} queue, tuned settings"))
+        };
+        let compared = drain::compare(settings, &broker, &case).await?;
+        rows.push(report::ClusterRow { kind, compared });
+    }
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(rows)
+}
+
 /// The drain of a pre-filled queue with results stored in Redis, next to the same drain
-/// storing nothing: rounds of the five sides in turn, medians, and a table.
+/// storing nothing: rounds of the five sides in turn (each round starting one side later),
+/// medians, and the rows of a table.
 async fn drain_with_results(
     settings: &Settings,
-    connection: &lapin::Connection,
-    admin: &lapin::Channel,
-) -> Result<(), BoxError> {
+    broker: &drain::Broker<'_>,
+) -> Result<Vec<Row>, BoxError> {
     let url = settings.redis_url()?;
     println!(
         "\n-- drain with results in Redis ({}), N = {}, {} rounds",
@@ -427,13 +584,16 @@ async fn drain_with_results(
         Side::CeleriacRedis,
         Side::CeleriacRedisExtended,
     ];
+    let case = drain::DrainCase::tuned(settings, "drain with results");
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
     for round in 1..=settings.rounds {
         let mut line = format!("round {round}:");
-        for (side, rates) in sides.iter().zip(rates.iter_mut()) {
-            let rate = drain(settings, connection, admin, *side).await?.rate;
+        for turn in 0..sides.len() {
+            let index = (turn + round - 1) % sides.len();
+            let side = sides[index];
+            let rate = drain::run(settings, broker, &case, side).await?.rate;
             line.push_str(&format!(" {} {rate:.0}", side.name()));
-            rates.push(rate);
+            rates[index].push(rate);
         }
         println!("{line} msg/s");
     }
@@ -460,7 +620,6 @@ async fn drain_with_results(
             medians[2],
         ),
     ];
-    println!("\n{}", stats::render_table(&rows));
     println!(
         "raw lapin with Redis: one SETEX + PUBLISH pipeline per ack batch (up to {} \
          deliveries), then one ack; celeriac: its Redis backend (one MULTI/SETEX/PUBLISH/EXEC \
@@ -468,7 +627,7 @@ async fn drain_with_results(
          stored.",
         (settings.prefetch / 2).max(1)
     );
-    Ok(())
+    Ok(rows.into())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -478,7 +637,7 @@ async fn publish_raw(settings: &Settings, connection: &lapin::Connection) -> Res
     let queue = queue_name("publish", "raw");
     let channel = raw::confirm_channel(connection).await?;
     raw::declare(&channel, &queue).await?;
-    let messages = encode_messages(settings.n)?;
+    let messages = drain::encode(settings.n, drain::Shape::ADD)?;
     // Warm-up, not timed.
     raw::publish_all(
         &channel,
@@ -521,188 +680,7 @@ async fn publish_celeriac(settings: &Settings, admin: &lapin::Channel) -> Result
 }
 
 // ---------------------------------------------------------------------------------------
-// (b) Drain and (d) footprint, in a worker process.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Celeriac,
-    Raw,
-    /// celeriac storing results in `BENCH_REDIS_URL`.
-    CeleriacRedis,
-    /// The same with `result_extended`.
-    CeleriacRedisExtended,
-    /// Raw lapin storing result documents in `BENCH_REDIS_URL` itself.
-    RawRedis,
-}
-
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::Celeriac => "celeriac",
-            Side::Raw => "raw",
-            Side::CeleriacRedis => "celeriac-redis",
-            Side::CeleriacRedisExtended => "celeriac-redis-extended",
-            Side::RawRedis => "raw-redis",
-        }
-    }
-
-    /// Whether this side stores results in Redis.
-    fn stores(self) -> bool {
-        matches!(
-            self,
-            Side::CeleriacRedis | Side::CeleriacRedisExtended | Side::RawRedis
-        )
-    }
-}
-
-/// A worker process: this binary with `BENCH_ROLE=worker`, talking in lines on stdio.
-struct WorkerProcess {
-    child: std::process::Child,
-    lines: futures::channel::mpsc::UnboundedReceiver<String>,
-    stdin: Option<std::process::ChildStdin>,
-}
-
-impl WorkerProcess {
-    fn spawn(
-        settings: &Settings,
-        side: Side,
-        queue: &str,
-        expect: usize,
-    ) -> Result<Self, BoxError> {
-        let exe = std::env::current_exe()
-            .map_err(|error| format!("finding the bench binary to re-run: {error}"))?;
-        let mut child = std::process::Command::new(exe)
-            .env("BENCH_ROLE", "worker")
-            .env("BENCH_SIDE", side.name())
-            .env("BENCH_QUEUE", queue)
-            .env("BENCH_EXPECT", expect.to_string())
-            .env("BENCH_CONCURRENCY", settings.concurrency.to_string())
-            .env("CELERIAC_BROKER_URL", &settings.url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|error| format!("starting the worker process: {error}"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or("the worker process has no stdout")?;
-        let (sender, lines) = futures::channel::mpsc::unbounded();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.unbounded_send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Ok(WorkerProcess {
-            child,
-            lines,
-            stdin,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for a line starting with `word`; answers the rest of it.
-    async fn wait_for(&mut self, word: &str, timeout: Duration) -> Result<String, BoxError> {
-        let line = tokio::time::timeout(timeout, self.lines.next())
-            .await
-            .map_err(|_| format!("the worker process did not say {word} within {timeout:?}"))?
-            .ok_or_else(|| format!("the worker process exited before saying {word}"))?;
-        line.strip_prefix(word)
-            .map(|rest| rest.trim().to_string())
-            .ok_or_else(|| format!("the worker process said {line:?}, expected {word}").into())
-    }
-
-    /// Asks the worker to stop, and waits until it has.
-    async fn stop(mut self) -> Result<(), BoxError> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = writeln!(stdin, "STOP");
-        }
-        self.wait_for("STOPPED", Duration::from_secs(60)).await?;
-        let status = self
-            .child
-            .wait()
-            .map_err(|error| format!("waiting for the worker process: {error}"))?;
-        if !status.success() {
-            return Err(format!("the worker process exited with {status}").into());
-        }
-        Ok(())
-    }
-}
-
-/// Drain figures.
-struct Drain {
-    rate: f64,
-    peak_kib: u64,
-}
-
-async fn drain(
-    settings: &Settings,
-    connection: &lapin::Connection,
-    admin: &lapin::Channel,
-    side: Side,
-) -> Result<Drain, BoxError> {
-    let queue = queue_name("drain", side.name());
-    raw::declare(admin, &queue).await?;
-    let channel = raw::confirm_channel(connection).await?;
-    let messages = encode_messages(settings.n)?;
-    raw::publish_all(&channel, &queue, &messages, settings.in_flight).await?;
-    let _ = channel.close(200, "OK".into()).await;
-    let ready = raw::ready_count(connection, &queue).await?;
-    if ready as usize != settings.n {
-        return Err(format!(
-            "queue {queue} holds {ready} messages after the fill, not {}",
-            settings.n
-        )
-        .into());
-    }
-    let mut redis = match side.stores() {
-        true => {
-            let mut redis = store::connect(settings.redis_url()?).await?;
-            store::flush(&mut redis).await?;
-            Some(redis)
-        }
-        false => None,
-    };
-    let mut worker = WorkerProcess::spawn(settings, side, &queue, settings.n)?;
-    worker.wait_for("READY", Duration::from_secs(60)).await?;
-    let nanos: u64 = worker
-        .wait_for("DONE", Duration::from_secs(600))
-        .await?
-        .parse()?;
-    let proc_stats = stats::read_proc(worker.pid())?;
-    worker.stop().await?;
-    // The worker closed its connection: anything it had not acked would be ready again.
-    let left = raw::ready_count(connection, &queue).await?;
-    if left != 0 {
-        println!(
-            "WARNING: {left} messages left in {queue} after the {} drain",
-            side.name()
-        );
-    }
-    if let Some(redis) = redis.as_mut() {
-        let stored = store::count(redis).await?;
-        if stored != settings.n {
-            println!(
-                "WARNING: {stored} results stored by the {} drain, not {}",
-                side.name(),
-                settings.n
-            );
-        }
-        store::flush(redis).await?;
-    }
-    raw::delete(admin, &queue).await?;
-    Ok(Drain {
-        rate: per_second(settings.n, Duration::from_nanos(nanos)),
-        peak_kib: proc_stats.hwm_kib,
-    })
-}
+// (d) Footprint, in a worker process.
 
 /// Footprint figures.
 struct Footprint {
@@ -728,8 +706,9 @@ async fn footprint(
 ) -> Result<Footprint, BoxError> {
     let queue = queue_name("footprint", side.name());
     raw::declare(admin, &queue).await?;
-    let messages = encode_messages(settings.n)?;
-    let mut worker = WorkerProcess::spawn(settings, side, &queue, settings.n)?;
+    let messages = drain::encode(settings.n, drain::Shape::ADD)?;
+    let mut worker =
+        WorkerProcess::spawn(settings, &drain::spec(settings, side, &queue, settings.n))?;
     worker.wait_for("READY", Duration::from_secs(60)).await?;
     actix_rt::time::sleep(Duration::from_secs(1)).await;
     let idle = stats::read_proc(worker.pid())?;
@@ -749,92 +728,6 @@ async fn footprint(
     })
 }
 
-/// The worker process: consumes `BENCH_QUEUE` until `BENCH_EXPECT` tasks started, says
-/// `READY` once consuming, `DONE <nanoseconds from the start of consuming>`, then waits
-/// for a line (or end of input) on stdin, stops warmly and says `STOPPED`.
-async fn worker_role() -> Result<(), BoxError> {
-    if std::env::var_os("RUST_LOG").is_some() {
-        env_logger::init();
-    }
-    let settings = Settings::from_env()?;
-    let queue = std::env::var("BENCH_QUEUE").map_err(|_| "BENCH_QUEUE is not set")?;
-    let expect: usize = std::env::var("BENCH_EXPECT")
-        .map_err(|_| "BENCH_EXPECT is not set")?
-        .parse()
-        .map_err(|_| "BENCH_EXPECT is not a number")?;
-    let side = std::env::var("BENCH_SIDE").unwrap_or_default();
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        let _ = stop_tx.send(());
-    });
-    let say = |line: String| -> Result<(), BoxError> {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{line}")?;
-        stdout.flush()?;
-        Ok(())
-    };
-    TARGET.store(expect, Ordering::Release);
-    match side.as_str() {
-        "celeriac" | "celeriac-redis" | "celeriac-redis-extended" => {
-            let mut config = settings.config(&queue);
-            // With results, the drain ends when the N-th result is stored.
-            let mut results = None;
-            if side != "celeriac" {
-                let url = settings.redis_url()?;
-                config.result_backend = Some(url.to_string());
-                config.result_extended = side == "celeriac-redis-extended";
-                results = Some(store::connect(url).await?);
-            }
-            let broker = connect_broker(&config).await?;
-            let started = Instant::now();
-            let worker = WorkerSystem::builder(broker, &config)
-                .queue(queue.as_str())
-                .register::<BenchAdd>()
-                .start()
-                .await?;
-            say("READY".into())?;
-            ALL_STARTED.notified().await;
-            if let Some(results) = results.as_mut() {
-                store::wait_for_results(results, expect, Duration::from_secs(600)).await?;
-            }
-            say(format!("DONE {}", started.elapsed().as_nanos()))?;
-            let _ = stop_rx.await;
-            worker.stop().await?;
-        }
-        "raw" => {
-            let connection = raw::connect(&settings.url, "celeriac-bench-raw-worker").await?;
-            let started = Instant::now();
-            let (channel, mut consumer) =
-                raw::consume(&connection, &queue, settings.prefetch).await?;
-            say("READY".into())?;
-            let batch = usize::from(settings.prefetch / 2).max(1);
-            raw::receive(&mut consumer, expect, batch, task_started).await?;
-            say(format!("DONE {}", started.elapsed().as_nanos()))?;
-            let _ = stop_rx.await;
-            let _ = channel.close(200, "OK".into()).await;
-            let _ = connection.close(200, "OK".into()).await;
-        }
-        "raw-redis" => {
-            let connection = raw::connect(&settings.url, "celeriac-bench-raw-worker").await?;
-            let started = Instant::now();
-            let mut redis = store::connect(settings.redis_url()?).await?;
-            let (channel, mut consumer) =
-                raw::consume(&connection, &queue, settings.prefetch).await?;
-            say("READY".into())?;
-            let batch = usize::from(settings.prefetch / 2).max(1);
-            store::receive_storing(&mut consumer, &mut redis, expect, batch, task_started).await?;
-            say(format!("DONE {}", started.elapsed().as_nanos()))?;
-            let _ = stop_rx.await;
-            let _ = channel.close(200, "OK".into()).await;
-            let _ = connection.close(200, "OK".into()).await;
-        }
-        other => return Err(format!("unknown BENCH_SIDE={other:?}").into()),
-    }
-    say("STOPPED".into())
-}
-
 /// For profiling a worker by hand: declares `BENCH_QUEUE` and publishes `BENCH_N`
 /// messages to it (see BENCHMARKS.md).
 async fn fill_role() -> Result<(), BoxError> {
@@ -843,7 +736,7 @@ async fn fill_role() -> Result<(), BoxError> {
     let connection = raw::connect(&settings.url, "celeriac-bench-fill").await?;
     let channel = raw::confirm_channel(&connection).await?;
     raw::declare(&channel, &queue).await?;
-    let messages = encode_messages(settings.n)?;
+    let messages = drain::encode(settings.n, drain::Shape::ADD)?;
     raw::publish_all(&channel, &queue, &messages, settings.in_flight).await?;
     println!("{} messages published to {queue}", settings.n);
     let _ = connection.close(200, "OK".into()).await;
@@ -888,7 +781,7 @@ async fn latency_raw(
         .map_err(|error| error.to_string())
     });
     let channel = raw::confirm_channel(connection).await?;
-    let messages = encode_messages(total)?;
+    let messages = drain::encode(total, drain::Shape::ADD)?;
     let mut samples = Vec::with_capacity(settings.latency_n);
     for (i, (properties, body)) in messages.into_iter().enumerate() {
         let sent = Instant::now();

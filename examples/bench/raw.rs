@@ -1,5 +1,6 @@
 //! The raw lapin baseline: a minimal publisher with pipelined confirms and a minimal
-//! consumer that acks with `multiple=true`. It also manages the bench's queues.
+//! consumer that acks with `multiple=true` from a task of its own (its receiving loop never
+//! waits for an ack). It also manages the bench's queues.
 
 use std::error::Error;
 use std::sync::OnceLock;
@@ -46,6 +47,19 @@ pub fn redact(url: &str) -> String {
 
 /// Declares `queue` as Celery does (durable, no arguments).
 pub async fn declare(channel: &Channel, queue: &str) -> Result<(), BoxError> {
+    declare_typed(channel, queue, false).await
+}
+
+/// Declares `queue` durable, as a quorum queue (`x-queue-type: quorum`, as celeriac's
+/// `CELERIAC_DEFAULT_QUEUE_TYPE=quorum` does) or a classic one.
+pub async fn declare_typed(channel: &Channel, queue: &str, quorum: bool) -> Result<(), BoxError> {
+    let mut arguments = FieldTable::default();
+    if quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+    }
     channel
         .queue_declare(
             queue.into(),
@@ -53,7 +67,7 @@ pub async fn declare(channel: &Channel, queue: &str) -> Result<(), BoxError> {
                 durable: true,
                 ..QueueDeclareOptions::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await
         .map_err(|error| format!("declaring queue {queue}: {error}"))?;
@@ -70,6 +84,11 @@ pub async fn delete(channel: &Channel, queue: &str) -> Result<u32, BoxError> {
 
 /// Messages ready in `queue` (a passive declare on a channel of its own).
 pub async fn ready_count(connection: &Connection, queue: &str) -> Result<u32, BoxError> {
+    Ok(counts(connection, queue).await?.0)
+}
+
+/// Messages ready in `queue` and its consumers (a passive declare on a channel of its own).
+pub async fn counts(connection: &Connection, queue: &str) -> Result<(u32, u32), BoxError> {
     let channel = connection.create_channel().await?;
     let queue_info = channel
         .queue_declare(
@@ -83,7 +102,7 @@ pub async fn ready_count(connection: &Connection, queue: &str) -> Result<u32, Bo
         .await
         .map_err(|error| format!("counting messages of queue {queue}: {error}"))?;
     let _ = channel.close(200, "OK".into()).await;
-    Ok(queue_info.message_count())
+    Ok((queue_info.message_count(), queue_info.consumer_count()))
 }
 
 /// A channel in publisher-confirm mode.
@@ -153,44 +172,71 @@ pub async fn consume(
     queue: &str,
     prefetch: u16,
 ) -> Result<(Channel, Consumer), BoxError> {
+    let (channel, mut consumers) = consume_many(connection, &[queue.to_string()], prefetch).await?;
+    let consumer = consumers.pop().ok_or("no consumer was started")?;
+    Ok((channel, consumer))
+}
+
+/// Starts one consumer per queue of `queues` on one new channel, each with `prefetch`
+/// (`basic.qos` per consumer, as celeriac's per-queue windows).
+pub async fn consume_many(
+    connection: &Connection,
+    queues: &[String],
+    prefetch: u16,
+) -> Result<(Channel, Vec<Consumer>), BoxError> {
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(prefetch, BasicQosOptions { global: false })
         .await
         .map_err(|error| format!("basic.qos: {error}"))?;
-    let consumer = channel
-        .basic_consume(
-            queue.into(),
-            format!("bench-raw-{}", std::process::id()).as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|error| format!("basic.consume on {queue}: {error}"))?;
-    Ok((channel, consumer))
+    let mut consumers = Vec::with_capacity(queues.len());
+    for (index, queue) in queues.iter().enumerate() {
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                format!("bench-raw-{}-{index}", std::process::id())
+                    .as_str()
+                    .into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| format!("basic.consume on {queue}: {error}"))?;
+        consumers.push(consumer);
+    }
+    Ok((channel, consumers))
 }
 
-/// Receives `expect` deliveries, calling `on_delivery` for each, and acks with
-/// `multiple=true` every `batch` deliveries or when no further delivery is ready.
-pub async fn receive(
-    consumer: &mut Consumer,
+/// Receives `expect` deliveries from `deliveries` (one channel's consumers), calling
+/// `on_delivery` for each, and acks with `multiple=true` up to the highest delivery tag
+/// below which every delivery has been received, every `batch` deliveries, when no further
+/// delivery is ready, and at the end. With several consumers on the channel, deliveries
+/// arrive out of tag order: a tag is acked only once every lower one was received. The
+/// acks are sent by a task of their own (see `AckTask`), so the receiving loop never waits
+/// for one; this answers once the last ack has been written.
+pub async fn receive<S>(
+    deliveries: &mut S,
     expect: usize,
     batch: usize,
     mut on_delivery: impl FnMut(),
-) -> Result<(), BoxError> {
+) -> Result<(), BoxError>
+where
+    S: futures::Stream<Item = Result<lapin::message::Delivery, lapin::Error>> + Unpin,
+{
+    let acks = AckTask::spawn();
     let mut received = 0;
-    let mut unacked: Option<lapin::message::Delivery> = None;
+    let mut frontier = Frontier::default();
     let mut pending = 0;
     while received < expect {
-        let next = match consumer.next().now_or_never() {
+        let next = match deliveries.next().now_or_never() {
             Some(next) => next,
             None => {
                 // The batch ended: ack what we hold before waiting.
-                if let Some(last) = unacked.take() {
-                    ack_up_to(&last).await?;
+                if let Some(last) = frontier.take_ackable() {
+                    acks.ack_up_to(last)?;
                     pending = 0;
                 }
-                consumer.next().await
+                deliveries.next().await
             }
         };
         let delivery = next
@@ -199,22 +245,97 @@ pub async fn receive(
         on_delivery();
         received += 1;
         pending += 1;
-        unacked = Some(delivery);
+        frontier.received(delivery);
         if pending >= batch || received == expect {
-            if let Some(last) = unacked.take() {
-                ack_up_to(&last).await?;
+            if let Some(last) = frontier.take_ackable() {
+                acks.ack_up_to(last)?;
                 pending = 0;
             }
         }
     }
-    Ok(())
+    if let Some(last) = frontier.take_ackable() {
+        acks.ack_up_to(last)?;
+    }
+    if !frontier.waiting.is_empty() {
+        return Err(format!(
+            "{} deliveries received with tags above a tag never delivered",
+            frontier.waiting.len()
+        )
+        .into());
+    }
+    acks.finish().await
 }
 
-async fn ack_up_to(delivery: &lapin::message::Delivery) -> Result<(), BoxError> {
-    delivery
-        .acker
-        .ack(BasicAckOptions { multiple: true })
-        .await
-        .map_err(|error| format!("basic.ack: {error}"))?;
-    Ok(())
+/// The received deliveries of a channel, by tag: which can be acked with one
+/// `multiple=true` (every lower tag received).
+#[derive(Default)]
+struct Frontier {
+    /// The highest tag below which every delivery was received.
+    contiguous: u64,
+    /// Received above a gap.
+    waiting: std::collections::BTreeMap<u64, lapin::message::Delivery>,
+    /// The delivery at `contiguous`, not yet acked.
+    ackable: Option<lapin::message::Delivery>,
+}
+
+impl Frontier {
+    fn received(&mut self, delivery: lapin::message::Delivery) {
+        self.waiting.insert(delivery.delivery_tag, delivery);
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() != self.contiguous + 1 {
+                break;
+            }
+            self.contiguous += 1;
+            self.ackable = Some(entry.remove());
+        }
+    }
+
+    fn take_ackable(&mut self) -> Option<lapin::message::Delivery> {
+        self.ackable.take()
+    }
+}
+
+/// The baseline's ack sender: a task that sends `basic.ack multiple=true` for the last
+/// delivery of each batch it is handed, in order (an ack for an older tag after a newer
+/// one would be an unknown tag to the broker), taking only the newest when several queued
+/// up meanwhile.
+struct AckTask {
+    batches: tokio::sync::mpsc::UnboundedSender<lapin::message::Delivery>,
+    task: actix_rt::task::JoinHandle<Result<(), String>>,
+}
+
+impl AckTask {
+    fn spawn() -> Self {
+        let (batches, mut receiver) =
+            tokio::sync::mpsc::unbounded_channel::<lapin::message::Delivery>();
+        let task = actix_rt::spawn(async move {
+            while let Some(mut last) = receiver.recv().await {
+                while let Ok(newer) = receiver.try_recv() {
+                    last = newer;
+                }
+                last.acker
+                    .ack(BasicAckOptions { multiple: true })
+                    .await
+                    .map_err(|error| format!("basic.ack: {error}"))?;
+            }
+            Ok(())
+        });
+        AckTask { batches, task }
+    }
+
+    /// Hands over the last delivery of a batch.
+    fn ack_up_to(&self, last: lapin::message::Delivery) -> Result<(), BoxError> {
+        self.batches
+            .send(last)
+            .map_err(|_| "the ack task ended early".into())
+    }
+
+    /// Waits until every ack handed over has been sent.
+    async fn finish(self) -> Result<(), BoxError> {
+        drop(self.batches);
+        self.task
+            .await
+            .map_err(|error| format!("the ack task failed: {error}"))??;
+        Ok(())
+    }
 }
