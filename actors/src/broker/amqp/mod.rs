@@ -18,6 +18,7 @@ mod connect;
 mod exchange;
 mod failover;
 mod link;
+mod purge;
 mod redact;
 mod tls;
 
