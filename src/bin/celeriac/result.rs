@@ -1,7 +1,6 @@
 //! `celeriac result ID`: prints a task's result from CELERIAC_RESULT_BACKEND (Redis), as
 //! `celery result` does; with `--wait S` waits for it up to S seconds.
 
-use celeriac::protocol::TaskState;
 use celeriac::{AsyncResult, Config};
 use clap::Args;
 
@@ -42,14 +41,14 @@ pub async fn run(args: ResultArgs, config: &Config) -> Result<(), CliError> {
                 Some(redis) => redis.latest().await.map_err(CliError::failed)?,
                 None => result.latest().await,
             };
-            match latest.as_ref().map(|document| document.status) {
-                Some(TaskState::Success | TaskState::Failure | TaskState::Revoked) => {
-                    result.get(std::time::Duration::ZERO).await
+            match latest {
+                Some(document) if document.status.is_ready() => {
+                    celeriac::result::async_result::outcome(&args.id, document)
                 }
-                Some(state) => {
+                Some(document) => {
                     return Err(CliError::Failed(format!(
-                        "task {} is {state}: no result yet (--wait S waits for it)",
-                        args.id
+                        "task {} is {}: no result yet (--wait S waits for it)",
+                        args.id, document.status
                     )))
                 }
                 None => {
