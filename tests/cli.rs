@@ -516,7 +516,8 @@ async fn call_times_out_when_nobody_serves_the_task() {
     let config = config(1);
     let broker = connect(&config).await;
     let queue = unique_queue("call-timeout");
-    let output = cli(&["call", "nobody.serves", "--queue", &queue, "--wait", "1"]).await;
+    // 2 s: longer than the second after which the progress line is printed.
+    let output = cli(&["call", "nobody.serves", "--queue", &queue, "--wait", "2"]).await;
     let (stdout, stderr) = (&output.stdout, &output.stderr);
     assert_eq!(output.code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
     let task_id = stdout.lines().next().unwrap_or_default().trim().to_string();
@@ -525,8 +526,14 @@ async fn call_times_out_when_nobody_serves_the_task() {
         "the task id is printed first: {stdout}"
     );
     assert!(
-        stderr.contains(&format!("no result for task {task_id} within 1s")),
+        stderr.contains(&format!("no result for task {task_id} within 2s")),
         "a timeout message naming the task: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "waiting up to 2s for the result of task {task_id}..."
+        )),
+        "a progress line while waiting: {stderr}"
     );
     assert_eq!(
         broker.count_messages(&queue).await.expect("count"),
