@@ -25,9 +25,9 @@ use crate::error::CliError;
 
 /// Command line for celeriac: Celery's `celery` commands against the same broker.
 #[derive(Debug, Parser)]
-#[command(name = "celeriac", version, about)]
+#[command(name = "celeriac", version)]
 struct Cli {
-    /// The broker URL (default: CELERIAC_BROKER_URL, else amqp://guest@localhost).
+    /// The broker URL (default: CELERIAC_BROKER_URL, else amqp://guest:guest@localhost:5672//).
     #[arg(long, short = 'b', global = true, value_name = "URL")]
     broker: Option<String>,
     /// What to do.
