@@ -43,6 +43,7 @@ pub use actors::{BrokerClient, BrokerError, RestartPolicy, SupervisorEvent, TlsC
 pub use app::{
     connect_broker, Config, Producer, QueueConfig, QueueType, SendError, Signature, TaskRoute,
 };
+pub use app::{ControlCall, ControlReply};
 pub use backend::redis::{RedisAsyncResult, RedisBackendConfig, RedisResults};
 pub use beat::{Beat, BeatHandle};
 pub use canvas::{Canvas, Chain, Chord, Group};

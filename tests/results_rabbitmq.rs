@@ -1,11 +1,9 @@
 //! `rpc://` results on a real RabbitMQ: the reply queue as Celery declares it, result
-//! documents published to it (as a worker does), `AsyncResult::get`/`state`, and the
-//! `call` example.
+//! documents published to it (as a worker does), `AsyncResult::get`/`state` (`celeriac
+//! call` is tested in tests/cli.rs).
 
 mod common;
 
-use std::io::Read;
-use std::process::Stdio;
 use std::time::Duration;
 
 use celeriac::actors::amqp::{AMQPValue, BasicProperties, FieldTable};
@@ -452,97 +450,6 @@ async fn without_a_result_backend_no_result_is_promised() {
     close(&broker, &producer).await;
 }
 
-/// What the `call` example did.
-struct CallOutput {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the `call` example to completion, killing it and failing after 60 s.
-async fn run_call(args: &[&str]) -> CallOutput {
-    run_call_with(args, None).await
-}
-
-/// Runs the `call` example with `CELERIAC_RESULT_BACKEND` = `backend` (unset for `None`).
-async fn run_call_with(args: &[&str], backend: Option<&str>) -> CallOutput {
-    let mut command = common::example_command("call");
-    command.env_remove("CELERIAC_RESULT_BACKEND");
-    if let Some(backend) = backend {
-        command.env("CELERIAC_RESULT_BACKEND", backend);
-    }
-    let mut child = command
-        .args(args)
-        .env("CELERIAC_BROKER_URL", amqp_url())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the call example starts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait on the call example") {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the call example did not exit within 60 s (args {args:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_string(&mut stdout).expect("read stdout");
-    }
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("read stderr");
-    }
-    CallOutput {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
-}
-
-#[actix_rt::test]
-async fn the_call_example_refuses_args_that_are_not_an_array() {
-    let output = run_call(&["test.add", "--args", r#"{"x": 1}"#]).await;
-    let stderr = &output.stderr;
-    assert_eq!(output.code, Some(2), "stderr: {stderr}");
-    assert!(
-        stderr.contains("--args must be a JSON array"),
-        "the message explains the usage error: {stderr}"
-    );
-    assert!(output.stdout.is_empty(), "nothing was sent");
-}
-
-#[actix_rt::test]
-async fn the_call_example_times_out_when_nobody_serves_the_task() {
-    let config = config(1);
-    let broker = connect(&config).await;
-    let queue = unique_queue("call-timeout");
-    let output = run_call(&["nobody.serves", "--queue", &queue, "--wait", "1"]).await;
-    let (stdout, stderr) = (&output.stdout, &output.stderr);
-    assert_eq!(output.code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
-    let task_id = stdout.lines().next().unwrap_or_default().trim().to_string();
-    assert!(
-        uuid::Uuid::parse_str(&task_id).is_ok(),
-        "the task id is printed first: {stdout}"
-    );
-    assert!(
-        stderr.contains(&format!("no result for task {task_id} within 1s")),
-        "a timeout message naming the task: {stderr}"
-    );
-    assert_eq!(
-        broker.count_messages(&queue).await.expect("count"),
-        1,
-        "the task message waits in its queue"
-    );
-    delete_queues(&broker, &[&queue]).await;
-}
-
 #[actix_rt::test]
 async fn a_worker_answers_success_and_failure_through_the_reply_queue() {
     let config = config(2);
@@ -594,72 +501,5 @@ async fn a_worker_answers_success_and_failure_through_the_reply_queue() {
 
     worker.stop().await.expect("worker stops");
     close(&broker, &producer).await;
-    delete_queues(&broker, &[&queue]).await;
-}
-
-#[actix_rt::test]
-async fn the_call_example_waits_for_a_result_in_redis() {
-    let redis = common::redis_server::redis_url();
-    let config = Config {
-        result_backend: Some(redis.clone()),
-        ..config(2)
-    };
-    let broker = connect(&config).await;
-    let queue = unique_queue("call-redis");
-    let (builder, _events) = test_worker(&broker, &config, &queue);
-    let worker = builder
-        .register::<Add>()
-        .start()
-        .await
-        .expect("the worker starts");
-    let args = [
-        <Add as celeriac::Task>::NAME,
-        "--args",
-        "[40, 2]",
-        "--queue",
-        queue.as_str(),
-        "--wait",
-        "30",
-    ];
-    let output = run_call_with(&args, Some(&redis)).await;
-    assert_eq!(output.code, Some(0), "stderr: {}", output.stderr);
-    let lines: Vec<&str> = output.stdout.lines().collect();
-    assert_eq!(
-        lines.last().copied(),
-        Some("42"),
-        "stdout: {}",
-        output.stdout
-    );
-    worker.stop().await.expect("the worker stops");
-    delete_queues(&broker, &[&queue]).await;
-}
-
-/// `call A --then B --wait`: a chain; the last step's result is printed.
-#[actix_rt::test]
-async fn the_call_example_sends_a_chain_with_then() {
-    let redis = common::redis_server::redis_url();
-    let config = Config {
-        result_backend: Some(redis.clone()),
-        ..config(2)
-    };
-    let broker = connect(&config).await;
-    let queue = unique_queue("call-chain");
-    let (builder, _events) = test_worker(&broker, &config, &queue);
-    let worker = builder
-        .register::<Add>()
-        .start()
-        .await
-        .expect("the worker starts");
-    let add = <Add as celeriac::Task>::NAME;
-    let args = [
-        add, "--args", "[1, 2]", "--queue", &queue, "--then", add, "--args", "[10]", "--queue",
-        &queue, "--then", add, "--args", "[100]", "--queue", &queue, "--wait", "30",
-    ];
-    let output = run_call_with(&args, Some(&redis)).await;
-    assert_eq!(output.code, Some(0), "stderr: {}", output.stderr);
-    let lines: Vec<&str> = output.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "the id, then the result: {}", output.stdout);
-    assert_eq!(lines[1], "113", "stdout: {}", output.stdout);
-    worker.stop().await.expect("the worker stops");
     delete_queues(&broker, &[&queue]).await;
 }

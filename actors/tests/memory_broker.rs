@@ -228,3 +228,21 @@ async fn a_hard_limit_frees_the_slot_and_drain_cancels_waiting_jobs() {
         "waiting jobs are cancelled"
     );
 }
+
+#[actix_rt::test]
+async fn purge_removes_ready_messages_and_names_a_missing_queue() {
+    let broker = broker_with_queue("purged").await;
+    for body in ["a", "b", "c"] {
+        broker
+            .publish(message("purged", body))
+            .await
+            .expect("published");
+    }
+    assert_eq!(broker.purge_queue("purged").await.expect("purged"), 3);
+    assert_eq!(broker.count_messages("purged").await.expect("counted"), 0);
+    assert_eq!(broker.purge_queue("purged").await.expect("purged"), 0);
+    assert!(matches!(
+        broker.purge_queue("missing").await,
+        Err(celeriac_actors::BrokerError::NoSuchQueue(queue)) if queue == "missing"
+    ));
+}

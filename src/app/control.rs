@@ -60,10 +60,16 @@ impl Producer {
         method: &str,
         arguments: Map<String, Value>,
     ) -> Result<(), SendError> {
+        self.publish_control(&broadcast_body(method, arguments))
+            .await
+    }
+
+    /// Publishes a request `body` to the `celery.pidbox` exchange (declared first), valid
+    /// for [`COMMAND_LIFETIME`].
+    pub(crate) async fn publish_control(&self, body: &Value) -> Result<(), SendError> {
         let broker = self.broker();
         broker.declare_exchange(pidbox_exchange()).await?;
-        let body = serde_json::to_vec(&broadcast_body(method, arguments))
-            .map_err(crate::protocol::ProtocolError::from)?;
+        let body = serde_json::to_vec(body).map_err(crate::protocol::ProtocolError::from)?;
         let expires = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()

@@ -4,6 +4,7 @@ mod broker;
 mod config;
 mod control;
 mod producer;
+mod remote;
 mod routing;
 mod signature;
 
@@ -12,6 +13,7 @@ use derive_more::{Display, Error, From};
 pub use broker::connect_broker;
 pub use config::{Config, DEFAULT_BROKER_URL, MEMORY_BROKER_URL};
 pub use producer::Producer;
+pub use remote::{ControlCall, ControlReply, DEFAULT_REPLY_TIMEOUT, REPLY_EXCHANGE};
 pub use routing::{QueueConfig, QueueType, TaskRoute};
 pub use signature::Signature;
 

@@ -4,12 +4,15 @@
 //! - [`event`]: what each event says (pure functions, tested against captured events);
 //! - [`host`]: the facts about this machine events carry (load average, UTC offset);
 //! - [`switch`]: [`TaskEvents`], the run-time switch of task events;
+//! - [`receiver`]: [`receiver::receive_events`], every event on the broker as a stream
+//!   (what `celeriac events` prints);
 //! - [`publisher`]: `EventPublisher`, the actor that owns publishing: worker-online at
 //!   start, a heartbeat every 2 s, task events in batches, worker-offline at a warm stop.
 
 pub mod event;
 pub mod host;
 pub(crate) mod publisher;
+pub mod receiver;
 mod switch;
 
 pub(crate) use publisher::SendHeartbeat;

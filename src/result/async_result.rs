@@ -254,10 +254,7 @@ impl AsyncResult {
 
 /// A ready result as `get` answers it (any backend): SUCCESS gives the value, FAILURE and
 /// REVOKED the exception.
-pub(crate) fn outcome(
-    task_id: &str,
-    message: ResultMessage,
-) -> Result<serde_json::Value, ResultError> {
+pub fn outcome(task_id: &str, message: ResultMessage) -> Result<serde_json::Value, ResultError> {
     match message.status {
         TaskState::Revoked => Err(ResultError::Revoked {
             task_id: task_id.to_string(),

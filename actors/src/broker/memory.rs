@@ -333,6 +333,24 @@ impl Handler<DeleteQueue> for MemoryBrokerActor {
     }
 }
 
+impl Handler<super::PurgeQueue> for MemoryBrokerActor {
+    type Result = Result<u32, BrokerError>;
+
+    fn handle(
+        &mut self,
+        super::PurgeQueue(queue): super::PurgeQueue,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let found = self
+            .queues
+            .get_mut(&queue)
+            .ok_or(BrokerError::NoSuchQueue(queue))?;
+        let purged = u32::try_from(found.ready.len()).unwrap_or(u32::MAX);
+        found.ready.clear();
+        Ok(purged)
+    }
+}
+
 impl Handler<CloseBroker> for MemoryBrokerActor {
     type Result = Result<(), BrokerError>;
 

@@ -134,6 +134,13 @@ pub struct CountMessages(pub String);
 #[rtype(result = "Result<u32, BrokerError>")]
 pub struct DeleteQueue(pub String);
 
+/// Empties a queue (AMQP `queue.purge`): removes its ready messages, not those delivered
+/// and unsettled; answers how many it removed. A queue that does not exist is
+/// [`BrokerError::NoSuchQueue`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u32, BrokerError>")]
+pub struct PurgeQueue(pub String);
+
 /// Closes the broker: channels, then the connection. Unsettled deliveries go back to
 /// their queues.
 #[derive(Debug, Message)]
@@ -213,6 +220,8 @@ pub struct BrokerClient {
     pub count: Recipient<CountMessages>,
     /// Deletes queues.
     pub delete: Recipient<DeleteQueue>,
+    /// Purges queues.
+    pub purge: Recipient<PurgeQueue>,
     /// Closes the broker.
     pub close: Recipient<CloseBroker>,
     /// Breaks a consumer's channel (fault injection; only with the `fault-injection`
@@ -243,6 +252,7 @@ impl BrokerClient {
             + Handler<SetPrefetch>
             + Handler<CountMessages>
             + Handler<DeleteQueue>
+            + Handler<PurgeQueue>
             + Handler<CloseBroker>
             + FaultInjection
             + Handler<SubscribeConnection>
@@ -260,6 +270,7 @@ impl BrokerClient {
             set_prefetch: addr.clone().recipient(),
             count: addr.clone().recipient(),
             delete: addr.clone().recipient(),
+            purge: addr.clone().recipient(),
             close: addr.clone().recipient(),
             #[cfg(feature = "fault-injection")]
             break_channel: addr.clone().recipient(),
@@ -298,6 +309,11 @@ impl BrokerClient {
     /// Deletes a queue.
     pub async fn delete_queue(&self, queue: &str) -> Result<u32, BrokerError> {
         self.delete.send(DeleteQueue(queue.to_string())).await?
+    }
+
+    /// Purges a queue: answers how many ready messages it removed.
+    pub async fn purge_queue(&self, queue: &str) -> Result<u32, BrokerError> {
+        self.purge.send(PurgeQueue(queue.to_string())).await?
     }
 
     /// Closes the broker connection.

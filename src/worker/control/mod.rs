@@ -16,4 +16,4 @@ mod node;
 mod request;
 
 pub(crate) use actor::{ControlHooks, PidboxActor};
-pub(crate) use node::{node_info, pidbox_exchange, pidbox_queue, PIDBOX_EXCHANGE};
+pub(crate) use node::{node_info, pidbox_exchange, pidbox_queue, reply_exchange, PIDBOX_EXCHANGE};

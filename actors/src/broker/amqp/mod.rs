@@ -19,6 +19,7 @@ mod consumers;
 mod exchange;
 mod failover;
 mod link;
+mod purge;
 mod redact;
 mod tls;
 
