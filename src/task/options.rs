@@ -31,14 +31,19 @@ impl Default for RetryBackoff {
 impl RetryBackoff {
     /// The delay before retry number `retries + 1`.
     pub fn delay(&self, retries: u32) -> Duration {
+        self.delay_at(retries, fastrand::f64())
+    }
+
+    /// The delay before retry number `retries + 1`, with `fraction` (in [0, 1)) placing it
+    /// within its jitter: the same inputs give the same delay.
+    pub fn delay_at(&self, retries: u32, fraction: f64) -> Duration {
         let factor = 2u32.saturating_pow(retries.min(30));
         let ceiling = self.min.saturating_mul(factor).min(self.max).max(self.min);
         if !self.jitter || ceiling <= self.min {
             return ceiling;
         }
         let spread = ceiling - self.min;
-        let fraction = fastrand::f64();
-        self.min + spread.mul_f64(fraction)
+        self.min + spread.mul_f64(fraction.clamp(0.0, 1.0))
     }
 }
 

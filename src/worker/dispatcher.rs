@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures::channel::oneshot;
 
-use super::processing::{process, Services};
+use super::pipeline::{process, Services};
 use crate::actors::consumer::Deliver;
 
 /// Answers once every delivery received so far is settled.
