@@ -8,7 +8,7 @@
 //! | [`consumer`] | [`ConsumerActor`]: one per queue, forwards deliveries |
 //! | [`supervisor`] | [`ConsumerSupervisor`]: restarts failed consumers within a [`RestartPolicy`] |
 //! | [`executor`] | [`ExecutorPool`]: bounded concurrency, panics caught, hard time limits |
-//! | [`delivery`] | messages in transit: [`OutboundMessage`], [`Delivery`], [`Acker`], [`Settlement`] |
+//! | [`delivery`] | messages in transit: [`OutboundMessage`], [`Delivery`], [`Acker`] (a broker's [`Settle`]), [`Settlement`] |
 //! | [`error`] | [`BrokerError`] |
 //!
 //! # Features
@@ -32,7 +32,7 @@ pub use broker::memory::MemoryBrokerActor;
 pub use broker::{BrokerClient, ExchangeSpec, QueueBinding, QueueSpec};
 pub use broker::{ConnectionEvent, SubscribeConnection};
 pub use consumer::{ConsumerActor, ConsumerSpec, Deliver};
-pub use delivery::{Acker, Delivery, OutboundMessage, Settlement};
+pub use delivery::{Acker, Delivery, OutboundMessage, Settle, Settlement};
 pub use error::BrokerError;
 pub use executor::{ExecutionReport, ExecutorPool};
 pub use publisher::{Publish, PublisherActor};

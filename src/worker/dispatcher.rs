@@ -1,5 +1,5 @@
 //! The dispatcher: receives every delivery of the worker's consumers and runs each one
-//! (see `processing`) concurrently, keeping count so that a stop can wait until every
+//! (see `pipeline`) concurrently, keeping count so that a stop can wait until every
 //! message is settled.
 
 use std::sync::Arc;

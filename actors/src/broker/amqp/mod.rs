@@ -757,7 +757,7 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                         redelivered: delivery.redelivered,
                         properties: delivery.properties,
                         body: delivery.data,
-                        acker: Acker::Batched(acks::BatchedAcker::new(
+                        acker: Acker::new(acks::BatchedAcker::new(
                             tag,
                             delivery.acker,
                             acks.clone(),
