@@ -19,6 +19,7 @@
 //!   `BrokerClient::break_channel`. This crate's tests, and celeriac's through its own
 //!   `fault-injection` feature, turn it on; without it these items do not exist.
 
+pub mod backoff;
 pub mod broker;
 pub mod consumer;
 pub mod delivery;
@@ -27,6 +28,7 @@ pub mod executor;
 pub mod publisher;
 pub mod supervisor;
 
+pub use backoff::{Backoff, Jitter};
 pub use broker::amqp::{AmqpBrokerActor, AmqpConfig, ReconnectPolicy, TlsConfig};
 pub use broker::memory::MemoryBrokerActor;
 pub use broker::{BrokerClient, ExchangeSpec, QueueBinding, QueueSpec};

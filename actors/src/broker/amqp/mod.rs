@@ -46,6 +46,7 @@ use super::{
     DeleteQueue, DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, QueueSpec, SetPrefetch,
     SubscribeConnection,
 };
+use crate::backoff::{Backoff, Jitter};
 use crate::delivery::{Acker, Delivery, OutboundMessage};
 use crate::error::BrokerError;
 
@@ -75,11 +76,16 @@ impl ReconnectPolicy {
     /// The delay before attempt `attempt` (0-based): doubling, capped, with up to 50%
     /// jitter so that many clients do not reconnect in step.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .initial_delay
-            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-            .min(self.max_delay);
-        base.mul_f64(0.5 + fastrand::f64() / 2.0)
+        self.backoff().delay(attempt)
+    }
+
+    /// The policy's delays as a [`Backoff`] (half jitter).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            min: self.initial_delay,
+            max: self.max_delay,
+            jitter: Jitter::Half,
+        }
     }
 }
 
