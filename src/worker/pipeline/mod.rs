@@ -56,12 +56,19 @@ pub(crate) struct WorkerDefaults {
 
 /// What every delivery needs besides itself.
 pub(crate) struct Services {
+    /// The tasks this worker runs, by name.
     pub(crate) registry: Arc<TaskRegistry>,
+    /// The executor slots runs take.
     pub(crate) pool: Addr<ExecutorPool>,
+    /// Where task events go.
     pub(crate) events: EventSink,
+    /// Where results are stored (rpc or Redis), if anywhere.
     pub(crate) results: ResultStore,
+    /// Holds ETA tasks in the worker or defers them to wait queues.
     pub(crate) eta: EtaScheduler,
+    /// The worker's settings that task options override.
     pub(crate) defaults: WorkerDefaults,
+    /// Values shared with every task (`WorkerBuilder::app_data`).
     pub(crate) state: AppState,
     /// Lets tasks send tasks (`TaskContext::send`) and republishes retries.
     pub(crate) producer: Arc<Producer>,
