@@ -1,12 +1,11 @@
 //! Messages as they travel: what a producer publishes, what a consumer receives, and how a
 //! received message is settled (acked or rejected).
 
-use actix::Recipient;
-use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use lapin::BasicProperties;
 
-use crate::broker::amqp::acks::BatchedAcker;
-use crate::broker::memory::SettleMemory;
 use crate::error::BrokerError;
 
 /// A message to publish.
@@ -34,86 +33,39 @@ pub enum Settlement {
     },
 }
 
-/// Settles one delivery with the broker it came from.
-#[derive(Clone)]
-pub enum Acker {
-    /// A RabbitMQ delivery, settled on the channel it came from, directly.
-    Amqp(lapin::Acker),
-    /// A RabbitMQ delivery settled through its consumer's ack task, which batches acks.
-    Batched(BatchedAcker),
-    /// A delivery of the in-process broker.
-    Memory {
-        /// The memory broker that holds the unacked message.
-        broker: Recipient<SettleMemory>,
-        /// The queue the message came from.
-        queue: String,
-        /// The delivery tag within that queue.
-        delivery_tag: u64,
-    },
+/// What a broker does to settle one of its deliveries. Each broker implements it for its
+/// own deliveries (AMQP: through the consumer's ack task; memory: through the broker
+/// actor), so that this module knows none of them.
+pub trait Settle: std::fmt::Debug + Send + Sync {
+    /// Whether the delivery can still be settled: false once its channel has closed (the
+    /// broker then redelivers it, so it must not be processed here any more).
+    fn is_usable(&self) -> bool;
+
+    /// Settles the delivery. A delivery whose channel has died is not settled (the broker
+    /// redelivers it); that is reported as an error, not replayed on another channel.
+    fn settle(&self, settlement: Settlement) -> BoxFuture<'static, Result<(), BrokerError>>;
 }
 
-impl std::fmt::Debug for Acker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Acker::Amqp(_) => f.write_str("Acker::Amqp"),
-            Acker::Batched(_) => f.write_str("Acker::Batched"),
-            Acker::Memory {
-                queue,
-                delivery_tag,
-                ..
-            } => {
-                write!(f, "Acker::Memory({queue}#{delivery_tag})")
-            }
-        }
-    }
-}
+/// Settles one delivery with the broker it came from.
+#[derive(Clone, Debug)]
+pub struct Acker(Arc<dyn Settle>);
 
 impl Acker {
+    /// An acker that settles through `settle`.
+    pub fn new(settle: impl Settle + 'static) -> Self {
+        Acker(Arc::new(settle))
+    }
+
     /// Whether the delivery can still be settled: false once its channel has closed (the
     /// broker then redelivers it, so it must not be processed here any more).
     pub fn is_usable(&self) -> bool {
-        match self {
-            Acker::Amqp(acker) => acker.usable(),
-            Acker::Batched(acker) => acker.is_usable(),
-            Acker::Memory { .. } => true,
-        }
+        self.0.is_usable()
     }
 
     /// Settles the delivery. A delivery whose channel has died is not settled (the broker
     /// redelivers it); that is reported as an error, not replayed on another channel.
     pub async fn settle(&self, settlement: Settlement) -> Result<(), BrokerError> {
-        match self {
-            Acker::Amqp(acker) => {
-                let done = match settlement {
-                    Settlement::Ack => acker.ack(BasicAckOptions::default()).await,
-                    Settlement::Reject { requeue } => {
-                        acker.reject(BasicRejectOptions { requeue }).await
-                    }
-                };
-                match done {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(BrokerError::Amqp {
-                        operation: "basic.ack/reject".into(),
-                        reason: "the delivery's channel is gone; the broker will redeliver it"
-                            .into(),
-                    }),
-                    Err(error) => Err(BrokerError::amqp("basic.ack/reject", &error)),
-                }
-            }
-            Acker::Batched(acker) => acker.settle(settlement),
-            Acker::Memory {
-                broker,
-                queue,
-                delivery_tag,
-            } => broker
-                .send(SettleMemory {
-                    queue: queue.clone(),
-                    delivery_tag: *delivery_tag,
-                    settlement,
-                })
-                .await
-                .map_err(BrokerError::from),
-        }
+        self.0.settle(settlement).await
     }
 }
 

@@ -8,7 +8,7 @@
 //! | [`consumer`] | [`ConsumerActor`]: one per queue, forwards deliveries |
 //! | [`supervisor`] | [`ConsumerSupervisor`]: restarts failed consumers within a [`RestartPolicy`] |
 //! | [`executor`] | [`ExecutorPool`]: bounded concurrency, panics caught, hard time limits |
-//! | [`delivery`] | messages in transit: [`OutboundMessage`], [`Delivery`], [`Acker`], [`Settlement`] |
+//! | [`delivery`] | messages in transit: [`OutboundMessage`], [`Delivery`], [`Acker`] (a broker's [`Settle`]), [`Settlement`] |
 //! | [`error`] | [`BrokerError`] |
 //!
 //! # Features
@@ -19,6 +19,7 @@
 //!   `BrokerClient::break_channel`. This crate's tests, and celeriac's through its own
 //!   `fault-injection` feature, turn it on; without it these items do not exist.
 
+pub mod backoff;
 pub mod broker;
 pub mod consumer;
 pub mod delivery;
@@ -27,12 +28,13 @@ pub mod executor;
 pub mod publisher;
 pub mod supervisor;
 
+pub use backoff::{Backoff, Jitter};
 pub use broker::amqp::{AmqpBrokerActor, AmqpConfig, ReconnectPolicy, TlsConfig};
 pub use broker::memory::MemoryBrokerActor;
 pub use broker::{BrokerClient, ExchangeSpec, QueueBinding, QueueSpec};
 pub use broker::{ConnectionEvent, SubscribeConnection};
 pub use consumer::{ConsumerActor, ConsumerSpec, Deliver};
-pub use delivery::{Acker, Delivery, OutboundMessage, Settlement};
+pub use delivery::{Acker, Delivery, OutboundMessage, Settle, Settlement};
 pub use error::BrokerError;
 pub use executor::{ExecutionReport, ExecutorPool};
 pub use publisher::{Publish, PublisherActor};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::broker::BrokerClient;
 use crate::consumer::{
     AdjustPrefetch, ConsumerActor, ConsumerExited, ConsumerReady, ConsumerSpec, Deliver,
@@ -22,10 +23,24 @@ pub struct RestartPolicy {
     pub max_restarts: usize,
     /// The window restarts are counted in.
     pub window: Duration,
-    /// Delay before the first restart; doubled for each recent restart, up to `max_delay`.
+    /// Delay before the first restart; doubled for each recent restart, up to `max_delay`
+    /// (each with half jitter, see [`RestartPolicy::backoff`]).
     pub initial_delay: Duration,
     /// Upper bound of the restart delay.
     pub max_delay: Duration,
+}
+
+impl RestartPolicy {
+    /// The restart delays as a [`Backoff`]: doubling from `initial_delay` up to
+    /// `max_delay`, with half jitter so that the consumers of many workers that failed
+    /// together (a broker restart) do not come back in step.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            min: self.initial_delay,
+            max: self.max_delay,
+            jitter: Jitter::Half,
+        }
+    }
 }
 
 impl Default for RestartPolicy {
@@ -298,12 +313,8 @@ impl Handler<ConsumerExited> for ConsumerSupervisor {
         }
         entry.restarts.push_back(now);
         let restarts_in_window = entry.restarts.len();
-        let factor = 1u32 << (restarts_in_window.saturating_sub(1).min(16) as u32);
-        let delay = self
-            .policy
-            .initial_delay
-            .saturating_mul(factor)
-            .min(self.policy.max_delay);
+        let attempt = u32::try_from(restarts_in_window.saturating_sub(1)).unwrap_or(u32::MAX);
+        let delay = self.policy.backoff().delay(attempt);
         log::warn!(
             "consumer of queue \"{}\" failed ({reason}); restarting in {delay:?} ({restarts_in_window} restarts within {:?})",
             exited.queue,

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::actors::{Backoff, Jitter};
+
 /// Exponential backoff with jitter between retries of a task that failed with a
 /// retryable error (`TaskError::retryable`): the n-th retry waits a random time between
 /// `min` and `min * 2^n`, never more than `max` (Celery's `retry_backoff`,
@@ -31,14 +33,26 @@ impl Default for RetryBackoff {
 impl RetryBackoff {
     /// The delay before retry number `retries + 1`.
     pub fn delay(&self, retries: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retries.min(30));
-        let ceiling = self.min.saturating_mul(factor).min(self.max).max(self.min);
-        if !self.jitter || ceiling <= self.min {
-            return ceiling;
+        self.delay_at(retries, fastrand::f64())
+    }
+
+    /// The delay before retry number `retries + 1`, with `fraction` (in [0, 1)) placing it
+    /// within its jitter: the same inputs give the same delay.
+    pub fn delay_at(&self, retries: u32, fraction: f64) -> Duration {
+        self.backoff().delay_at(retries, fraction)
+    }
+
+    /// These delays as the [`Backoff`] every other retry loop uses (full jitter).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            min: self.min,
+            max: self.max,
+            jitter: if self.jitter {
+                Jitter::Full
+            } else {
+                Jitter::None
+            },
         }
-        let spread = ceiling - self.min;
-        let fraction = fastrand::f64();
-        self.min + spread.mul_f64(fraction)
     }
 }
 

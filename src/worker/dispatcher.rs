@@ -1,5 +1,5 @@
 //! The dispatcher: receives every delivery of the worker's consumers and runs each one
-//! (see `processing`) concurrently, keeping count so that a stop can wait until every
+//! (see `pipeline`) concurrently, keeping count so that a stop can wait until every
 //! message is settled.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures::channel::oneshot;
 
-use super::processing::{process, Services};
+use super::pipeline::{process, Services};
 use crate::actors::consumer::Deliver;
 
 /// Answers once every delivery received so far is settled.

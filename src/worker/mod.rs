@@ -6,7 +6,7 @@ mod dispatcher;
 mod eta;
 mod events;
 mod limited_set;
-mod processing;
+mod pipeline;
 mod rate_limit;
 mod result_rules;
 mod results;

@@ -2,7 +2,7 @@
 //! (reserved, scheduled for an ETA, active), how many tasks of each name it started, the
 //! ids revoked, the rate limits set at run time and the logical clock.
 //!
-//! `processing` updates it at the points where a request is received, held for its ETA,
+//! `pipeline` updates it at the points where a request is received, held for its ETA,
 //! started and finished (a [`Tracked`] guard per request); the pidbox actor reads it as a
 //! [`Snapshot`] and the pure command functions answer from that.
 

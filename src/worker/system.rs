@@ -20,7 +20,7 @@ use super::control::{node_info, pidbox_queue, ControlHooks, PidboxActor};
 use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
 use super::eta::EtaScheduler;
 use super::events::{EventSink, TaskEvent};
-use super::processing::{RunningTasks, Services, WorkerDefaults};
+use super::pipeline::{RunningTasks, Services, WorkerDefaults};
 use super::results::{BackendKind, Destination, ResultStore};
 use super::state::WorkerState;
 use super::WorkerError;

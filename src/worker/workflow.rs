@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::processing::Services;
+use super::pipeline::Services;
 use super::results::ResultAddress;
 use crate::backend::redis::chord::{ChordJoin, ChordPartReturn};
 use crate::backend::redis::document::encode_value;

@@ -14,10 +14,10 @@ use super::{
     CancelConsumer, CloseBroker, CloseConsumer, CountMessages, DeclareQueue, DeleteQueue,
     DeliveryStream, FlushAcks, OpenConsumer, PublishMessage, SetPrefetch, SubscribeConnection,
 };
-use crate::delivery::{Acker, Delivery, Settlement};
+use crate::delivery::{Acker, Delivery, Settle, Settlement};
 use crate::error::BrokerError;
 
-/// Settles a delivery of the memory broker (sent by `Acker::Memory`).
+/// Settles a delivery of the memory broker (sent by its [`MemoryAcker`]).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SettleMemory {
@@ -27,6 +27,40 @@ pub struct SettleMemory {
     pub delivery_tag: u64,
     /// Ack or reject.
     pub settlement: Settlement,
+}
+
+/// Settles one delivery of the memory broker through the broker actor.
+struct MemoryAcker {
+    /// The memory broker that holds the unacked message.
+    broker: Recipient<SettleMemory>,
+    /// The queue the message came from.
+    queue: String,
+    /// The delivery tag within that queue.
+    delivery_tag: u64,
+}
+
+impl std::fmt::Debug for MemoryAcker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemoryAcker({}#{})", self.queue, self.delivery_tag)
+    }
+}
+
+impl Settle for MemoryAcker {
+    fn is_usable(&self) -> bool {
+        true
+    }
+
+    fn settle(
+        &self,
+        settlement: Settlement,
+    ) -> futures::future::BoxFuture<'static, Result<(), BrokerError>> {
+        let sent = self.broker.send(SettleMemory {
+            queue: self.queue.clone(),
+            delivery_tag: self.delivery_tag,
+            settlement,
+        });
+        Box::pin(async move { sent.await.map_err(BrokerError::from) })
+    }
 }
 
 /// A message waiting in, or delivered from, a memory queue.
@@ -136,11 +170,11 @@ impl MemoryBrokerActor {
                 redelivered: message.redelivered,
                 properties: message.properties.clone(),
                 body: message.body.clone(),
-                acker: Acker::Memory {
+                acker: Acker::new(MemoryAcker {
                     broker: me.clone().recipient(),
                     queue: queue_name.to_string(),
                     delivery_tag: tag,
-                },
+                }),
             };
             queue.unsettled.insert(tag, (consumer.tag.clone(), message));
             let _ = consumer.sender.unbounded_send(Ok(delivery));

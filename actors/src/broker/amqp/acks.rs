@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::delivery::Settlement;
+use futures::future::BoxFuture;
+
+use crate::delivery::{Settle, Settlement};
+use crate::error::BrokerError;
 
 /// What the ack task is told.
 pub(crate) enum AckCommand {
@@ -45,22 +48,23 @@ pub struct BatchedAcker {
     acks: AckSender,
 }
 
+impl std::fmt::Debug for BatchedAcker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BatchedAcker(#{})", self.tag)
+    }
+}
+
 impl BatchedAcker {
     pub(crate) fn new(tag: u64, acker: lapin::Acker, acks: AckSender) -> Self {
         BatchedAcker { tag, acker, acks }
     }
 
-    /// Whether the delivery's channel is still open.
-    pub fn is_usable(&self) -> bool {
-        self.acker.usable()
-    }
-
     /// Hands the settlement to the ack task; fails when the channel is gone (the broker
     /// then redelivers the message: it is never replayed on another channel) or the task
     /// has ended.
-    pub fn settle(&self, settlement: Settlement) -> Result<(), crate::error::BrokerError> {
+    fn hand_over(&self, settlement: Settlement) -> Result<(), BrokerError> {
         if !self.acker.usable() {
-            return Err(crate::error::BrokerError::ConnectionLost {
+            return Err(BrokerError::ConnectionLost {
                 operation: "basic.ack/reject".into(),
                 reason: "the delivery's channel is gone; the broker will redeliver it".into(),
             });
@@ -70,7 +74,17 @@ impl BatchedAcker {
                 tag: self.tag,
                 settlement,
             })
-            .map_err(|_| crate::error::BrokerError::Closed)
+            .map_err(|_| BrokerError::Closed)
+    }
+}
+
+impl Settle for BatchedAcker {
+    fn is_usable(&self) -> bool {
+        self.acker.usable()
+    }
+
+    fn settle(&self, settlement: Settlement) -> BoxFuture<'static, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(self.hand_over(settlement)))
     }
 }
 

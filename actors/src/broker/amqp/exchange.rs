@@ -9,7 +9,8 @@ use lapin::types::FieldTable;
 use lapin::ExchangeKind;
 
 use super::link::ChannelSlot;
-use super::{retry_until, AmqpBrokerActor};
+use super::operations::retry_until;
+use super::AmqpBrokerActor;
 use crate::broker::exchange::{DeclareExchange, ExchangeSpec, PublishTransient};
 use crate::error::BrokerError;
 
