@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::protocol::TaskState;
 use crate::worker::rate_limit::Rate;
 use crate::worker::state::{Phase, Snapshot};
 
@@ -48,6 +49,9 @@ pub(crate) enum Action {
         ids: Vec<String>,
         /// Also stop running ones.
         terminate: bool,
+        /// The ids not running here, whose stored result becomes REVOKED when the stored
+        /// state allows it ([`marks_revoked`]), before the reply, as Celery 5.7's `revoke`.
+        mark: Vec<String>,
     },
     /// Set (or turn off, `None`) task `task`'s rate limit.
     RateLimit {
@@ -275,9 +279,11 @@ fn hello(node: &NodeInfo, state: &Snapshot, arguments: &Map<String, Value>) -> A
     let action = if received.is_empty() {
         Action::None
     } else {
+        // Celery's merge_revoked only remembers them: nothing stored.
         Action::Revoke {
             ids: received,
             terminate: false,
+            mark: Vec::new(),
         }
     };
     Answer {
@@ -343,9 +349,20 @@ fn revoke(state: &Snapshot, arguments: &Map<String, Value>) -> Answer {
     let mut ids = ids_arg(arguments, "task_id");
     ids.dedup();
     let terminate = truthy(arguments.get("terminate"));
+    let mark = ids
+        .iter()
+        .filter(|id| {
+            !state
+                .held
+                .iter()
+                .any(|held| &held.info.id == *id && matches!(held.phase, Phase::Active { .. }))
+        })
+        .cloned()
+        .collect();
     let action = Action::Revoke {
         ids: ids.clone(),
         terminate,
+        mark,
     };
     if !terminate {
         return Answer {
@@ -385,6 +402,19 @@ fn revoke(state: &Snapshot, arguments: &Map<String, Value>) -> Answer {
         reply: ok(text),
         action,
     }
+}
+
+/// Whether a revoke stores a REVOKED result for a task not running here whose stored state
+/// is `stored` (`None`: no result yet, PENDING). Celery 5.7's `_revoke`: only from PENDING,
+/// RECEIVED, RETRY or REJECTED; a ready result is kept, and a task another worker started
+/// (STARTED or a custom state, which celeriac cannot read) is left to that worker.
+pub(crate) fn marks_revoked(stored: Option<TaskState>) -> bool {
+    matches!(
+        stored,
+        None | Some(
+            TaskState::Pending | TaskState::Received | TaskState::Retry | TaskState::Rejected
+        )
+    )
 }
 
 fn rate_limit(node: &NodeInfo, arguments: &Map<String, Value>) -> Answer {

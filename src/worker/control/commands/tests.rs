@@ -207,7 +207,8 @@ fn hello_merges_and_answers_revoked_ids() {
         answer.action,
         Action::Revoke {
             ids: vec!["new".into(), "old".into()],
-            terminate: false
+            terminate: false,
+            mark: Vec::new(),
         }
     );
     let empty = reply("hello", json!({"from_node": "other@host"}), &state);
@@ -261,7 +262,8 @@ fn revoke_replies_and_actions() {
         answer.action,
         Action::Revoke {
             ids: vec!["00000000-0000-4000-9000-000000000011".into()],
-            terminate: false
+            terminate: false,
+            mark: vec!["00000000-0000-4000-9000-000000000011".into()],
         }
     );
     let single = reply("revoke", json!({"task_id": "x"}), &state);
@@ -281,6 +283,13 @@ fn revoke_replies_and_actions() {
         &state,
     );
     assert_eq!(running.reply, json!({"ok": "terminate: a"}));
+    // Only the ids not running here get a REVOKED result ("r" is reserved, "a" active).
+    let some_running = reply("revoke", json!({"task_id": ["a", "r", "x"]}), &state);
+    assert!(
+        matches!(&some_running.action, Action::Revoke { mark, .. } if *mark == ["r", "x"]),
+        "{:?}",
+        some_running.action
+    );
     let blocking = reply(
         "revoke",
         json!({"task_id": ["a", "b"], "terminate": true}),
@@ -353,4 +362,23 @@ fn events_switch_replies() {
     );
     assert_eq!(reply("heartbeat", json!({}), &on).reply, Value::Null);
     assert_eq!(reply("heartbeat", json!({}), &on).action, Action::Heartbeat);
+}
+
+#[test]
+fn revoke_stores_revoked_only_over_states_not_started_elsewhere() {
+    use crate::protocol::TaskState::*;
+    for (stored, marks) in [
+        (None, true),
+        (Some(Pending), true),
+        (Some(Received), true),
+        (Some(Retry), true),
+        (Some(Rejected), true),
+        (Some(Started), false),
+        (Some(Success), false),
+        (Some(Failure), false),
+        (Some(Revoked), false),
+        (Some(Ignored), false),
+    ] {
+        assert_eq!(marks_revoked(stored), marks, "{stored:?}");
+    }
 }
