@@ -131,7 +131,10 @@ fn python_set(ids: &[String]) -> String {
     if ids.is_empty() {
         return "set()".into();
     }
-    let items: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| crate::protocol::repr::value_repr(&Value::String(id.clone())))
+        .collect();
     format!("{{{}}}", items.join(", "))
 }
 

@@ -277,6 +277,11 @@ fn revoke_replies_and_actions() {
         &state,
     );
     assert_eq!(unknown.reply, json!({"ok": "terminate: tasks unknown"}));
+    // The set is written as Python writes it, quotes included.
+    assert_eq!(
+        reply("revoke", json!({"task_id": "it's"}), &state).reply,
+        json!({"ok": "tasks {\"it's\"} flagged as revoked"})
+    );
     let running = reply(
         "revoke",
         json!({"task_id": ["a"], "terminate": true}),
