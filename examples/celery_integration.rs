@@ -41,14 +41,15 @@
 //! Not served, and why (the suite's tests that call them fail with `NotRegistered` or
 //! time out):
 //!
-//! - canvas from inside a task (celeriac has no chains, groups or chords yet, issue 11):
-//!   `chain_add`, `chord_add`, `build_chain_inside_task`, `add_to_all`,
-//!   `add_to_all_to_chord`, `add_chord_to_chord`, and every task that calls
-//!   `self.replace(...)`: `add_replaced`, `add_replaced_with_chain`, `replace_with_chain`,
-//!   `replace_with_chain_which_raises`, `replace_with_empty_chain`,
-//!   `replace_with_chain_which_contains_a_group`, `record_replaced_task_nesting`,
-//!   `second_order_replace1/2`, `fail_replaced`, `replace_with_stamped_task` (stamping
-//!   visitors too);
+//! - canvas built inside a task, which needs Celery's client API in the task:
+//!   `build_chain_inside_task` (returns the `AsyncResult` of a chain it sends),
+//!   `add_to_all_to_chord` (`self.add_to_chord`), `add_chord_to_chord`; `chain_add` and
+//!   `chord_add` are only run eagerly, in the test process, so no worker sees them;
+//! - every task that calls `self.replace(...)`: `add_to_all`, `add_replaced`,
+//!   `add_replaced_with_chain`, `replace_with_chain`, `replace_with_chain_which_raises`,
+//!   `replace_with_empty_chain`, `replace_with_chain_which_contains_a_group`,
+//!   `record_replaced_task_nesting`, `second_order_replace1/2`, `fail_replaced`,
+//!   `replace_with_stamped_task` (stamping visitors too);
 //! - Python objects as results or arguments: `return_nested_signature_*` (return canvas
 //!   objects), `rebuild_signature` (`Signature.from_dict`);
 //! - new-style errbacks, which receive the Python request, exception and traceback:
@@ -61,9 +62,11 @@
 //!   `task_with_declared_time_limits` (the request's time limits);
 //! - a retry with other arguments (celeriac retries the same message):
 //!   `retry_with_args_after_kwargs`, `retry_with_kwargs_after_args`;
-//! - the worker's result backend from inside a task: `store_success_then_reject`;
-//! - remote-control commands (issue 12): `pidbox_reset_error`,
-//!   `schedule_add_then_cancel_consumer`, `pending_operations_count`.
+//! - the worker's result backend from inside a task: `store_success_then_reject`.
+//!
+//! `pidbox_reset_error`, `schedule_add_then_cancel_consumer` and `pending_operations_count`
+//! in `tasks.py` are not tasks but remote-control commands it adds to a Python worker, for
+//! `test_worker.py`'s own Python workers.
 //!
 //! Differences that remain in what is served: `fail(*args)` sends only its first exception
 //! argument (a `TaskError` carries one message), so Python sees
@@ -74,8 +77,8 @@
 //!
 //! Environment: `CELERIAC_BROKER_URL`, `CELERIAC_RESULT_BACKEND` and the rest of
 //! `Config::from_env`; `CELERIAC_QUEUE` (default `celery`); `CELERIAC_HOSTNAME` (the node
-//! name Celery's tests expect, `celery@<host>`; logged: celeriac workers have no node name
-//! yet, it matters once remote control exists); `REDIS_HOST` (default `localhost`) and
+//! name Celery's tests expect, `celery@<host>`, which `test_inspect.py` reads in the
+//! replies); `REDIS_HOST` (default `localhost`) and
 //! `REDIS_PORT` (default 6379) for the tasks that write to Redis, as the suite's
 //! `tasks.py` reads them.
 
@@ -875,7 +878,7 @@ fn suite_redis() -> Result<SuiteRedis, redis::RedisError> {
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let queue = std::env::var("CELERIAC_QUEUE").unwrap_or_else(|_| config.default_queue.clone());
     if let Ok(hostname) = std::env::var("CELERIAC_HOSTNAME") {
-        log::info!("node name {hostname} (not used yet: no remote control)");
+        log::info!("node name {hostname}");
     }
     let broker = connect_broker(&config).await?;
     let worker = WorkerSystem::builder(broker, &config)

@@ -109,22 +109,34 @@ fn write_map(out: &mut String, map: &Map<String, Value>) {
     out.push('}');
 }
 
+/// Python's `repr(str)`: single quotes, or double quotes when the text holds a single
+/// quote and no double quote; the quote used, backslashes and the control characters
+/// below U+0020 and from U+007F to U+00A0 (and U+00AD) escaped. (Other characters Python
+/// deems unprintable, such as U+2028, are written as they are.)
 fn write_str(out: &mut String, text: &str) {
-    out.push('\'');
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
     for c in text.chars() {
         match c {
-            '\'' => out.push_str("\\'"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
             c => out.push(c),
         }
     }
-    out.push('\'');
+    out.push(quote);
 }
 
 #[cfg(test)]
@@ -144,8 +156,22 @@ mod tests {
                 json!(true),
                 json!([1.5])
             ]),
-            "(1, 'it\\'s', None, True, [1.5])"
+            "(1, \"it's\", None, True, [1.5])"
         );
+        // Python's quote choice and escapes: repr() of each, as CPython prints it.
+        for (text, python) in [
+            ("plain", "'plain'"),
+            ("it's", "\"it's\""),
+            ("say \"hi\"", "'say \"hi\"'"),
+            ("both ' and \"", "'both \\' and \"'"),
+            ("back\\slash\ttab", "'back\\\\slash\\ttab'"),
+            (
+                "del\u{7f} nbsp\u{a0} shy\u{ad} é",
+                "'del\\x7f nbsp\\xa0 shy\\xad é'",
+            ),
+        ] {
+            assert_eq!(value_repr(&json!(text)), python, "{text:?}");
+        }
         let kwargs = json!({"y": 3, "k": {"a": "b"}});
         assert_eq!(
             kwargs_repr(kwargs.as_object().unwrap()),

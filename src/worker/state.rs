@@ -81,9 +81,6 @@ pub(crate) enum Phase {
     Scheduled {
         /// When it is due.
         eta: DateTime<Utc>,
-        /// Its priority as Celery's timer entry shows it (the AMQP priority, else 6... see
-        /// `commands::scheduled`).
-        priority: Option<u8>,
     },
     /// Running.
     Active {
@@ -371,9 +368,11 @@ impl Tracked {
         }
     }
 
-    /// Held until `eta`.
-    pub(crate) fn scheduled(&self, eta: DateTime<Utc>, priority: Option<u8>) {
-        self.update(|held| held.phase = Phase::Scheduled { eta, priority });
+    /// Held until `eta`. `_priority` (the message's) is not kept: Celery's `scheduled`
+    /// reply shows its timer entry's priority, 6 for every ETA request whatever the
+    /// message's (`celery/worker/strategy.py`).
+    pub(crate) fn scheduled(&self, eta: DateTime<Utc>, _priority: Option<u8>) {
+        self.update(|held| held.phase = Phase::Scheduled { eta });
     }
 
     /// Waiting for a slot again (after its ETA).

@@ -141,6 +141,11 @@ impl WorkerBuilder {
                 RedisResults::connect(RedisBackendConfig::from_config(&self.config)?).await?,
             )),
         };
+        // The pidbox actor stores REVOKED for revoked tasks not running here.
+        let control_results = match &destination {
+            Destination::Redis(results) => Some(results.as_ref().clone()),
+            _ => None,
+        };
         let specs: Vec<QueueSpec> = self
             .queues
             .iter()
@@ -269,6 +274,7 @@ impl WorkerBuilder {
                 state_db: self.config.state_db.clone(),
                 config: self.config.clone(),
                 heartbeat: publisher.clone().recipient(),
+                results: control_results,
             },
         )
         .start();

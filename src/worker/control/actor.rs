@@ -11,7 +11,7 @@ use actix::prelude::*;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use super::commands::{answer_to, Action, NodeInfo};
+use super::commands::{answer_to, marks_revoked, Action, NodeInfo};
 use super::node::reply_exchange;
 use super::request::{decide, ControlRequest, RequestHeaders, Skip};
 use crate::actors::amqp::{AMQPValue, BasicProperties, FieldTable, LongString};
@@ -19,7 +19,9 @@ use crate::actors::consumer::Deliver;
 use crate::actors::supervisor::Supervise;
 use crate::actors::{BrokerClient, ConsumerSpec, ConsumerSupervisor, OutboundMessage, Settlement};
 use crate::app::Config;
+use crate::backend::redis::RedisResults;
 use crate::log_text::clip;
+use crate::protocol::{ExceptionInfo, ResultMessage, TaskState};
 use crate::worker::state::{now_epoch, WorkerState};
 
 /// What the actor acts on besides the state.
@@ -36,6 +38,36 @@ pub(crate) struct ControlHooks {
     pub(crate) config: Config,
     /// Sends a `worker-heartbeat` event (the `heartbeat` command).
     pub(crate) heartbeat: Recipient<crate::monitor::SendHeartbeat>,
+    /// The Redis result backend, where `revoke` stores REVOKED for tasks not running here
+    /// (`None`: no backend that keeps states).
+    pub(crate) results: Option<RedisResults>,
+}
+
+/// Stores a REVOKED result for each of `ids` whose stored state allows it
+/// (`commands::marks_revoked`); a state that cannot be read (a custom state such as
+/// PROGRESS, or Redis failing) leaves the task alone, as Celery does.
+async fn store_revoked(results: RedisResults, ids: Vec<String>) {
+    for id in ids {
+        let stored = match results.document(&id).await {
+            Ok(document) => document.map(|document| document.status),
+            Err(error) => {
+                log::warn!("revoke: the state of {id} is not marked as revoked: {error}");
+                continue;
+            }
+        };
+        if !marks_revoked(stored) {
+            continue;
+        }
+        let document = ResultMessage::exception(
+            id.as_str(),
+            TaskState::Revoked,
+            &ExceptionInfo::revoked("revoked"),
+            None,
+        );
+        if let Err(error) = results.store(document).await {
+            log::warn!("revoke: cannot store REVOKED for {id}: {error}");
+        }
+    }
 }
 
 /// Answers remote-control requests.
@@ -62,7 +94,7 @@ impl PidboxActor {
     fn apply(&mut self, action: Action, ctx: &mut Context<Self>) {
         match action {
             Action::None => {}
-            Action::Revoke { ids, terminate } => {
+            Action::Revoke { ids, terminate, .. } => {
                 let stopped = self.state.revoke(&ids, terminate);
                 log::info!(
                     "tasks flagged as revoked: {}{}",
@@ -294,7 +326,29 @@ impl Handler<Deliver> for PidboxActor {
                 answer.reply
             );
         }
-        self.reply(&request, answer.reply, clock, ctx);
-        self.apply(answer.action, ctx);
+        // A revoke answers once the results of the tasks not running here are REVOKED
+        // (Celery 5.7 replies after `mark_as_revoked`): a client that waited for the reply
+        // reads REVOKED.
+        let marking = match (&answer.action, &self.hooks.results) {
+            (Action::Revoke { mark, .. }, Some(results)) if !mark.is_empty() => {
+                Some(store_revoked(results.clone(), mark.clone()))
+            }
+            _ => None,
+        };
+        match marking {
+            None => {
+                self.reply(&request, answer.reply, clock, ctx);
+                self.apply(answer.action, ctx);
+            }
+            Some(marking) => {
+                self.apply(answer.action, ctx);
+                let reply = answer.reply;
+                ctx.spawn(
+                    marking
+                        .into_actor(self)
+                        .map(move |(), actor, ctx| actor.reply(&request, reply, clock, ctx)),
+                );
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::protocol::TaskState;
 use crate::worker::rate_limit::Rate;
 use crate::worker::state::{Phase, Snapshot};
 
@@ -24,9 +25,18 @@ pub(crate) struct NodeInfo {
     pub(crate) prefetch_count: u64,
     /// The `conf` reply (no password).
     pub(crate) conf: Value,
+    /// The `report` reply: what Celery's `app.bugreport()` says, for this worker (no
+    /// password).
+    pub(crate) report: String,
     /// This process.
     pub(crate) pid: u32,
+    /// The node name (`hello` from this node is not answered).
+    pub(crate) hostname: String,
 }
+
+/// The task attributes `registered` shows when the request names none (Celery's
+/// `DEFAULT_TASK_INFO_ITEMS`).
+const DEFAULT_TASK_INFO_ITEMS: [&str; 3] = ["exchange", "routing_key", "rate_limit"];
 
 /// What the worker does after replying.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +49,9 @@ pub(crate) enum Action {
         ids: Vec<String>,
         /// Also stop running ones.
         terminate: bool,
+        /// The ids not running here, whose stored result becomes REVOKED when the stored
+        /// state allows it ([`marks_revoked`]), before the reply, as Celery 5.7's `revoke`.
+        mark: Vec<String>,
     },
     /// Set (or turn off, `None`) task `task`'s rate limit.
     RateLimit {
@@ -118,7 +131,10 @@ fn python_set(ids: &[String]) -> String {
     if ids.is_empty() {
         return "set()".into();
     }
-    let items: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| crate::protocol::repr::value_repr(&Value::String(id.clone())))
+        .collect();
     format!("{{{}}}", items.join(", "))
 }
 
@@ -133,7 +149,7 @@ pub(crate) fn answer_to(
     match method {
         "ping" => answer(ok("pong")),
         "clock" => answer(json!({ "clock": state.clock })),
-        "registered" | "dump_tasks" => answer(registered(node, state)),
+        "registered" | "dump_tasks" => answer(registered(node, state, arguments)),
         "active" => answer(requests(state, |phase| {
             matches!(phase, Phase::Active { .. })
         })),
@@ -144,6 +160,8 @@ pub(crate) fn answer_to(
         "active_queues" => answer(Value::Array(node.queues.clone())),
         "stats" => answer(stats(node, state)),
         "conf" => answer(node.conf.clone()),
+        "report" => answer(ok(node.report.clone())),
+        "hello" => hello(node, state, arguments),
         "revoke" => revoke(state, arguments),
         "terminate" => {
             let mut arguments = arguments.clone();
@@ -199,23 +217,82 @@ pub(crate) fn answer_to(
     }
 }
 
-fn registered(node: &NodeInfo, state: &Snapshot) -> Value {
+/// Celery's `registered(taskinfoitems=None, builtins=False)`: each task's name, followed by
+/// `[item=value ...]` for the asked attributes that are set. celeriac knows `name` and
+/// `rate_limit`; other attributes are left out, as Celery leaves out those that are `None`.
+fn registered(node: &NodeInfo, state: &Snapshot, arguments: &Map<String, Value>) -> Value {
+    let mut items: Vec<String> = Vec::new();
+    for item in ids_arg(arguments, "taskinfoitems") {
+        if !item.starts_with('_') && !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    if items.is_empty() {
+        items = DEFAULT_TASK_INFO_ITEMS.map(str::to_string).to_vec();
+    }
+    let builtins = truthy(arguments.get("builtins"));
     let names = node
         .tasks
         .iter()
-        .filter(|(name, _)| !name.starts_with("celery."))
+        .filter(|(name, _)| builtins || !name.starts_with("celery."))
         .map(|(name, option)| {
             let rate = match state.rate_limits.get(name) {
                 Some(set) => set.clone(),
                 None => option.clone(),
             };
-            match rate {
-                Some(rate) => Value::String(format!("{name} [rate_limit={rate}]")),
-                None => Value::String(name.clone()),
+            let fields: Vec<String> = items
+                .iter()
+                .filter_map(|item| {
+                    let value = match item.as_str() {
+                        "name" => Some(name.clone()),
+                        "rate_limit" => rate.clone(),
+                        _ => None,
+                    };
+                    value.map(|value| format!("{item}={value}"))
+                })
+                .collect();
+            if fields.is_empty() {
+                Value::String(name.clone())
+            } else {
+                Value::String(format!("{name} [{}]", fields.join(" ")))
             }
         })
         .collect();
     Value::Array(names)
+}
+
+/// Celery's `hello` (mingle: a starting worker asks the others for their revoked ids): the
+/// ids it sends are revoked here too, and the reply holds this node's revoked ids, oldest
+/// first, with its clock. A `hello` from this node itself is not answered (`null`).
+fn hello(node: &NodeInfo, state: &Snapshot, arguments: &Map<String, Value>) -> Answer {
+    if string_arg(arguments, "from_node").as_deref() == Some(node.hostname.as_str()) {
+        return answer(Value::Null);
+    }
+    // Celery 5.7 sends `{id: [stamp, seq, id]}`, older versions `{id: stamp}` or a list.
+    let received: Vec<String> = match arguments.get("revoked") {
+        Some(Value::Object(entries)) => entries.keys().cloned().collect(),
+        _ => ids_arg(arguments, "revoked"),
+    };
+    let mut revoked = state.revoked.clone();
+    for id in &received {
+        if !revoked.contains(id) {
+            revoked.push(id.clone());
+        }
+    }
+    let action = if received.is_empty() {
+        Action::None
+    } else {
+        // Celery's merge_revoked only remembers them: nothing stored.
+        Action::Revoke {
+            ids: received,
+            terminate: false,
+            mark: Vec::new(),
+        }
+    };
+    Answer {
+        reply: json!({ "revoked": revoked, "clock": state.clock }),
+        action,
+    }
 }
 
 fn requests(state: &Snapshot, wanted: impl Fn(&Phase) -> bool) -> Value {
@@ -232,10 +309,10 @@ fn scheduled(state: &Snapshot) -> Value {
         .held
         .iter()
         .filter_map(|held| match &held.phase {
-            Phase::Scheduled { eta, priority } => Some(json!({
+            Phase::Scheduled { eta } => Some(json!({
                 "eta": eta.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-                // Celery's timer entries carry priority 6 unless the message set one.
-                "priority": priority.map_or(6, u64::from),
+                // Celery's ETA timer entries all carry priority 6, whatever the message's.
+                "priority": 6,
                 "request": held.info.to_json(),
             })),
             _ => None,
@@ -275,9 +352,20 @@ fn revoke(state: &Snapshot, arguments: &Map<String, Value>) -> Answer {
     let mut ids = ids_arg(arguments, "task_id");
     ids.dedup();
     let terminate = truthy(arguments.get("terminate"));
+    let mark = ids
+        .iter()
+        .filter(|id| {
+            !state
+                .held
+                .iter()
+                .any(|held| &held.info.id == *id && matches!(held.phase, Phase::Active { .. }))
+        })
+        .cloned()
+        .collect();
     let action = Action::Revoke {
         ids: ids.clone(),
         terminate,
+        mark,
     };
     if !terminate {
         return Answer {
@@ -317,6 +405,19 @@ fn revoke(state: &Snapshot, arguments: &Map<String, Value>) -> Answer {
         reply: ok(text),
         action,
     }
+}
+
+/// Whether a revoke stores a REVOKED result for a task not running here whose stored state
+/// is `stored` (`None`: no result yet, PENDING). Celery 5.7's `_revoke`: only from PENDING,
+/// RECEIVED, RETRY or REJECTED; a ready result is kept, and a task another worker started
+/// (STARTED or a custom state, which celeriac cannot read) is left to that worker.
+pub(crate) fn marks_revoked(stored: Option<TaskState>) -> bool {
+    matches!(
+        stored,
+        None | Some(
+            TaskState::Pending | TaskState::Received | TaskState::Retry | TaskState::Rejected
+        )
+    )
 }
 
 fn rate_limit(node: &NodeInfo, arguments: &Map<String, Value>) -> Answer {

@@ -11,6 +11,7 @@ use crate::actors::amqp::{AMQPValue, FieldTable};
 use crate::actors::{ExchangeSpec, QueueBinding, QueueSpec};
 use crate::app::Config;
 use crate::protocol::amqp::table_to_json;
+use crate::protocol::ContentType;
 use crate::task::TaskRegistry;
 
 /// The fanout exchange every control request is published to.
@@ -136,6 +137,30 @@ fn broker_info(config: &Config) -> Value {
     })
 }
 
+/// The `report` reply, laid out as Celery's `app.bugreport()` (its `software ->`,
+/// `platform ->`, `loader ->` and `settings ->` lines, then the settings); the `celery:`
+/// field names celeriac, which speaks Celery 5.7's protocol without being Celery.
+fn report(config: &Config, conf: &Map<String, Value>) -> String {
+    let results = config.result_backend.as_deref().map_or_else(
+        || "disabled".to_string(),
+        crate::actors::broker::amqp::redact_url,
+    );
+    let settings: Vec<String> = conf
+        .iter()
+        .map(|(key, value)| format!("{key}: {value}"))
+        .collect();
+    format!(
+        "\nsoftware -> celery:celeriac-{version} (Rust, Celery 5.7 protocol)\n\
+         platform -> system:{os} arch:{arch}\n\
+         loader   -> celeriac (tasks registered in Rust)\n\
+         settings -> transport:amqp results:{results}\n\n{settings}\n",
+        version = env!("CARGO_PKG_VERSION"),
+        os = std::env::consts::OS,
+        arch = std::env::consts::ARCH,
+        settings = settings.join("\n"),
+    )
+}
+
 /// Everything the replies need about the node.
 pub(crate) fn node_info(
     config: &Config,
@@ -174,6 +199,33 @@ pub(crate) fn node_info(
         "worker_prefetch_multiplier".into(),
         json!(config.prefetch_multiplier),
     );
+    conf.insert(
+        "broker_heartbeat".into(),
+        json!(config.broker_heartbeat.as_secs_f64()),
+    );
+    conf.insert(
+        "accept_content".into(),
+        Value::Array(
+            config
+                .accept_content
+                .iter()
+                .map(|content| match content {
+                    ContentType::Json => json!("json"),
+                    other => json!(other.mime()),
+                })
+                .collect(),
+        ),
+    );
+    // Times are UTC on the wire and in the worker.
+    conf.insert("enable_utc".into(), json!(true));
+    conf.insert("timezone".into(), json!("UTC"));
+    // What Celery's worker does with Python's logging and modules, which a Rust worker
+    // does not have: no root logger taken over, no colour setting, no module imported.
+    conf.insert("worker_hijack_root_logger".into(), json!(false));
+    conf.insert("worker_log_color".into(), Value::Null);
+    conf.insert("include".into(), json!([]));
+    conf.insert("deprecated_settings".into(), json!([]));
+    let report = report(config, &conf);
     NodeInfo {
         tasks,
         queues: queues.iter().map(kombu_queue).collect(),
@@ -188,6 +240,51 @@ pub(crate) fn node_info(
         }),
         prefetch_count: u64::from(config.prefetch()),
         conf: Value::Object(conf),
+        report,
         pid,
+        hostname: config.hostname.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_and_conf_hold_no_password() {
+        let config = Config {
+            broker_url: "amqp://user:s3cret@broker:5672/%2f".into(),
+            result_backend: Some("redis://:hidden@redis:6379/0".into()),
+            ..Config::default()
+        };
+        let node = node_info(&config, &TaskRegistry::new(), &[]);
+        // test_inspect.py's test_report looks for this line.
+        assert!(
+            node.report.contains("\nsoftware -> celery:"),
+            "{}",
+            node.report
+        );
+        assert!(node.report.contains("results:redis://"), "{}", node.report);
+        let conf = node.conf.to_string();
+        for secret in ["s3cret", "hidden"] {
+            assert!(!node.report.contains(secret), "{}", node.report);
+            assert!(!conf.contains(secret), "{conf}");
+        }
+        // The keys test_inspect.py's test_conf reads.
+        for key in [
+            "worker_hijack_root_logger",
+            "worker_log_color",
+            "accept_content",
+            "enable_utc",
+            "timezone",
+            "broker_url",
+            "result_backend",
+            "broker_heartbeat",
+            "deprecated_settings",
+            "include",
+        ] {
+            assert!(node.conf.get(key).is_some(), "conf has no {key}");
+        }
+        assert_eq!(node.conf["accept_content"], serde_json::json!(["json"]));
     }
 }

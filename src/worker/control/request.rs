@@ -96,7 +96,12 @@ pub(crate) fn decide(
     node: &str,
     now: f64,
 ) -> Result<(), Skip> {
-    if headers.expires.is_some_and(|expires| expires <= now) {
+    // kombu: `if expires and time() > expires`: 0 (what a broadcast without a timeout
+    // sends, as `AsyncResult.revoke()`) never expires.
+    if headers
+        .expires
+        .is_some_and(|expires| expires != 0.0 && now > expires)
+    {
         return Err(Skip::Expired);
     }
     match (&request.destination, &request.pattern, &request.matcher) {
@@ -165,6 +170,12 @@ mod tests {
         let body = request(r#"{"method":"ping"}"#);
         assert_eq!(decide(&body, &expiring, node, 99.0), Ok(()));
         assert_eq!(decide(&body, &expiring, node, 100.5), Err(Skip::Expired));
+        // `expires: 0` is kombu's "no timeout" (AsyncResult.revoke() sends it).
+        let unbounded = RequestHeaders {
+            clock: 3,
+            expires: Some(0.0),
+        };
+        assert_eq!(decide(&body, &unbounded, node, 100.5), Ok(()));
     }
 
     #[test]

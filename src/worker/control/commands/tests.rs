@@ -86,7 +86,6 @@ fn busy() -> Snapshot {
                 info: info("s", false),
                 phase: Phase::Scheduled {
                     eta: eta.expect("a date"),
-                    priority: None,
                 },
             },
             Held {
@@ -157,6 +156,97 @@ fn replies_have_celerys_shapes() {
 }
 
 #[test]
+fn registered_shows_the_asked_attributes() {
+    let state = busy();
+    // `inspect().registered('name')`, as test_inspect.py's test_registered asks.
+    assert_eq!(
+        reply("registered", json!({"taskinfoitems": ["name"]}), &state).reply,
+        json!([
+            "probe.add [name=probe.add]",
+            "probe.limited [name=probe.limited]"
+        ])
+    );
+    // Unknown and private attributes are left out, as Celery leaves out `None` ones.
+    assert_eq!(
+        reply(
+            "registered",
+            json!({"taskinfoitems": ["rate_limit", "_secret", "exchange"]}),
+            &state
+        )
+        .reply,
+        json!(["probe.add", "probe.limited [rate_limit=10/s]"])
+    );
+    let with_builtins = reply("registered", json!({"builtins": true}), &state).reply;
+    assert_eq!(with_builtins[0], json!("celery.chord_unlock"));
+    // A rate limit set at run time wins over the task's option.
+    let limited = Snapshot {
+        rate_limits: [("probe.add".to_string(), Some("2/m".to_string()))].into(),
+        ..Snapshot::default()
+    };
+    assert_eq!(
+        reply("registered", json!({}), &limited).reply[0],
+        json!("probe.add [rate_limit=2/m]")
+    );
+}
+
+#[test]
+fn hello_merges_and_answers_revoked_ids() {
+    let state = Snapshot {
+        revoked: vec!["old".into()],
+        clock: 9,
+        ..Snapshot::default()
+    };
+    // Celery 5.7's shape: `{id: [stamp, seq, id]}`.
+    let answer = reply(
+        "hello",
+        json!({"from_node": "other@host", "revoked": {"new": [1.0, 0, "new"], "old": [1.0, 1, "old"]}}),
+        &state,
+    );
+    assert_eq!(answer.reply, json!({"revoked": ["old", "new"], "clock": 9}));
+    assert_eq!(
+        answer.action,
+        Action::Revoke {
+            ids: vec!["new".into(), "old".into()],
+            terminate: false,
+            mark: Vec::new(),
+        }
+    );
+    let empty = reply("hello", json!({"from_node": "other@host"}), &state);
+    assert_eq!(empty.reply, json!({"revoked": ["old"], "clock": 9}));
+    assert_eq!(empty.action, Action::None);
+    // From this node itself: no answer.
+    let own = NodeInfo {
+        hostname: "me@host".into(),
+        ..node()
+    };
+    let arguments = json!({"from_node": "me@host"});
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments are an object")
+    };
+    assert_eq!(
+        answer_to("hello", &arguments, &own, &state).reply,
+        Value::Null
+    );
+}
+
+#[test]
+fn report_and_scheduled_priority() {
+    let node = NodeInfo {
+        report: "software -> celery:celeriac".into(),
+        ..node()
+    };
+    assert_eq!(
+        answer_to("report", &Map::new(), &node, &Snapshot::default()).reply,
+        json!({"ok": "software -> celery:celeriac"})
+    );
+    // Celery's ETA timer entries all carry priority 6.
+    assert_eq!(
+        reply("scheduled", json!({}), &busy()).reply[0]["priority"],
+        json!(6)
+    );
+}
+
+#[test]
 fn revoke_replies_and_actions() {
     let state = busy();
     let answer = reply(
@@ -172,7 +262,8 @@ fn revoke_replies_and_actions() {
         answer.action,
         Action::Revoke {
             ids: vec!["00000000-0000-4000-9000-000000000011".into()],
-            terminate: false
+            terminate: false,
+            mark: vec!["00000000-0000-4000-9000-000000000011".into()],
         }
     );
     let single = reply("revoke", json!({"task_id": "x"}), &state);
@@ -186,12 +277,24 @@ fn revoke_replies_and_actions() {
         &state,
     );
     assert_eq!(unknown.reply, json!({"ok": "terminate: tasks unknown"}));
+    // The set is written as Python writes it, quotes included.
+    assert_eq!(
+        reply("revoke", json!({"task_id": "it's"}), &state).reply,
+        json!({"ok": "tasks {\"it's\"} flagged as revoked"})
+    );
     let running = reply(
         "revoke",
         json!({"task_id": ["a"], "terminate": true}),
         &state,
     );
     assert_eq!(running.reply, json!({"ok": "terminate: a"}));
+    // Only the ids not running here get a REVOKED result ("r" is reserved, "a" active).
+    let some_running = reply("revoke", json!({"task_id": ["a", "r", "x"]}), &state);
+    assert!(
+        matches!(&some_running.action, Action::Revoke { mark, .. } if *mark == ["r", "x"]),
+        "{:?}",
+        some_running.action
+    );
     let blocking = reply(
         "revoke",
         json!({"task_id": ["a", "b"], "terminate": true}),
@@ -264,4 +367,23 @@ fn events_switch_replies() {
     );
     assert_eq!(reply("heartbeat", json!({}), &on).reply, Value::Null);
     assert_eq!(reply("heartbeat", json!({}), &on).action, Action::Heartbeat);
+}
+
+#[test]
+fn revoke_stores_revoked_only_over_states_not_started_elsewhere() {
+    use crate::protocol::TaskState::*;
+    for (stored, marks) in [
+        (None, true),
+        (Some(Pending), true),
+        (Some(Received), true),
+        (Some(Retry), true),
+        (Some(Rejected), true),
+        (Some(Started), false),
+        (Some(Success), false),
+        (Some(Failure), false),
+        (Some(Revoked), false),
+        (Some(Ignored), false),
+    ] {
+        assert_eq!(marks_revoked(stored), marks, "{stored:?}");
+    }
 }
