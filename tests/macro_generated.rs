@@ -1,5 +1,6 @@
 //! What `#[task]` generates: names, options, argument binding, signatures, the context,
-//! blocking tasks; without a warning or an undocumented public item.
+//! blocking tasks; without a warning or an undocumented public item (this test crate is
+//! built with `deny(warnings, missing_docs)`). Its compile errors are in `macro_ui.rs`.
 #![deny(warnings, missing_docs)]
 
 use std::time::Duration;
@@ -57,7 +58,11 @@ pub async fn greet(
     suffix: Option<String>,
 ) -> Result<String, TaskError> {
     let line = format!("{greeting}, {name}{}", suffix.unwrap_or_default());
-    Ok(format!("{} ({})", vec![line; times.into()].join(" "), ctx.name))
+    Ok(format!(
+        "{} ({})",
+        vec![line; times.into()].join(" "),
+        ctx.name
+    ))
 }
 
 /// A blocking function, taking the context by value.
@@ -79,10 +84,14 @@ fn context(task: &str) -> TaskContext {
     TaskContext::from_headers(&TaskHeaders::new(task, "id-1"), "q")
 }
 
-fn main() {
+#[test]
+fn generated_items() {
     // Names.
     assert_eq!(<add as Task>::NAME, "tasks.add");
-    assert_eq!(<unnamed as Task>::NAME, concat!(module_path!(), "::unnamed"));
+    assert_eq!(
+        <unnamed as Task>::NAME,
+        concat!(module_path!(), "::unnamed")
+    );
     assert_eq!(<count as Task>::NAME, "tasks.count");
 
     // Options.
@@ -118,7 +127,11 @@ fn main() {
     let fixed = <fixed as Task>::options().retry_backoff;
     assert_eq!(
         (fixed.min, fixed.max, fixed.delay(5)),
-        (Duration::from_secs(10), Duration::from_secs(10), Duration::from_secs(10))
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            Duration::from_secs(10)
+        )
     );
     assert_eq!(<unnamed as Task>::options(), TaskOptions::default());
 
@@ -133,7 +146,10 @@ fn main() {
         assert_eq!((bound.x, bound.y), expected);
     }
     let missing = decode_args::<AddArgs>(&args(json!([2])), &Map::new());
-    assert_eq!(missing.err().map(|e| e.to_string()), Some("missing argument \"y\"".into()));
+    assert_eq!(
+        missing.err().map(|e| e.to_string()),
+        Some("missing argument \"y\"".into())
+    );
     let unexpected = decode_args::<AddArgs>(&args(json!([2, 3])), &kwargs(json!({"z": 1})));
     assert_eq!(
         unexpected.err().map(|e| e.to_string()),
@@ -143,12 +159,18 @@ fn main() {
     // Defaults and `Option`s.
     let greet_args: GreetArgs = decode_args(&args(json!(["Ada"])), &Map::new()).expect("binds");
     assert_eq!(
-        (greet_args.greeting.as_str(), greet_args.times, greet_args.suffix.as_deref()),
+        (
+            greet_args.greeting.as_str(),
+            greet_args.times,
+            greet_args.suffix.as_deref()
+        ),
         ("Hello", 1, None)
     );
-    let greet_args: GreetArgs =
-        decode_args(&args(json!(["Ada", "Hi"])), &kwargs(json!({"times": 2, "suffix": "!"})))
-            .expect("binds");
+    let greet_args: GreetArgs = decode_args(
+        &args(json!(["Ada", "Hi"])),
+        &kwargs(json!({"times": 2, "suffix": "!"})),
+    )
+    .expect("binds");
     let run = <greet as Task>::run(context("tasks.greet"), greet_args);
     assert_eq!(
         futures::executor::block_on(run).expect("runs"),
@@ -165,7 +187,10 @@ fn main() {
     assert!(signature.kwargs.is_empty() && signature.eta.is_some());
     assert_eq!(signature.default_queue.as_deref(), Some("math"));
     let greet_call = greet::try_new("Ada".into(), "Hi".into(), 1, None).expect("encodes");
-    assert_eq!(greet_call.args, vec![json!("Ada"), json!("Hi"), json!(1), Value::Null]);
+    assert_eq!(
+        greet_call.args,
+        vec![json!("Ada"), json!("Hi"), json!(1), Value::Null]
+    );
     let no_args: EverythingArgs = decode_args(&[], &Map::new()).expect("no arguments");
     futures::executor::block_on(<everything as Task>::run(context("x"), no_args)).expect("runs");
     assert!(decode_args::<EverythingArgs>(&args(json!([1])), &Map::new()).is_err());
@@ -174,7 +199,9 @@ fn main() {
     const { assert!(<count as Task>::BLOCKING && !<add as Task>::BLOCKING) };
     let counted = <count as BlockingTask>::run(
         context("tasks.count"),
-        CountArgs { text: "a b c".into() },
+        CountArgs {
+            text: "a b c".into(),
+        },
     );
     assert_eq!(counted.expect("counts"), 3);
 }
