@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use super::eta::{hold_until, EtaDecision, EtaScheduler};
 use super::events::{EventSink, TaskEventKind};
 use super::results::ResultStore;
+use super::window::AdaptiveWindow;
 use super::workflow::Workflow;
 use crate::actors::{Delivery, ExecutorPool, Settlement};
 use crate::app::Producer;
@@ -76,6 +77,9 @@ pub(crate) struct Services {
     pub(crate) running: RunningTasks,
     /// What remote control sees: requests held, totals, revoked ids, rate limits.
     pub(crate) worker_state: Arc<super::state::WorkerState>,
+    /// The adaptive prefetch window, when no prefetch multiplier is set: told each run's
+    /// time, and gives back deliveries held beyond a window that shrank.
+    pub(crate) window: Option<Arc<AdaptiveWindow>>,
 }
 
 /// Everything that happens to one delivery.
@@ -208,15 +212,19 @@ pub(crate) async fn process(
         let delivery = delivery.clone();
         let state = services.worker_state.clone();
         let id = id.to_string();
+        let waiting = services.window.as_ref().map(|window| window.wait());
         move || {
             Start::decide(
                 delivery.acker.is_usable(),
                 state.is_revoked(&id),
                 expires.is_some_and(|at| at <= Utc::now()),
+                waiting.is_some_and(|waiting| waiting.released()),
             )
         }
     };
+    let started_at = std::sync::OnceLock::new();
     let early_ack = async |abort| {
+        let _ = started_at.set(std::time::Instant::now());
         let acks_late = request.options.acks_late;
         tracked.started(!acks_late, abort);
         // Acked early: tracked, so that a cold shutdown publishes it again.
@@ -242,6 +250,9 @@ pub(crate) async fn process(
         early_ack,
     )
     .await;
+    if let (Some(window), Some(at)) = (&services.window, started_at.get()) {
+        window.ran(at.elapsed());
+    }
 
     // Decide, then carry it out.
     request.finish(ending).await;
