@@ -13,7 +13,8 @@
 //! - When the window shrank below what the worker already holds, each delivery that gets
 //!   an executor slot while more than a window of deliveries wait for one is given back to
 //!   the broker (requeued) instead of running ([`releases`], pure), so an idle worker can
-//!   take it.
+//!   take it. Tasks held for their ETA or rate limit are neither counted nor given back:
+//!   they came in on a window widened for them.
 //! - The window is applied to every consumer through the consumer supervisor, and it
 //!   composes with the ETA widening: a consumer's window is this base plus one per held
 //!   ETA or rate-limited task.

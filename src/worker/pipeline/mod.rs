@@ -145,9 +145,14 @@ pub(crate) async fn process(
         return request.finish(ending).await;
     }
 
+    // Held for its ETA or its rate limit (outside the base window, which such tasks widen
+    // by one each while held): never given back by the adaptive window.
+    let mut held = false;
+
     // ETA: deferred to a wait queue, or held here until due.
     if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
         tracked.scheduled(eta, message.priority);
+        held = true;
         if services.eta.decide(eta) == EtaDecision::Defer {
             match services.eta.defer(&delivery, eta).await {
                 Ok(wait_queue) => {
@@ -175,6 +180,7 @@ pub(crate) async fn process(
         .worker_state
         .rate_limit_wait(&message.headers.task, request.options.rate_limit);
     if !rate_wait.is_zero() {
+        held = true;
         let turn = Utc::now() + chrono::Duration::from_std(rate_wait).unwrap_or_default();
         if let Some(ending) = wait(&request, turn, draining).await {
             return request.finish(ending).await;
@@ -212,7 +218,10 @@ pub(crate) async fn process(
         let delivery = delivery.clone();
         let state = services.worker_state.clone();
         let id = id.to_string();
-        let waiting = services.window.as_ref().map(|window| window.wait());
+        let waiting = (!held)
+            .then_some(services.window.as_ref())
+            .flatten()
+            .map(|window| window.wait());
         move || {
             Start::decide(
                 delivery.acker.is_usable(),
