@@ -11,7 +11,8 @@
 //!   window ([`next_window`], pure): it at most doubles at a time, and shrinks to its target
 //!   at once.
 //! - When the window shrank below what the worker already holds, each delivery that gets
-//!   an executor slot while more than a window of deliveries wait for one is given back to
+//!   an executor slot while more than a window of deliveries of its queue (each queue has a
+//!   consumer and a window of its own) wait for one is given back to
 //!   the broker (requeued) instead of running ([`releases`], pure), so an idle worker can
 //!   take it. Tasks held for their ETA or rate limit are neither counted nor given back:
 //!   they came in on a window widened for them.
@@ -19,13 +20,14 @@
 //!   composes with the ETA widening: a consumer's window is this base plus one per held
 //!   ETA or rate-limited task.
 
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Recipient;
 
-use crate::actors::SetConsumersWindow;
+use crate::actors::{Delivery, SetConsumersWindow};
 
 /// The work the window lets the worker hold per executor slot, beyond what runs: enough to
 /// hide a broker round trip and the ack batching, small enough that a worker holds no more
@@ -106,8 +108,8 @@ pub(crate) struct AdaptiveWindow {
     bounds: Bounds,
     /// The current window.
     window: AtomicU16,
-    /// Deliveries waiting for an executor slot.
-    waiting: Arc<AtomicUsize>,
+    /// Deliveries waiting for an executor slot, by queue.
+    waiting: Mutex<HashMap<String, usize>>,
     /// Runs since the last decision.
     batch: Mutex<Batch>,
     /// Applies a new window to every consumer.
@@ -120,7 +122,7 @@ impl AdaptiveWindow {
         AdaptiveWindow {
             bounds,
             window: AtomicU16::new(bounds.floor),
-            waiting: Arc::default(),
+            waiting: Mutex::default(),
             batch: Mutex::default(),
             apply,
         }
@@ -157,11 +159,27 @@ impl AdaptiveWindow {
 
     /// Counts a delivery as waiting for a slot until the returned guard is dropped or
     /// asked [`Waiting::released`].
-    pub(crate) fn wait(self: &Arc<Self>) -> Waiting {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn wait(self: &Arc<Self>, delivery: Arc<Delivery>) -> Waiting {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            match waiting.get_mut(delivery.queue.as_str()) {
+                Some(count) => *count += 1,
+                None => {
+                    waiting.insert(delivery.queue.clone(), 1);
+                }
+            }
+        }
         Waiting {
             window: self.clone(),
+            delivery,
         }
+    }
+
+    /// Deliveries of `queue` waiting for a slot.
+    fn waiting(&self, queue: &str) -> usize {
+        self.waiting
+            .lock()
+            .map(|waiting| waiting.get(queue).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -169,24 +187,26 @@ impl AdaptiveWindow {
 pub(crate) struct Waiting {
     /// The window it counts in.
     window: Arc<AdaptiveWindow>,
+    /// The delivery (its queue).
+    delivery: Arc<Delivery>,
 }
 
 impl Waiting {
     /// It got its slot: whether it is given back to the broker ([`releases`]).
     pub(crate) fn released(self) -> bool {
         // Drop (below) counts it out; the others still wait behind it.
-        let behind = self
-            .window
-            .waiting
-            .load(Ordering::Relaxed)
-            .saturating_sub(1);
+        let behind = self.window.waiting(&self.delivery.queue).saturating_sub(1);
         releases(self.window.current(), behind)
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.window.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut waiting) = self.window.waiting.lock() {
+            if let Some(count) = waiting.get_mut(self.delivery.queue.as_str()) {
+                *count = count.saturating_sub(1);
+            }
+        }
     }
 }
 

@@ -221,7 +221,7 @@ pub(crate) async fn process(
         let waiting = (!held)
             .then_some(services.window.as_ref())
             .flatten()
-            .map(|window| window.wait());
+            .map(|window| window.wait(delivery.clone()));
         move || {
             Start::decide(
                 delivery.acker.is_usable(),
