@@ -14,7 +14,6 @@ mod retry;
 mod state;
 mod state_db;
 mod system;
-mod window;
 mod workflow;
 
 use derive_more::{Display, Error, From};

@@ -197,7 +197,7 @@ pub(crate) fn node_info(
     conf.insert("worker_concurrency".into(), json!(config.concurrency));
     conf.insert(
         "worker_prefetch_multiplier".into(),
-        json!(config.prefetch_multiplier.unwrap_or(4)),
+        json!(config.prefetch_multiplier),
     );
     conf.insert(
         "broker_heartbeat".into(),
