@@ -4,9 +4,8 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use lapin::options::QueueDeclareOptions;
 
-use super::operations::retry_until;
+use super::operations::{declare_queue, retry_until};
 use super::AmqpBrokerActor;
 use crate::broker::consumers::CountConsumers;
 use crate::error::BrokerError;
@@ -27,19 +26,9 @@ impl Handler<CountConsumers> for AmqpBrokerActor {
         Box::pin(async move {
             let what = format!("queue.declare \"{}\"", spec.name);
             retry_until(&what, deadline, || async {
-                let options = QueueDeclareOptions {
-                    passive: false,
-                    durable: spec.durable,
-                    exclusive: spec.exclusive,
-                    auto_delete: spec.auto_delete,
-                    nowait: false,
-                };
-                slot.get(Some(deadline))
-                    .await?
-                    .queue_declare(spec.name.as_str().into(), options, spec.arguments.clone())
+                declare_queue(&slot, &spec, deadline)
                     .await
                     .map(|queue| queue.consumer_count())
-                    .map_err(|error| BrokerError::amqp(what.clone(), &error))
             })
             .await
         })

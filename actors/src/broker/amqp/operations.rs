@@ -19,12 +19,13 @@ use crate::broker::{
 use crate::delivery::OutboundMessage;
 use crate::error::BrokerError;
 
-/// Declares a queue on the topology channel.
-pub(super) async fn declare(
+/// One `queue.declare` of `spec` (no bindings) on the channel of `slot`; answers the
+/// broker's `declare-ok` (message and consumer counts).
+pub(super) async fn declare_queue(
     slot: &ChannelSlot,
     spec: &QueueSpec,
     deadline: Instant,
-) -> Result<(), BrokerError> {
+) -> Result<lapin::Queue, BrokerError> {
     let channel = slot.get(Some(deadline)).await?;
     let options = QueueDeclareOptions {
         passive: false,
@@ -36,7 +37,16 @@ pub(super) async fn declare(
     channel
         .queue_declare(spec.name.as_str().into(), options, spec.arguments.clone())
         .await
-        .map_err(|error| BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error))?;
+        .map_err(|error| BrokerError::amqp(format!("queue.declare \"{}\"", spec.name), &error))
+}
+
+/// Declares a queue on the topology channel, with its bindings.
+pub(super) async fn declare(
+    slot: &ChannelSlot,
+    spec: &QueueSpec,
+    deadline: Instant,
+) -> Result<(), BrokerError> {
+    declare_queue(slot, spec, deadline).await?;
     for binding in &spec.bindings {
         exchange::declare(slot, &binding.exchange, deadline).await?;
         let channel = slot.get(Some(deadline)).await?;
