@@ -55,7 +55,9 @@ def _start_worker(binary, index, hostname, log_dir):
     env = dict(os.environ)
     env.setdefault('CELERIAC_QUEUE', 'celery')
     env['CELERIAC_HOSTNAME'] = hostname
-    env.setdefault('RUST_LOG', 'info')
+    # The pipeline's debug lines (each task received, and how it ended) let a failed test's
+    # section of the log (see pytest_runtest_setup) show what the worker did meanwhile.
+    env.setdefault('RUST_LOG', 'info,celeriac::worker::pipeline=debug')
     log = open(os.path.join(log_dir, f'worker-{index}.log'), 'ab')
     try:
         return subprocess.Popen(
@@ -144,3 +146,20 @@ def pytest_collection_modifyitems(config, items):
             current = marker.kwargs.get('timeout', marker.args[0] if marker.args else None)
         if current is None or float(current) > cap:
             item.add_marker(pytest.mark.timeout(cap), append=False)
+
+
+#: The line that opens a test's section of every worker log (the report finds it there).
+TEST_MARK = '==> celeriac-suite test '
+
+
+def pytest_runtest_setup(item):
+    """Marks the start of each test in every worker log, so that the report can print
+    what the workers logged during a test that failed."""
+    log_dir = os.environ.get('CELERIAC_SUITE_LOG_DIR')
+    if not log_dir or not os.path.isdir(log_dir):
+        return
+    stamp = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith('worker-') and name.endswith('.log'):
+            with open(os.path.join(log_dir, name), 'a', encoding='utf-8') as log:
+                log.write(f'{TEST_MARK}{item.nodeid} {stamp}\n')

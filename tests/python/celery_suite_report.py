@@ -1,19 +1,26 @@
 """Reports a run of Celery's integration suite (scripts/celery-suite) from pytest's JUnit XML.
 
-    celery_suite_report.py JUNIT_XML [--expected FILE]
+    celery_suite_report.py JUNIT_XML [--expected FILE] [--worker-logs DIR]
 
 Prints passed / failed / skipped per file against the file's total, then every failure
 with its reason (the first line of pytest's message). With ``--expected``, every test id
 listed in FILE must have run and passed; the exit status is 1 if one did not. Without it,
-the exit status is 1 if any test failed.
+the exit status is 1 if any test failed. With ``--worker-logs``, each expected test that
+failed is followed by what the workers logged while it ran (the section of each
+``worker-N.log`` in DIR that the suite plugin opened for it).
 """
 import argparse
 import collections
+import os
 import sys
 import xml.etree.ElementTree as ET
 
 #: How much of a failure's message is shown.
 REASON_CHARS = 200
+#: The line that opens a test's section of a worker log (celeriac_suite_plugin.TEST_MARK).
+TEST_MARK = '==> celeriac-suite test '
+#: At most this many lines of a worker log are shown for one test (its last ones).
+LOG_LINES = 80
 
 
 def test_id(case):
@@ -45,10 +52,31 @@ def read_expected(path):
         return [line for line in lines if line]
 
 
+def worker_log_sections(log_dir, identifier):
+    """``(log name, lines)`` of each worker log in ``log_dir``: the lines logged during the
+    test ``identifier`` (from its mark to the next), at most the last ``LOG_LINES``."""
+    sections = []
+    for name in sorted(os.listdir(log_dir)):
+        if not (name.startswith('worker-') and name.endswith('.log')):
+            continue
+        lines, inside = [], False
+        with open(os.path.join(log_dir, name), encoding='utf-8', errors='replace') as log:
+            for line in log:
+                if line.startswith(TEST_MARK):
+                    if inside:
+                        break
+                    inside = line[len(TEST_MARK):].rsplit(' ', 1)[0] == identifier
+                elif inside:
+                    lines.append(line.rstrip('\n'))
+        sections.append((name, lines[-LOG_LINES:]))
+    return sections
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('junit')
     parser.add_argument('--expected')
+    parser.add_argument('--worker-logs')
     options = parser.parse_args()
 
     results = {}
@@ -89,6 +117,12 @@ def main():
             print(f'\nexpected to pass ({options.expected}) but did not:')
             for identifier, kind, reason in broken:
                 print(f'  {identifier}: {kind}: {reason}')
+            if options.worker_logs:
+                for identifier, _, _ in broken:
+                    for name, lines in worker_log_sections(options.worker_logs, identifier):
+                        print(f'\n{name} during {identifier}:')
+                        for line in lines or ['(nothing logged)']:
+                            print(f'    {line}')
             return 1
         print(f'\nall {len(read_expected(options.expected))} tests of '
               f'{options.expected} passed')

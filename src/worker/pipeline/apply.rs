@@ -67,6 +67,12 @@ impl Request<'_> {
 
     /// Decides what `ending` means for this request and carries it out.
     pub(super) async fn finish(&self, ending: Ending) {
+        log::debug!(
+            "task {}[{}]: {}",
+            crate::log_text::clip(self.name.as_deref().unwrap_or("unknown")),
+            crate::log_text::clip(self.id.as_deref().unwrap_or("?")),
+            ending.label()
+        );
         let plan = disposition(ending, &self.options, self.context());
         self.apply(plan).await;
     }

@@ -54,6 +54,26 @@ pub(crate) enum Ending {
     },
 }
 
+impl Ending {
+    /// A short name for logs: how the delivery ended, without its values.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Ending::Unreadable { .. } => "unreadable",
+            Ending::Unregistered => "unregistered",
+            Ending::Revoked => "revoked",
+            Ending::Expired => "expired",
+            Ending::Deferred { .. } => "deferred to a wait queue",
+            Ending::Requeued => "requeued",
+            Ending::ChannelGone => "channel gone",
+            Ending::BadArguments(_) => "bad arguments",
+            Ending::Terminated => "terminated",
+            Ending::Ran(Ok(_)) => "succeeded",
+            Ending::Ran(Err(_)) => "failed",
+            Ending::RetryNotPublished { .. } => "retry not published",
+        }
+    }
+}
+
 /// What is stored for the task.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Store {

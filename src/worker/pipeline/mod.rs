@@ -120,6 +120,12 @@ pub(crate) async fn process(
         hooks: None,
     };
     let id = message.headers.id.as_str();
+    log::debug!(
+        "received task {}[{}] from queue \"{}\"",
+        clip(&message.headers.task),
+        clip(id),
+        delivery.queue
+    );
     let Some(task) = task else {
         log::error!(
             "Received unregistered task of type '{}' (id {}) from queue \"{}\": rejected without requeue",
