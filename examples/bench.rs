@@ -277,7 +277,7 @@ impl Settings {
             broker_url: self.url.clone(),
             default_queue: queue.to_string(),
             concurrency: self.concurrency,
-            prefetch_multiplier: 4,
+            prefetch_multiplier: Some(4),
             connection_name: "celeriac-bench".into(),
             send_events: self.send_events,
             ..Config::default()
@@ -437,7 +437,7 @@ async fn orchestrate() -> Result<(), BoxError> {
                 drain::DrainCase::against_raw_1000(
                     &settings,
                     &format!(
-                        "default settings (window {}), no reply_to (raw: prefetch 1000, ack every 100)",
+                        "default settings (adaptive window from {}), no reply_to (raw: prefetch 1000, ack every 100)",
                         worker::Profile::Default.window(&settings)
                     ),
                     worker::Profile::Default,

@@ -74,7 +74,7 @@ fn client_config(cluster: &Cluster, node: usize, name: &str) -> Config {
         broker_url: cluster.url_from(node),
         default_queue_type: QueueType::Quorum,
         concurrency: CONCURRENCY,
-        prefetch_multiplier: PREFETCH_MULTIPLIER,
+        prefetch_multiplier: Some(PREFETCH_MULTIPLIER),
         connect_timeout: Duration::from_secs(10),
         send_timeout: Duration::from_secs(60),
         connection_name: format!("celeriac-cluster-{name}"),

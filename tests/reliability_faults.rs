@@ -83,7 +83,7 @@ fn scenario_config(url: String, name: &str) -> Config {
     Config {
         broker_url: url,
         concurrency: CONCURRENCY,
-        prefetch_multiplier: PREFETCH_MULTIPLIER,
+        prefetch_multiplier: Some(PREFETCH_MULTIPLIER),
         connect_timeout: Duration::from_secs(10),
         connection_name: format!("celeriac-reliability-{name}"),
         ..Config::default()

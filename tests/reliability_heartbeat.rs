@@ -212,7 +212,7 @@ async fn a_silent_worker_connection_is_noticed_by_heartbeat_and_loses_no_task() 
         broker_url: proxy.url(&amqp_url()),
         broker_heartbeat: HEARTBEAT,
         concurrency: CONCURRENCY,
-        prefetch_multiplier: PREFETCH_MULTIPLIER,
+        prefetch_multiplier: Some(PREFETCH_MULTIPLIER),
         connection_name: "celeriac-reliability-heartbeat".into(),
         ..Config::default()
     };

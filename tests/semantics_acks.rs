@@ -267,7 +267,7 @@ async fn reject_requeues_or_dead_letters_and_ignore_stores_nothing() {
 async fn the_pool_size_is_independent_of_the_prefetch_window() {
     let mut config = config(2);
     config.acks_late = true; // so that the broker's unacked count shows the whole window
-    config.prefetch_multiplier = 4;
+    config.prefetch_multiplier = Some(4);
     let broker = connect(&config).await;
     let queue = unique_queue("window");
     let worker = WorkerSystem::builder(broker.clone(), &config)

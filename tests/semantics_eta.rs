@@ -55,7 +55,7 @@ fn assert_not_early(kind: &TaskEventKind) {
 #[actix_rt::test]
 async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
     let mut config = config(1);
-    config.prefetch_multiplier = 1; // a window of one: without widening, one ETA task blocks all
+    config.prefetch_multiplier = Some(1); // a window of one: without widening, one ETA task blocks all
     let broker = connect(&config).await;
     let queue = unique_queue("eta-window");
     let (builder, mut events) = test_worker(&broker, &config, &queue);

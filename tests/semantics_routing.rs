@@ -133,7 +133,7 @@ async fn a_priority_queue_declared_by_python_is_shared_and_higher_priorities_run
     );
 
     let mut config = config(1);
-    config.prefetch_multiplier = 1;
+    config.prefetch_multiplier = Some(1);
     config
         .queues
         .push(QueueConfig::new(&queue).with_max_priority(10));

@@ -37,6 +37,12 @@ pub struct ConsumerSpec {
 #[rtype(result = "()")]
 pub struct AdjustPrefetch(pub i32);
 
+/// Sets the base of a consumer's prefetch window (the adaptive window of the worker); the
+/// `AdjustPrefetch` widening comes on top. Needs `ConsumerSpec::global_qos`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetBaseWindow(pub u16);
+
 /// Sent by a consumer to its supervisor when it stopped.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -87,8 +93,10 @@ pub struct ConsumerActor {
     stopping: bool,
     /// The failure that ended the stream, reported to the supervisor.
     failure: Option<BrokerError>,
-    /// The current window: `spec.prefetch` plus the adjustments.
-    prefetch: i64,
+    /// The base window: `spec.prefetch` until `SetBaseWindow` changes it.
+    base: u16,
+    /// The sum of the `AdjustPrefetch` deltas (never below zero), on top of `base`.
+    widened: i64,
 }
 
 impl ConsumerActor {
@@ -111,7 +119,8 @@ impl ConsumerActor {
             ready,
             stopping: false,
             failure: None,
-            prefetch: i64::from(spec_prefetch),
+            base: spec_prefetch,
+            widened: 0,
         }
     }
 }
@@ -204,15 +213,10 @@ impl StreamHandler<Result<Delivery, BrokerError>> for ConsumerActor {
     }
 }
 
-impl Handler<AdjustPrefetch> for ConsumerActor {
-    type Result = ();
-
-    fn handle(&mut self, AdjustPrefetch(delta): AdjustPrefetch, ctx: &mut Context<Self>) {
-        if !self.spec.global_qos || delta == 0 {
-            return;
-        }
-        self.prefetch = (self.prefetch + i64::from(delta)).max(i64::from(self.spec.prefetch));
-        let prefetch = u16::try_from(self.prefetch).unwrap_or(u16::MAX);
+impl ConsumerActor {
+    /// Applies the window `base + widened` to the consumer's channel.
+    fn apply_window(&mut self, ctx: &mut Context<Self>) {
+        let prefetch = u16::try_from(i64::from(self.base) + self.widened).unwrap_or(u16::MAX);
         let set = self.broker.set_prefetch.send(SetPrefetch {
             consumer_tag: self.consumer_tag.clone(),
             prefetch,
@@ -227,6 +231,30 @@ impl Handler<AdjustPrefetch> for ConsumerActor {
             }
             .into_actor(self),
         );
+    }
+}
+
+impl Handler<AdjustPrefetch> for ConsumerActor {
+    type Result = ();
+
+    fn handle(&mut self, AdjustPrefetch(delta): AdjustPrefetch, ctx: &mut Context<Self>) {
+        if !self.spec.global_qos || delta == 0 {
+            return;
+        }
+        self.widened = (self.widened + i64::from(delta)).max(0);
+        self.apply_window(ctx);
+    }
+}
+
+impl Handler<SetBaseWindow> for ConsumerActor {
+    type Result = ();
+
+    fn handle(&mut self, SetBaseWindow(base): SetBaseWindow, ctx: &mut Context<Self>) {
+        if !self.spec.global_qos || base == self.base {
+            return;
+        }
+        self.base = base;
+        self.apply_window(ctx);
     }
 }
 

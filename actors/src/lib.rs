@@ -38,7 +38,7 @@ pub use delivery::{Acker, Delivery, OutboundMessage, Settle, Settlement};
 pub use error::BrokerError;
 pub use executor::{ExecutionReport, ExecutorPool};
 pub use publisher::{Publish, PublisherActor};
-pub use supervisor::{ConsumerSupervisor, RestartPolicy, SupervisorEvent};
+pub use supervisor::{ConsumerSupervisor, RestartPolicy, SetConsumersWindow, SupervisorEvent};
 
 /// AMQP types that the layers above use to build messages (re-exported from lapin).
 pub mod amqp {

@@ -11,7 +11,7 @@ use crate::backoff::{Backoff, Jitter};
 use crate::broker::BrokerClient;
 use crate::consumer::{
     AdjustPrefetch, ConsumerActor, ConsumerExited, ConsumerReady, ConsumerSpec, Deliver,
-    StopConsuming,
+    SetBaseWindow, StopConsuming,
 };
 #[cfg(feature = "fault-injection")]
 use crate::error::BrokerError;
@@ -122,6 +122,12 @@ pub struct AdjustConsumerPrefetch {
     /// By how much.
     pub delta: i32,
 }
+
+/// Sets the base prefetch window of every supervised consumer, now and after restarts
+/// (the worker's adaptive window; consumers without `global_qos` keep theirs).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetConsumersWindow(pub u16);
 
 /// Fault injection: closes the channel of the queue's current consumer with a channel error.
 ///
@@ -379,6 +385,23 @@ impl Handler<AdjustConsumerPrefetch> for ConsumerSupervisor {
         if let Some((tag, consumer)) = current {
             if *tag == adjust.consumer_tag {
                 consumer.do_send(AdjustPrefetch(adjust.delta));
+            }
+        }
+    }
+}
+
+impl Handler<SetConsumersWindow> for ConsumerSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, SetConsumersWindow(window): SetConsumersWindow, _: &mut Context<Self>) {
+        for entry in self.consumers.values_mut() {
+            if !entry.spec.global_qos {
+                continue;
+            }
+            // A restarted consumer opens with it.
+            entry.spec.prefetch = window;
+            if let Some((_, consumer)) = entry.current.as_ref() {
+                consumer.do_send(SetBaseWindow(window));
             }
         }
     }

@@ -89,10 +89,10 @@ impl Profile {
             Profile::Default => Config::default(),
             Profile::Tuned | Profile::Prefetch1000 => Config {
                 concurrency: settings.concurrency,
-                prefetch_multiplier: match self {
+                prefetch_multiplier: Some(match self {
                     Profile::Prefetch1000 => 1000usize.div_ceil(settings.concurrency),
                     _ => 4,
-                },
+                }),
                 connection_name: "celeriac-bench".into(),
                 send_events: settings.send_events,
                 ..Config::default()
@@ -106,10 +106,10 @@ impl Profile {
         config
     }
 
-    /// The prefetch window a worker of this profile gets per queue.
+    /// The prefetch window a worker of this profile opens with per queue (the default
+    /// profile's window then adapts).
     pub fn window(self, settings: &Settings) -> usize {
-        let config = self.config(settings, "", "");
-        config.concurrency * config.prefetch_multiplier
+        usize::from(self.config(settings, "", "").prefetch())
     }
 }
 

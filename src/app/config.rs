@@ -60,8 +60,11 @@ pub struct Config {
     pub pool_on_own_thread: bool,
     /// Tasks a worker runs at once.
     pub concurrency: usize,
-    /// Prefetch window = concurrency x this (Celery's `worker_prefetch_multiplier`).
-    pub prefetch_multiplier: usize,
+    /// `Some(m)`: a fixed prefetch window of concurrency x m (Celery's
+    /// `worker_prefetch_multiplier`). `None` (the default): an adaptive window that starts
+    /// at concurrency x 4, grows while tasks are short (up to 1000) and shrinks back when
+    /// they run long; see the worker's `window` module and README "Configuration".
+    pub prefetch_multiplier: Option<usize>,
     /// The name shown for this client in RabbitMQ.
     pub connection_name: String,
     /// The worker's node name, as Celery's `-n`: `name@host` (default
@@ -145,7 +148,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(60),
             pool_on_own_thread: false,
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            prefetch_multiplier: 4,
+            prefetch_multiplier: None,
             connection_name: "celeriac".to_string(),
             hostname: node_name("celeriac"),
             state_db: None,
@@ -259,7 +262,7 @@ impl Config {
             config.concurrency = concurrency.max(1) as usize;
         }
         if let Some(multiplier) = env_number("CELERIAC_PREFETCH_MULTIPLIER") {
-            config.prefetch_multiplier = multiplier.max(1) as usize;
+            config.prefetch_multiplier = Some(multiplier.max(1) as usize);
         }
         if let Some(ms) = env_number("CELERIAC_CONNECT_TIMEOUT_MS") {
             config.connect_timeout = Duration::from_millis(ms);
@@ -282,11 +285,12 @@ impl Config {
         }
     }
 
-    /// The prefetch window for the configured concurrency (at most 65535, AMQP's limit).
+    /// The prefetch window consumers open with (at most 65535, AMQP's limit): concurrency
+    /// x the multiplier, or x 4 (the adaptive window's floor) when it is not set.
     pub fn prefetch(&self) -> u16 {
         u16::try_from(
             self.concurrency
-                .saturating_mul(self.prefetch_multiplier)
+                .saturating_mul(self.prefetch_multiplier.unwrap_or(4))
                 .max(1),
         )
         .unwrap_or(u16::MAX)

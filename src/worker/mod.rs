@@ -14,6 +14,7 @@ mod retry;
 mod state;
 mod state_db;
 mod system;
+mod window;
 mod workflow;
 
 use derive_more::{Display, Error, From};

@@ -23,6 +23,7 @@ use super::events::{EventSink, TaskEvent};
 use super::pipeline::{RunningTasks, Services, WorkerDefaults};
 use super::results::{BackendKind, Destination, ResultStore};
 use super::state::WorkerState;
+use super::window::{AdaptiveWindow, Bounds};
 use super::WorkerError;
 use crate::actors::broker::FlushAcks;
 use crate::actors::executor::{Drain, GetPoolStatus, PoolStatus};
@@ -215,6 +216,13 @@ impl WorkerBuilder {
             let supervisor =
                 ConsumerSupervisor::new(broker.clone(), ctx.address().recipient(), policy).start();
             supervisor_slot = Some(supervisor.clone());
+            // No multiplier set: the window adapts to the tasks' run times.
+            let window = self.config.prefetch_multiplier.is_none().then(|| {
+                Arc::new(AdaptiveWindow::new(
+                    Bounds::for_concurrency(concurrency),
+                    supervisor.clone().recipient(),
+                ))
+            });
             Dispatcher::new(Services {
                 registry,
                 pool: pool.clone(),
@@ -231,6 +239,7 @@ impl WorkerBuilder {
                 producer,
                 running: running.clone(),
                 worker_state: worker_state.clone(),
+                window,
             })
         });
         let supervisor = supervisor_slot.ok_or(WorkerError::Broker(
@@ -296,11 +305,16 @@ impl WorkerBuilder {
             }))
             .await?;
         log::info!(
-            "worker started: queues {:?}, tasks {:?}, concurrency {}, prefetch {}",
+            "worker started: queues {:?}, tasks {:?}, concurrency {}, prefetch {}{}",
             self.queues,
             self.registry.names(),
             concurrency,
-            prefetch
+            prefetch,
+            if self.config.prefetch_multiplier.is_none() {
+                " (adaptive)"
+            } else {
+                ""
+            }
         );
         let beat = self
             .beat

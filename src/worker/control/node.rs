@@ -197,7 +197,7 @@ pub(crate) fn node_info(
     conf.insert("worker_concurrency".into(), json!(config.concurrency));
     conf.insert(
         "worker_prefetch_multiplier".into(),
-        json!(config.prefetch_multiplier),
+        json!(config.prefetch_multiplier.unwrap_or(4)),
     );
     conf.insert(
         "broker_heartbeat".into(),

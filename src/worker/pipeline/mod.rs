@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use super::eta::{hold_until, EtaDecision, EtaScheduler};
 use super::events::{EventSink, TaskEventKind};
 use super::results::ResultStore;
+use super::window::AdaptiveWindow;
 use super::workflow::Workflow;
 use crate::actors::{Delivery, ExecutorPool, Settlement};
 use crate::app::Producer;
@@ -76,6 +77,9 @@ pub(crate) struct Services {
     pub(crate) running: RunningTasks,
     /// What remote control sees: requests held, totals, revoked ids, rate limits.
     pub(crate) worker_state: Arc<super::state::WorkerState>,
+    /// The adaptive prefetch window, when no prefetch multiplier is set: told each run's
+    /// time, and gives back deliveries held beyond a window that shrank.
+    pub(crate) window: Option<Arc<AdaptiveWindow>>,
 }
 
 /// Everything that happens to one delivery.
@@ -147,9 +151,14 @@ pub(crate) async fn process(
         return request.finish(ending).await;
     }
 
+    // Held for its ETA or its rate limit (outside the base window, which such tasks widen
+    // by one each while held): never given back by the adaptive window.
+    let mut held = false;
+
     // ETA: deferred to a wait queue, or held here until due.
     if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
         tracked.scheduled(eta, message.priority);
+        held = true;
         if services.eta.decide(eta) == EtaDecision::Defer {
             match services.eta.defer(&delivery, eta).await {
                 Ok(wait_queue) => {
@@ -177,6 +186,7 @@ pub(crate) async fn process(
         .worker_state
         .rate_limit_wait(&message.headers.task, request.options.rate_limit);
     if !rate_wait.is_zero() {
+        held = true;
         let turn = Utc::now() + chrono::Duration::from_std(rate_wait).unwrap_or_default();
         if let Some(ending) = wait(&request, turn, draining).await {
             return request.finish(ending).await;
@@ -214,15 +224,22 @@ pub(crate) async fn process(
         let delivery = delivery.clone();
         let state = services.worker_state.clone();
         let id = id.to_string();
+        let waiting = (!held)
+            .then_some(services.window.as_ref())
+            .flatten()
+            .map(|window| window.wait(delivery.clone()));
         move || {
             Start::decide(
                 delivery.acker.is_usable(),
                 state.is_revoked(&id),
                 expires.is_some_and(|at| at <= Utc::now()),
+                waiting.is_some_and(|waiting| waiting.released()),
             )
         }
     };
+    let started_at = std::sync::OnceLock::new();
     let early_ack = async |abort| {
+        let _ = started_at.set(std::time::Instant::now());
         let acks_late = request.options.acks_late;
         tracked.started(!acks_late, abort);
         // Acked early: tracked, so that a cold shutdown publishes it again.
@@ -248,6 +265,9 @@ pub(crate) async fn process(
         early_ack,
     )
     .await;
+    if let (Some(window), Some(at)) = (&services.window, started_at.get()) {
+        window.ran(at.elapsed());
+    }
 
     // Decide, then carry it out.
     request.finish(ending).await;
