@@ -1,6 +1,6 @@
 //! The adaptive prefetch window on a real RabbitMQ (no prefetch multiplier set): it grows
-//! while tasks are short, shrinks to its floor (concurrency x 4) when they run long and
-//! gives back to the queue what it held beyond the shrunk window, and two workers of long
+//! while tasks are short, shrinks to its floor (concurrency x 4) when they run long while
+//! keeping (and running, once each) what it already held, and two workers of long
 //! tasks each hold no more than their window. The window is read from the broker (the
 //! consumer channel's global prefetch count), the rest from message counts.
 
@@ -143,11 +143,11 @@ async fn start(
 }
 
 #[actix_rt::test]
-async fn the_window_grows_under_short_tasks_then_shrinks_and_gives_back_long_ones() {
+async fn the_window_grows_under_short_tasks_then_shrinks_and_keeps_what_it_holds() {
     let config = adaptive_config();
     let broker = connect(&config).await;
     let queue = unique_queue("window-adapt");
-    let (worker, _events) = start(&broker, &config, &queue).await;
+    let (worker, mut events) = start(&broker, &config, &queue).await;
     let producer = Producer::new(broker.clone(), &config);
     wait_for_window(&queue, "the window to open at its floor", |window| {
         window == FLOOR
@@ -174,8 +174,14 @@ async fn the_window_grows_under_short_tasks_then_shrinks_and_gives_back_long_one
         );
     }
 
-    // Long tasks (1 s, two at a time): the worker takes all of them at once...
-    send_naps(&producer, &queue, NAPS, 1000).await;
+    // Long tasks (300 ms, two at a time): the worker takes all of them at once...
+    let mut naps = Vec::new();
+    for _ in 0..NAPS {
+        let signature = Signature::new(Nap::NAME)
+            .with_args(vec![serde_json::json!(300)])
+            .with_queue(queue.clone());
+        naps.push(producer.send_signature(signature).await.expect("sent"));
+    }
     wait_for_counts(
         "the worker to hold every nap (a window of at least NAPS)",
         WAIT,
@@ -183,21 +189,39 @@ async fn the_window_grows_under_short_tasks_then_shrinks_and_gives_back_long_one
         |counts| counts[0].0 == 0 && counts[0].1 > 0,
     )
     .await;
-    // ...and after FLOOR of them ran (4 s), the window shrinks to its floor and what the
-    // worker holds beyond it goes back to the queue. Without the release, nothing would
-    // ever be ready again (the worker held every message), so this cannot hold by chance;
-    // with it, the worker keeps at most its window unacked (it acks when a task starts).
-    wait_for_counts(
-        "the worker to give back the naps it holds beyond its shrunk window",
-        WAIT,
-        &[&queue],
-        |counts| counts[0].0 > 0 && counts[0].1 <= FLOOR,
-    )
-    .await;
+    // ...and after FLOOR of them ran, the window shrinks to its floor (the broker then
+    // hands over no more than FLOOR beyond what the worker holds). What the worker holds
+    // stays with it: nothing goes back to the queue, and every nap runs once.
     wait_for_window(&queue, "the window to shrink to its floor", |window| {
         window == FLOOR
     })
     .await;
+    let (ready, _) = queue_counts_async(&queue).await;
+    assert_eq!(
+        ready, 0,
+        "naps went back to the queue when the window shrank"
+    );
+    wait_for_counts("every nap to run", WAIT, &[&queue], |counts| {
+        counts == [(0, 0)]
+    })
+    .await;
+    let ran = |seen: &[celeriac::TaskEvent], id: &String| {
+        seen.iter()
+            .filter(|event| succeeded(event) && event.task_id.as_ref() == Some(id))
+            .count()
+    };
+    events
+        .wait_until(WAIT, "every nap to succeed", |seen| {
+            naps.iter().all(|id| ran(seen, id) > 0)
+        })
+        .await;
+    for id in &naps {
+        assert_eq!(
+            ran(events.seen(), id),
+            1,
+            "nap {id} did not run exactly once"
+        );
+    }
 
     delete_queues(&broker, &[&queue]).await;
     worker.stop().await.expect("stop");

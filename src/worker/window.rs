@@ -10,24 +10,25 @@
 //! - Every [`Bounds::floor`] completed runs, the mean run time of that batch gives the next
 //!   window ([`next_window`], pure): it at most doubles at a time, and shrinks to its target
 //!   at once.
-//! - When the window shrank below what the worker already holds, each delivery that gets
-//!   an executor slot while more than a window of deliveries of its queue (each queue has a
-//!   consumer and a window of its own) wait for one is given back to
-//!   the broker (requeued) instead of running ([`releases`], pure), so an idle worker can
-//!   take it. Tasks held for their ETA or rate limit are neither counted nor given back:
-//!   they came in on a window widened for them.
+//! - Nothing is given back when the window shrinks: a delivery the worker holds runs here.
+//!   Giving it back (a requeue) would redeliver it with the `redelivered` flag, send its
+//!   `task-received` event twice and, on a loaded machine where short tasks measure long,
+//!   churn messages between the broker and the worker. So what one worker can hoard is what
+//!   it held when its tasks turned long: at most the window then, about
+//!   [`HELD_WORK_PER_SLOT`] per slot of the *earlier*, shorter tasks, and never more than
+//!   [`WINDOW_CAP`] deliveries; after [`Bounds::floor`] long runs the window is back at the
+//!   floor, Celery's default (`worker_prefetch_multiplier` 4).
 //! - The window is applied to every consumer through the consumer supervisor, and it
 //!   composes with the ETA widening: a consumer's window is this base plus one per held
 //!   ETA or rate-limited task.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use actix::Recipient;
 
-use crate::actors::{Delivery, SetConsumersWindow};
+use crate::actors::SetConsumersWindow;
 
 /// The work the window lets the worker hold per executor slot, beyond what runs: enough to
 /// hide a broker round trip and the ack batching, small enough that a worker holds no more
@@ -84,14 +85,6 @@ pub(crate) fn next_window(bounds: Bounds, current: u16, mean_run: Duration) -> u
     }
 }
 
-/// Whether a delivery that just got its slot is given back to the broker: more
-/// deliveries wait for a slot behind it than the window allows (it shrank after they
-/// came). The window bounds what the broker hands over unacked, so at most a window's
-/// worth ever waits while the window stays put.
-pub(crate) fn releases(window: u16, waiting_behind: usize) -> bool {
-    waiting_behind > usize::from(window)
-}
-
 /// Run times of the current batch.
 #[derive(Debug, Default)]
 struct Batch {
@@ -108,8 +101,6 @@ pub(crate) struct AdaptiveWindow {
     bounds: Bounds,
     /// The current window.
     window: AtomicU16,
-    /// Deliveries waiting for an executor slot, by queue.
-    waiting: Mutex<HashMap<String, usize>>,
     /// Runs since the last decision.
     batch: Mutex<Batch>,
     /// Applies a new window to every consumer.
@@ -122,7 +113,6 @@ impl AdaptiveWindow {
         AdaptiveWindow {
             bounds,
             window: AtomicU16::new(bounds.floor),
-            waiting: Mutex::default(),
             batch: Mutex::default(),
             apply,
         }
@@ -154,58 +144,6 @@ impl AdaptiveWindow {
             self.window.store(next, Ordering::Relaxed);
             log::debug!("adaptive prefetch window: {current} -> {next} (mean run {mean:?})");
             self.apply.do_send(SetConsumersWindow(next));
-        }
-    }
-
-    /// Counts a delivery as waiting for a slot until the returned guard is dropped or
-    /// asked [`Waiting::released`].
-    pub(crate) fn wait(self: &Arc<Self>, delivery: Arc<Delivery>) -> Waiting {
-        if let Ok(mut waiting) = self.waiting.lock() {
-            match waiting.get_mut(delivery.queue.as_str()) {
-                Some(count) => *count += 1,
-                None => {
-                    waiting.insert(delivery.queue.clone(), 1);
-                }
-            }
-        }
-        Waiting {
-            window: self.clone(),
-            delivery,
-        }
-    }
-
-    /// Deliveries of `queue` waiting for a slot.
-    fn waiting(&self, queue: &str) -> usize {
-        self.waiting
-            .lock()
-            .map(|waiting| waiting.get(queue).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-}
-
-/// A delivery waiting for an executor slot.
-pub(crate) struct Waiting {
-    /// The window it counts in.
-    window: Arc<AdaptiveWindow>,
-    /// The delivery (its queue).
-    delivery: Arc<Delivery>,
-}
-
-impl Waiting {
-    /// It got its slot: whether it is given back to the broker ([`releases`]).
-    pub(crate) fn released(self) -> bool {
-        // Drop (below) counts it out; the others still wait behind it.
-        let behind = self.window.waiting(&self.delivery.queue).saturating_sub(1);
-        releases(self.window.current(), behind)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if let Ok(mut waiting) = self.window.waiting.lock() {
-            if let Some(count) = waiting.get_mut(self.delivery.queue.as_str()) {
-                *count = count.saturating_sub(1);
-            }
         }
     }
 }
@@ -260,22 +198,6 @@ mod tests {
                 expected,
                 "{bounds:?}, window {current}, mean run {mean:?}"
             );
-        }
-    }
-
-    #[test]
-    fn releases_only_past_the_window() {
-        // (window, waiting behind, released)
-        let table = [
-            (8, 0, false),
-            (8, 8, false),
-            (8, 9, true),
-            (8, 900, true),
-            (1000, 999, false),
-            (1000, 1001, true),
-        ];
-        for (window, behind, expected) in table {
-            assert_eq!(releases(window, behind), expected, "{window}, {behind}");
         }
     }
 }

@@ -35,8 +35,7 @@ pub(crate) enum Ending {
         /// The wait queue.
         wait_queue: String,
     },
-    /// Given back to its queue unacked: the worker is stopping, or it was held beyond an
-    /// adaptive prefetch window that shrank.
+    /// Given back to its queue unacked: the worker is stopping.
     Requeued,
     /// Its channel closed before it ran: the broker redelivers it, nothing to settle.
     ChannelGone,

@@ -78,7 +78,7 @@ pub(crate) struct Services {
     /// What remote control sees: requests held, totals, revoked ids, rate limits.
     pub(crate) worker_state: Arc<super::state::WorkerState>,
     /// The adaptive prefetch window, when no prefetch multiplier is set: told each run's
-    /// time, and gives back deliveries held beyond a window that shrank.
+    /// time.
     pub(crate) window: Option<Arc<AdaptiveWindow>>,
 }
 
@@ -151,14 +151,9 @@ pub(crate) async fn process(
         return request.finish(ending).await;
     }
 
-    // Held for its ETA or its rate limit (outside the base window, which such tasks widen
-    // by one each while held): never given back by the adaptive window.
-    let mut held = false;
-
     // ETA: deferred to a wait queue, or held here until due.
     if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
         tracked.scheduled(eta, message.priority);
-        held = true;
         if services.eta.decide(eta) == EtaDecision::Defer {
             match services.eta.defer(&delivery, eta).await {
                 Ok(wait_queue) => {
@@ -186,7 +181,6 @@ pub(crate) async fn process(
         .worker_state
         .rate_limit_wait(&message.headers.task, request.options.rate_limit);
     if !rate_wait.is_zero() {
-        held = true;
         let turn = Utc::now() + chrono::Duration::from_std(rate_wait).unwrap_or_default();
         if let Some(ending) = wait(&request, turn, draining).await {
             return request.finish(ending).await;
@@ -224,16 +218,11 @@ pub(crate) async fn process(
         let delivery = delivery.clone();
         let state = services.worker_state.clone();
         let id = id.to_string();
-        let waiting = (!held)
-            .then_some(services.window.as_ref())
-            .flatten()
-            .map(|window| window.wait(delivery.clone()));
         move || {
             Start::decide(
                 delivery.acker.is_usable(),
                 state.is_revoked(&id),
                 expires.is_some_and(|at| at <= Utc::now()),
-                waiting.is_some_and(|waiting| waiting.released()),
             )
         }
     };

@@ -27,29 +27,18 @@ pub(super) enum Start {
     Revoked,
     /// Expired while it waited.
     Expired,
-    /// Given back to the broker: more deliveries wait for a slot than the adaptive
-    /// prefetch window, which shrank after they came, allows.
-    Released,
 }
 
 impl Start {
     /// Checked in this order, as Celery checks revocation and expiry before it executes a
     /// request.
-    /// Released last: a revoked or expired task is settled here rather than sent on.
-    pub(super) fn decide(
-        channel_usable: bool,
-        revoked: bool,
-        expired: bool,
-        released: bool,
-    ) -> Start {
+    pub(super) fn decide(channel_usable: bool, revoked: bool, expired: bool) -> Start {
         if !channel_usable {
             Start::ChannelGone
         } else if revoked {
             Start::Revoked
         } else if expired {
             Start::Expired
-        } else if released {
-            Start::Released
         } else {
             Start::Run
         }
@@ -139,7 +128,6 @@ fn ending_of(
         Some(Start::ChannelGone) => return Ending::ChannelGone,
         Some(Start::Revoked) => return Ending::Revoked,
         Some(Start::Expired) => return Ending::Expired,
-        Some(Start::Released) => return Ending::Requeued,
         Some(Start::Run) => {}
     }
     match report {
@@ -199,17 +187,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_checks_the_channel_then_revocation_then_expiry_then_release() {
-        // (channel usable, revoked, expired, released) -> start
+    fn start_checks_the_channel_then_revocation_then_expiry() {
+        // (channel usable, revoked, expired) -> start
         let rows = [
-            ((true, false, false, false), Start::Run),
-            ((false, true, true, true), Start::ChannelGone),
-            ((true, true, true, true), Start::Revoked),
-            ((true, false, true, true), Start::Expired),
-            ((true, false, false, true), Start::Released),
+            ((true, false, false), Start::Run),
+            ((false, true, true), Start::ChannelGone),
+            ((true, true, true), Start::Revoked),
+            ((true, false, true), Start::Expired),
         ];
-        for ((usable, revoked, expired, released), expected) in rows {
-            assert_eq!(Start::decide(usable, revoked, expired, released), expected);
+        for ((usable, revoked, expired), expected) in rows {
+            assert_eq!(Start::decide(usable, revoked, expired), expected);
         }
     }
 
