@@ -118,10 +118,11 @@ async fn held_eta_tasks_widen_the_window_so_other_tasks_run_meanwhile() {
 #[actix_rt::test]
 async fn a_task_due_beyond_the_horizon_waits_in_the_broker_not_unacked_in_the_worker() {
     let mut config = config(2);
-    // The wait queue's TTL is the horizon: the message waits there 2 s at a time, three
-    // times, before it is due within the horizon and held by the worker until its ETA.
-    // Each 2 s stay leaves several rabbitmqctl readings (0.4 to 1 s each) to see it there.
-    config.eta_horizon = Duration::from_millis(2000);
+    // The wait queue's TTL is the horizon: the message waits there 6 s, then it is due
+    // within the horizon and held by the worker until its ETA (8 s after the send). The
+    // 6 s stay leaves room for several rabbitmqctl readings (0.4 to 1 s each, a few
+    // seconds on a loaded machine: three 2 s stays were all missed once under load).
+    config.eta_horizon = Duration::from_millis(6000);
     let broker = connect(&config).await;
     let queue = unique_queue("eta-far");
     let (builder, mut events) = test_worker(&broker, &config, &queue);
