@@ -165,6 +165,32 @@ async fn the_default_ttl_is_one_day_and_forget_deletes() {
 }
 
 #[actix_rt::test]
+async fn get_with_no_time_to_wait_reads_a_stored_result_and_times_out_on_a_missing_one() {
+    let backend = backend(Duration::from_secs(600)).await;
+    let done = task_id();
+    backend
+        .store(ResultMessage::success(&done, json!("already")))
+        .await
+        .expect("stored");
+    let result = backend.async_result(&done).get(Duration::ZERO).await;
+    assert_eq!(result.ok(), Some(json!("already")));
+    let pending = task_id();
+    backend
+        .store(ResultMessage::started(&pending, 1, "worker@test"))
+        .await
+        .expect("stored");
+    for id in [pending, task_id()] {
+        assert!(
+            matches!(
+                backend.async_result(&id).get(Duration::ZERO).await,
+                Err(ResultError::Timeout { .. })
+            ),
+            "a task that is not ready times out at once"
+        );
+    }
+}
+
+#[actix_rt::test]
 async fn get_wakes_up_when_the_result_is_published_later() {
     let backend = backend(Duration::from_secs(600)).await;
     let id = task_id();

@@ -43,8 +43,16 @@ impl RedisAsyncResult {
     /// the key's channel first, then GET (so that a result stored in between is not missed),
     /// then wait for a ready document on the channel. SUCCESS answers the return value;
     /// FAILURE and REVOKED the exception. A lost pub/sub connection is re-made (with GET
-    /// again) until the timeout.
+    /// again) until the timeout. A result already stored is answered by one GET, before any
+    /// subscription and whatever the timeout (so `get(Duration::ZERO)` reads a finished
+    /// task's result instead of timing out).
     pub async fn get(&self, timeout: Duration) -> Result<serde_json::Value, ResultError> {
+        // A failure here is not final: the wait below reads again, retrying and logging.
+        if let Ok(Some(document)) = self.backend.document(&self.id).await {
+            if document.status.is_ready() {
+                return outcome(&self.id, document);
+            }
+        }
         let waiting = async {
             let mut attempt = 0;
             loop {
