@@ -327,6 +327,15 @@ async fn purge_empties_a_queue_and_asks_first() {
     );
     assert_eq!(broker.count_messages(&queue).await.expect("count"), 0);
 
+    // Without -Q: the default queue (CELERIAC_DEFAULT_QUEUE here, `celery` unset).
+    task_id(&cli(&["call", "nobody.serves", "-Q", &queue]).await);
+    let mut command = cli_command(&["purge", "-f"], None);
+    command.env("CELERIAC_DEFAULT_QUEUE", &queue);
+    let purged = finish(command, "purge -f (default queue)").await;
+    assert_eq!(purged.code, Some(0), "{purged:?}");
+    assert_eq!(purged.stdout, "Purged 1 message from 1 known task queue.\n");
+    assert_eq!(broker.count_messages(&queue).await.expect("count"), 0);
+
     let missing = unique_queue("cli-purge-missing");
     let run = cli(&["purge", "-Q", &missing, "-f"]).await;
     assert_eq!(run.code, Some(1), "{run:?}");

@@ -1,6 +1,7 @@
-//! `celeriac purge -Q QUEUE`: deletes the ready messages of queues, as `celery purge`
-//! does. It asks first on a terminal unless `-f`; without a terminal it refuses unless
-//! `-f`.
+//! `celeriac purge [-Q QUEUE]`: deletes the ready messages of queues, as `celery purge`
+//! does; without `-Q`, of the default queue (`CELERIAC_DEFAULT_QUEUE`, `celery`), as
+//! Celery purges its app's queues. It asks first on a terminal unless `-f`; without a
+//! terminal it refuses unless `-f`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -13,14 +14,9 @@ use crate::{progress, session};
 /// `purge`'s command line.
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
-    /// The queues to purge (comma-separated, or repeated).
-    #[arg(
-        long,
-        short = 'Q',
-        value_name = "QUEUE",
-        value_delimiter = ',',
-        required = true
-    )]
+    /// The queues to purge (comma-separated, or repeated); default: the default queue
+    /// (`CELERIAC_DEFAULT_QUEUE`, `celery`).
+    #[arg(long, short = 'Q', value_name = "QUEUE", value_delimiter = ',')]
     queues: Vec<String>,
     /// Do not ask.
     #[arg(long, short = 'f')]
@@ -68,7 +64,10 @@ fn ask(queues: &[String]) -> Result<bool, CliError> {
 }
 
 /// Asks (or not), purges, prints how many messages went.
-pub async fn run(args: PurgeArgs, config: &Config) -> Result<(), CliError> {
+pub async fn run(mut args: PurgeArgs, config: &Config) -> Result<(), CliError> {
+    if args.queues.is_empty() {
+        args.queues.push(config.default_queue.clone());
+    }
     match consent(args.force, std::io::stdin().is_terminal()) {
         Consent::Given => {}
         Consent::Ask => {
