@@ -95,6 +95,11 @@ pub struct Held {
     pub held_kib: u64,
     /// VmHWM then, KiB.
     pub peak_kib: u64,
+    /// Body + properties of one held message: about what each is counted for against
+    /// `Config::eta_task_bytes_limit`.
+    pub message_bytes: usize,
+    /// The worker's `eta_task_bytes_limit` (the default).
+    pub bytes_limit: usize,
 }
 
 /// Publishes `settings.eta_held` tasks with an ETA five minutes ahead to an idle celeriac
@@ -116,6 +121,7 @@ pub async fn held_eta(settings: &Settings, broker: &Broker<'_>) -> Result<Held, 
         ..Shape::ADD
     };
     let messages = drain::encode(count, shape)?;
+    let message_bytes = messages.first().map_or(0, drain::message_size);
     let channel = raw::confirm_channel(broker.connection).await?;
     raw::publish_all(&channel, &queue, &messages, settings.in_flight).await?;
     let _ = channel.close(200, "OK".into()).await;
@@ -153,14 +159,18 @@ pub async fn held_eta(settings: &Settings, broker: &Broker<'_>) -> Result<Held, 
         idle_kib: idle.rss_kib,
         held_kib: held.rss_kib,
         peak_kib: held.hwm_kib,
+        message_bytes,
+        bytes_limit: celeriac::Config::default().eta_task_bytes_limit,
     };
     println!(
         "celeriac : idle RSS {:.1} MiB, holding {count}: RSS {:.1} MiB (VmHWM {:.1} MiB), \
-         {:.0} B per held task",
+         {:.0} B per held task; each counted for about {message_bytes} B against \
+         eta_task_bytes_limit {} B",
         figures.idle_kib as f64 / 1024.0,
         figures.held_kib as f64 / 1024.0,
         figures.peak_kib as f64 / 1024.0,
-        figures.per_task_bytes()
+        figures.per_task_bytes(),
+        figures.bytes_limit
     );
     Ok(figures)
 }

@@ -119,15 +119,17 @@ impl Report {
         growth_table("queues one worker consumes", &self.queues);
         if let Some(held) = &self.held {
             println!(
-                "| celeriac worker holding ETA tasks | RSS (MiB) | VmHWM (MiB) | per held task |\n\
-                 |---|---:|---:|---:|\n\
-                 | idle | {:.1} | | |\n\
-                 | holding {} | {:.1} | {:.1} | {:.0} B |\n",
+                "| celeriac worker holding ETA tasks | RSS (MiB) | VmHWM (MiB) | per held task | counted per task (eta_task_bytes_limit) |\n\
+                 |---|---:|---:|---:|---:|\n\
+                 | idle | {:.1} | | | |\n\
+                 | holding {} | {:.1} | {:.1} | {:.0} B | {} B ({:.0} MiB) |\n",
                 mib(held.idle_kib),
                 held.count,
                 mib(held.held_kib),
                 mib(held.peak_kib),
-                held.per_task_bytes()
+                held.per_task_bytes(),
+                held.message_bytes,
+                held.bytes_limit as f64 / (1024.0 * 1024.0),
             );
         }
         if let Some(fairness) = &self.fairness {

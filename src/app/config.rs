@@ -131,6 +131,11 @@ pub struct Config {
     /// At most this many ETA tasks are held in the worker (each raising the prefetch window
     /// by one); more go to the wait queue (Celery's `worker_eta_task_limit`).
     pub eta_task_limit: usize,
+    /// At most this many bytes of ETA tasks are held in the worker (each counted for its
+    /// body, properties and headers, from their lengths); a task that would pass it goes to
+    /// the wait queue, as past `eta_task_limit`. Default 64 MiB
+    /// (`CELERIAC_ETA_TASK_BYTES_LIMIT`).
+    pub eta_task_bytes_limit: usize,
 }
 
 impl Default for Config {
@@ -169,6 +174,7 @@ impl Default for Config {
             soft_time_limit: None,
             eta_horizon: Duration::from_secs(10 * 60),
             eta_task_limit: 10_000,
+            eta_task_bytes_limit: 64 << 20,
         }
     }
 }
@@ -182,7 +188,8 @@ impl Config {
     /// `CELERIAC_IGNORE_RESULT`, `CELERIAC_STORE_ERRORS_EVEN_IF_IGNORED`,
     /// `CELERIAC_TRACK_STARTED`, `CELERIAC_SEND_EVENTS`, `CELERIAC_HOSTNAME`,
     /// `CELERIAC_STATE_DB`, `CELERIAC_SEND_TIMEOUT_MS`,
-    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
+    /// `CELERIAC_MAX_MESSAGE_SIZE`, `CELERIAC_ETA_TASK_BYTES_LIMIT`,
+    /// `CELERIAC_ACCEPT_CONTENT` (`json,bincode`),
     /// `CELERIAC_SHUTDOWN_TIMEOUT_S`, `CELERIAC_BROKER_HEARTBEAT_S`,
     /// `CELERIAC_DEFAULT_QUEUE_TYPE` (`classic|quorum`), `CELERIAC_QUORUM_DELIVERY_LIMIT` and
     /// `CELERIAC_BROKER_TLS_CA` / `_CERT` / `_KEY` where set. Values that do not parse are
@@ -201,6 +208,9 @@ impl Config {
         }
         if let Some(bytes) = env_number("CELERIAC_MAX_MESSAGE_SIZE") {
             config.max_message_size = bytes as usize;
+        }
+        if let Some(bytes) = env_number("CELERIAC_ETA_TASK_BYTES_LIMIT") {
+            config.eta_task_bytes_limit = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
         if let Some(names) = env_string("CELERIAC_ACCEPT_CONTENT") {
             match parse_content_types(&names) {
@@ -342,6 +352,7 @@ impl std::fmt::Debug for Config {
             .field("soft_time_limit", &self.soft_time_limit)
             .field("eta_horizon", &self.eta_horizon)
             .field("eta_task_limit", &self.eta_task_limit)
+            .field("eta_task_bytes_limit", &self.eta_task_bytes_limit)
             .finish()
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::control::{node_info, pidbox_queue, ControlHooks, PidboxActor};
 use super::dispatcher::{BeginDrain, Dispatcher, WaitIdle};
-use super::eta::EtaScheduler;
+use super::eta::{EtaScheduler, HoldLimits};
 use super::events::{EventSink, TaskEvent};
 use super::pipeline::{RunningTasks, Services, WorkerDefaults};
 use super::results::{BackendKind, Destination, ResultStore};
@@ -209,7 +209,11 @@ impl WorkerBuilder {
         let events = EventSink::new(listeners, task_events.clone());
         let broker = self.broker.clone();
         let policy = self.restart_policy.clone();
-        let (horizon, eta_limit) = (self.config.eta_horizon, self.config.eta_task_limit);
+        let eta_limits = HoldLimits {
+            horizon: self.config.eta_horizon,
+            count: self.config.eta_task_limit,
+            bytes: self.config.eta_task_bytes_limit,
+        };
         let hostname = self.config.hostname.clone();
         let mut supervisor_slot = None;
         let dispatcher = Dispatcher::create(|ctx| {
@@ -233,7 +237,7 @@ impl WorkerBuilder {
                     &hostname,
                     self.config.result_extended,
                 ),
-                eta: EtaScheduler::new(broker, supervisor, horizon, eta_limit),
+                eta: EtaScheduler::new(broker, supervisor, eta_limits),
                 defaults,
                 state,
                 producer,

@@ -154,7 +154,7 @@ pub(crate) async fn process(
     // ETA: deferred to a wait queue, or held here until due.
     if let Some(eta) = message.headers.eta.filter(|eta| *eta > Utc::now()) {
         tracked.scheduled(eta, message.priority);
-        if services.eta.decide(eta) == EtaDecision::Defer {
+        if services.eta.decide(eta, &delivery) == EtaDecision::Defer {
             match services.eta.defer(&delivery, eta).await {
                 Ok(wait_queue) => {
                     return request.finish(Ending::Deferred { eta, wait_queue }).await;
