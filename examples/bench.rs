@@ -51,7 +51,8 @@
 //! - cluster (with `BENCH_CLUSTER_URL`): the tuned drain on a classic and on a quorum
 //!   queue declared on the cluster's first node.
 //!
-//! Profiling aids: `BENCH_ROLE=fill BENCH_QUEUE=q` publishes N messages to `q`;
+//! Profiling aids: `BENCH_ROLE=fill BENCH_QUEUE=q` publishes N messages to `q`
+//! (`BENCH_SHAPE=python`: with `reply_to`, as Python sends them);
 //! `BENCH_ROLE=worker BENCH_SIDE=celeriac|raw BENCH_QUEUES=q BENCH_EXPECT=n` consumes them
 //! (see BENCHMARKS.md).
 //!
@@ -729,14 +730,20 @@ async fn footprint(
 }
 
 /// For profiling a worker by hand: declares `BENCH_QUEUE` and publishes `BENCH_N`
-/// messages to it (see BENCHMARKS.md).
+/// messages to it (Python-shaped with `BENCH_SHAPE=python`; see BENCHMARKS.md).
 async fn fill_role() -> Result<(), BoxError> {
     let settings = Settings::from_env()?;
     let queue = std::env::var("BENCH_QUEUE").map_err(|_| "BENCH_QUEUE is not set")?;
     let connection = raw::connect(&settings.url, "celeriac-bench-fill").await?;
     let channel = raw::confirm_channel(&connection).await?;
     raw::declare(&channel, &queue).await?;
-    let messages = drain::encode(settings.n, drain::Shape::ADD)?;
+    // `BENCH_SHAPE=python`: Python-shaped messages (`reply_to` and `root_id` set).
+    let python = std::env::var("BENCH_SHAPE").is_ok_and(|shape| shape.trim() == "python");
+    let shape = drain::Shape {
+        python,
+        ..drain::Shape::ADD
+    };
+    let messages = drain::encode(settings.n, shape)?;
     raw::publish_all(&channel, &queue, &messages, settings.in_flight).await?;
     println!("{} messages published to {queue}", settings.n);
     let _ = connection.close(200, "OK".into()).await;
