@@ -62,6 +62,7 @@ impl Request<'_> {
             retries: self.retries,
             now: chrono::Utc::now(),
             jitter: fastrand::f64(),
+            log_level: log::max_level(),
         }
     }
 

@@ -137,8 +137,9 @@ impl Plan {
         }
     }
 
-    fn log(mut self, level: log::Level, line: String) -> Self {
-        self.log.push((level, line));
+    /// Adds a log line (`None`: its level is off, so it was not built).
+    fn log(mut self, line: Option<(log::Level, String)>) -> Self {
+        self.log.extend(line);
         self
     }
 
@@ -163,6 +164,29 @@ pub(crate) struct Context<'a> {
     pub(crate) now: DateTime<Utc>,
     /// A number in [0, 1) that places a backoff delay within its jitter.
     pub(crate) jitter: f64,
+    /// The most detailed level logged (`log::max_level()`): lines below it are not built,
+    /// so that a task that succeeds formats nothing while `info` is off.
+    pub(crate) log_level: log::LevelFilter,
+}
+
+impl Context<'_> {
+    /// A log line at `level`, built only when that level is logged.
+    fn line(
+        &self,
+        level: log::Level,
+        text: impl FnOnce() -> String,
+    ) -> Option<(log::Level, String)> {
+        (level <= self.log_level).then(|| (level, text()))
+    }
+}
+
+/// `name[id]`, the way log lines name a task (written, not allocated).
+struct Label<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
 }
 
 const REJECT: Option<Settlement> = Some(Settlement::Reject { requeue: false });
@@ -171,7 +195,7 @@ const ACK: Option<Settlement> = Some(Settlement::Ack);
 
 /// The plan for a delivery whose processing ended with `ending`.
 pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: Context) -> Plan {
-    let label = &format!("{}[{}]", context.name, context.id);
+    let label = &Label(context.name, context.id);
     // A settlement due after the run only: with early acks the message is acked already.
     let late = |settlement: Settlement| options.acks_late.then_some(settlement);
     match ending {
@@ -189,25 +213,21 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
             .final_exception(TaskState::Failure, exception_of(&error))
         }
         Ending::Revoked => revoked(ACK, "revoked", ExceptionInfo::revoked("revoked"))
-            .log(log::Level::Info, format!("task {label} revoked: not run")),
+            .log(context.line(log::Level::Info, || format!("task {label} revoked: not run"))),
         Ending::Expired => revoked(ACK, "expired", ExceptionInfo::revoked_expired())
-            .log(log::Level::Info, format!("task {label} expired: not run")),
+            .log(context.line(log::Level::Info, || format!("task {label} expired: not run"))),
         Ending::Terminated => revoked(
             late(Settlement::Ack),
             "terminated",
             ExceptionInfo::revoked("terminated"),
         )
-        .log(
-            log::Level::Info,
-            format!("task {label} terminated (revoked)"),
+        .log(context.line(log::Level::Info, || format!("task {label} terminated (revoked)")),
         ),
         Ending::Deferred { eta, wait_queue } => {
             Plan::new(ACK, TaskEventKind::Deferred { eta, wait_queue })
         }
         Ending::Requeued => Plan::new(REQUEUE, TaskEventKind::Requeued),
-        Ending::ChannelGone => Plan::new(None, TaskEventKind::Requeued).log(
-            log::Level::Info,
-            format!("task {label} not run: its channel closed before it started; the broker redelivers it"),
+        Ending::ChannelGone => Plan::new(None, TaskEventKind::Requeued).log(context.line(log::Level::Info, || format!("task {label} not run: its channel closed before it started; the broker redelivers it")),
         ),
         Ending::BadArguments(error) => {
             // A poison message: FAILURE (naming the argument) for whoever waits on the
@@ -216,9 +236,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                 error: error.clone(),
             })
             .final_exception(TaskState::Failure, exception_of(&error))
-            .log(
-                log::Level::Error,
-                format!("rejecting task {label}: {}", crate::log_text::clip_display(&error)),
+            .log(context.line(log::Level::Error, || format!("rejecting task {label}: {}", crate::log_text::clip_display(&error))),
             );
             plan.hook = Some(Hook::Failure(error));
             plan
@@ -230,7 +248,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                     result: result.clone(),
                 },
             )
-            .log(log::Level::Info, format!("task {label} succeeded"));
+            .log(context.line(log::Level::Info, || format!("task {label} succeeded")));
             plan.store = Some(Store::Success(result.clone()));
             plan.workflow = Some(WorkflowStep::Succeeded(result));
             plan
@@ -264,13 +282,11 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                         error: error.clone(),
                     },
                 )
-                .log(
-                    log::Level::Info,
-                    format!(
+                .log(context.line(log::Level::Info, || format!(
                         "task {label} retry {} at {eta}: {}",
                         context.retries + 1,
                         crate::log_text::clip_display(&error)
-                    ),
+                    )),
                 );
                 plan.republish = Some(eta);
                 plan.store = Some(Store::Exception(TaskState::Retry, exception_of(&error)));
@@ -285,9 +301,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                     },
                 );
                 if !options.acks_late {
-                    plan = plan.log(
-                        log::Level::Warn,
-                        format!("task {label} asked to reject its message, but it was acknowledged when it started (early ack); use acks_late for Reject to take effect"),
+                    plan = plan.log(context.line(log::Level::Warn, || format!("task {label} asked to reject its message, but it was acknowledged when it started (early ack); use acks_late for Reject to take effect")),
                     );
                 }
                 if !requeue {
@@ -311,7 +325,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
             );
             if options.acks_late {
                 // Unacked: the broker delivers it again and it is retried then.
-                Plan::new(REQUEUE, TaskEventKind::Requeued).log(log::Level::Error, log)
+                Plan::new(REQUEUE, TaskEventKind::Requeued).log(Some((log::Level::Error, log)))
             } else {
                 let lost = TaskError::runtime_error(format!(
                     "{error}; its retry could not be published: {failure}"
@@ -326,7 +340,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
 
 /// A failure for good: FAILURE result, `on_failure`, and with late acks the message acked
 /// (or, with `acks_on_failure_or_timeout` off, rejected without requeue).
-fn fail(error: TaskError, options: &EffectiveOptions, label: &str) -> Plan {
+fn fail(error: TaskError, options: &EffectiveOptions, label: &Label<'_>) -> Plan {
     let settle = options.acks_late.then_some(if options.acks_on_failure {
         Settlement::Ack
     } else {

@@ -86,6 +86,7 @@ fn context(retries: u32) -> Context<'static> {
         retries,
         now: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
         jitter: 0.5,
+        log_level: log::LevelFilter::Trace,
     }
 }
 
