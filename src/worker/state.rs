@@ -137,6 +137,9 @@ pub(crate) struct WorkerState {
     clock: AtomicU64,
     started: Instant,
     hostname: String,
+    /// This process's id (`worker_pid` of the requests it runs), read once: it is a
+    /// system call.
+    pid: u32,
     /// "Task events enabled" (Celery's `-E`, `enable_events` / `disable_events`).
     task_events: crate::monitor::TaskEvents,
     /// Bumped on every revoke: held requests wake up and check whether they are revoked.
@@ -163,6 +166,7 @@ impl WorkerState {
             clock: AtomicU64::new(0),
             started: Instant::now(),
             hostname: hostname.to_string(),
+            pid: std::process::id(),
             task_events,
             revocations: tokio::sync::watch::Sender::new(0),
         }
@@ -383,7 +387,8 @@ impl Tracked {
     /// Started: counted in `total`; `abort` stops it on `revoke(terminate=True)` (`None`
     /// for a blocking task, which cannot be interrupted).
     pub(crate) fn started(&self, acknowledged: bool, abort: Option<AbortHandle>) {
-        let mut inner = self.state.lock();
+        let mut guard = self.state.lock();
+        let inner = &mut *guard;
         let Some(held) = inner.held.get_mut(&self.key) else {
             return;
         };
@@ -392,11 +397,20 @@ impl Tracked {
         };
         held.info.time_start = Some(now_epoch());
         held.info.acknowledged = acknowledged;
-        held.info.worker_pid = Some(std::process::id());
-        let (id, name) = (held.info.id.clone(), held.info.name.clone());
-        *inner.total.entry(name).or_insert(0) += 1;
+        held.info.worker_pid = Some(self.state.pid);
+        let name = &held.info.name;
+        // The name is copied only the first time a task of that name starts.
+        match inner.total.get_mut(name) {
+            Some(total) => *total += 1,
+            None => {
+                let name = name.clone();
+                inner.total.insert(name, 1);
+            }
+        }
         if let Some(abort) = abort {
-            inner.terminators.insert(id, (self.key, abort));
+            inner
+                .terminators
+                .insert(held.info.id.clone(), (self.key, abort));
         }
     }
 }
