@@ -16,7 +16,9 @@ use super::time::{format_datetime, parse_datetime};
 /// The `compression` header (consumed while decoding, never kept in `extra`).
 pub(crate) const COMPRESSION_HEADER: &str = "compression";
 
-/// Header names modeled by [`TaskHeaders`]; everything else goes to `extra`.
+/// Header names modeled by [`TaskHeaders`]; everything else goes to `extra`. The code
+/// asks [`is_known`]; this list is what its test checks it against.
+#[cfg(test)]
 const KNOWN_HEADERS: [&str; 20] = [
     "lang",
     "task",
@@ -122,7 +124,7 @@ impl TaskHeaders {
     pub fn to_field_table(&self) -> Result<FieldTable, ProtocolError> {
         let mut table = FieldTable::default();
         for (name, value) in &self.extra {
-            if !KNOWN_HEADERS.contains(&name.as_str()) {
+            if !is_known(name) {
                 table.insert(short_string(name, name)?, value.clone());
             }
         }
@@ -225,13 +227,32 @@ impl TaskHeaders {
                 }
             };
 
-        let mut result = Self::new(required("task")?, required("id")?);
-        result.lang = string("lang")?.unwrap_or_default();
-        result.shadow = string("shadow")?;
-        result.eta = datetime("eta")?;
-        result.expires = datetime("expires")?;
-        result.group = string("group")?;
-        result.group_index = int("group_index")?;
+        // Built field by field (not `Self::new`, whose defaults would be thrown away).
+        let task = required("task")?;
+        let id = required("id")?;
+        let lang = string("lang")?.unwrap_or_default();
+        let mut result = Self {
+            lang,
+            task,
+            id,
+            shadow: string("shadow")?,
+            eta: datetime("eta")?,
+            expires: datetime("expires")?,
+            group: string("group")?,
+            group_index: int("group_index")?,
+            retries: 0,
+            timelimit: (None, None),
+            root_id: None,
+            parent_id: None,
+            argsrepr: None,
+            kwargsrepr: None,
+            origin: None,
+            ignore_result: None,
+            replaced_task_nesting: None,
+            stamped_headers: None,
+            stamps: Map::new(),
+            extra: BTreeMap::new(),
+        };
         result.retries = match int("retries")? {
             Some(retries) => u32::try_from(retries).map_err(|_| ProtocolError::InvalidHeader {
                 name: "retries".to_owned(),
@@ -276,11 +297,39 @@ impl TaskHeaders {
         };
         result.extra = headers
             .iter()
-            .filter(|(name, _)| !KNOWN_HEADERS.contains(&name.as_str()))
+            .filter(|(name, _)| !is_known(name.as_str()))
             .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
             .collect();
         Ok(result)
     }
+}
+
+/// Whether `name` is a header [`TaskHeaders`] models (everything else goes to `extra`): a
+/// `match`, not a scan of a list, as it runs for every header of every message received.
+fn is_known(name: &str) -> bool {
+    matches!(
+        name,
+        "lang"
+            | "task"
+            | "id"
+            | "shadow"
+            | "eta"
+            | "expires"
+            | "group"
+            | "group_index"
+            | "retries"
+            | "timelimit"
+            | "root_id"
+            | "parent_id"
+            | "argsrepr"
+            | "kwargsrepr"
+            | "origin"
+            | "ignore_result"
+            | "replaced_task_nesting"
+            | "stamped_headers"
+            | "stamps"
+            | COMPRESSION_HEADER
+    )
 }
 
 /// Parse `timelimit`: an array `[hard, soft]` of numbers or nulls.
@@ -304,5 +353,23 @@ pub(crate) fn timelimit_from_json(value: Option<&Value>) -> (Option<f64>, Option
             items.get(1).and_then(Value::as_f64),
         ),
         _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod known_headers {
+    use super::{is_known, KNOWN_HEADERS};
+
+    #[test]
+    fn is_known_matches_the_list() {
+        for name in KNOWN_HEADERS {
+            assert!(
+                is_known(name),
+                "{name} is in KNOWN_HEADERS but not is_known"
+            );
+        }
+        for name in ["x-custom", "Task", "", "stamp", "ids"] {
+            assert!(!is_known(name), "{name:?} is not a modeled header");
+        }
     }
 }
