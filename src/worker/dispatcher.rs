@@ -57,7 +57,13 @@ impl Handler<Deliver> for Dispatcher {
 
     fn handle(&mut self, Deliver(delivery): Deliver, ctx: &mut Context<Self>) {
         self.in_flight += 1;
-        let work = process(delivery, self.services.clone(), self.draining.subscribe());
+        // Boxed where it is built: the pipeline's future is large, and the actor-future
+        // wrappers below would otherwise copy it by value on the way to `spawn`'s box.
+        let work = Box::pin(process(
+            delivery,
+            self.services.clone(),
+            self.draining.subscribe(),
+        ));
         ctx.spawn(work.into_actor(self).map(|_, dispatcher, _| {
             dispatcher.in_flight -= 1;
             if dispatcher.in_flight == 0 {
