@@ -160,65 +160,80 @@ async fn a_task_due_beyond_the_horizon_waits_in_the_broker_not_unacked_in_the_wo
 async fn the_wait_queue_keeps_the_channel_alive_past_a_short_consumer_timeout() {
     init_logging();
     let node = PrivateNode::with_consumer_timeout(2000);
-    for horizon_ms in [1000, 60_000] {
-        let config = Config {
-            broker_url: node.url.clone(),
-            concurrency: 2,
-            eta_horizon: Duration::from_millis(horizon_ms),
-            ..Config::default()
-        };
-        let broker = connect_broker(&config).await.expect("the private node");
-        let queue = unique_queue("consumer-timeout");
-        let (events, mut received) = task_events();
-        let (lifecycle, mut lifecycle_events) = collect::<SupervisorEvent>();
-        let worker = WorkerSystem::builder(broker.clone(), &config)
-            .queue(&queue)
-            .register::<Probe>()
-            .on_task_event(events)
-            .on_supervisor_event(lifecycle)
-            .close_broker_on_stop(false)
-            .start()
-            .await
-            .expect("worker");
-        let producer = Producer::new(broker.clone(), &config);
-        let signature = Signature::new(Probe::NAME)
-            .with_countdown(Duration::from_secs(6))
-            .with_queue(queue.clone());
-        let id = producer.send_signature(signature).await.expect("sent");
-        let outcome = received.outcome(WAIT, &id).await;
-        assert_not_early(&outcome);
-        let closed_for_timeout = |event: &SupervisorEvent| {
-            matches!(event, SupervisorEvent::Restarting { reason, .. }
-                if reason.contains("PRECONDITION_FAILED"))
-        };
-        if horizon_ms < 2000 {
-            // A channel closed by consumer_timeout would be closed while a delivery is held
-            // (more than 2 s), so before that delivery could run: the run seen above
-            // came from a later delivery, after any such closing. The supervisor reported
-            // a closing seconds before the run, so it has reached the collector by now.
-            lifecycle_events.take_ready();
-            let restarts: Vec<&SupervisorEvent> = lifecycle_events
-                .seen()
-                .iter()
-                .filter(|event| matches!(event, SupervisorEvent::Restarting { .. }))
-                .collect();
-            assert!(restarts.is_empty(), "the channel was closed: {restarts:?}");
-        } else {
-            // The control: held unacked for 6 s, the delivery outlives consumer_timeout.
-            lifecycle_events
-                .wait_for(
-                    WAIT,
-                    "RabbitMQ to close the channel of a delivery held past consumer_timeout",
-                    closed_for_timeout,
-                )
-                .await;
-        }
-        worker.stop().await.expect("stop");
-        let wait_queue = format!("{queue}.celeriac.wait.{horizon_ms}ms");
-        let _ = broker.delete_queue(&wait_queue).await;
-        delete_queues(&broker, &[&queue]).await;
-        broker.close().await.expect("close");
+    // The two horizons at once, each with a connection, queue and worker of its own: the
+    // consumer_timeout of one channel does not touch the other's, and each case waits 6 s.
+    futures::join!(
+        consumer_timeout_case(&node.url, 1000),
+        consumer_timeout_case(&node.url, 60_000)
+    );
+}
+
+/// A 6 s countdown task on a worker of the node at `url` whose ETA horizon is `horizon_ms`:
+/// below the node's 2 s consumer_timeout, the channel is never closed; above it, RabbitMQ
+/// closes the channel of the held delivery (the control).
+async fn consumer_timeout_case(url: &str, horizon_ms: u64) {
+    let config = Config {
+        broker_url: url.to_string(),
+        concurrency: 2,
+        eta_horizon: Duration::from_millis(horizon_ms),
+        // The two cases run at once: each worker needs a node name of its own.
+        hostname: format!(
+            "timeout-{horizon_ms}-{}@celeriac-test",
+            uuid::Uuid::new_v4().simple()
+        ),
+        ..Config::default()
+    };
+    let broker = connect_broker(&config).await.expect("the private node");
+    let queue = unique_queue("consumer-timeout");
+    let (events, mut received) = task_events();
+    let (lifecycle, mut lifecycle_events) = collect::<SupervisorEvent>();
+    let worker = WorkerSystem::builder(broker.clone(), &config)
+        .queue(&queue)
+        .register::<Probe>()
+        .on_task_event(events)
+        .on_supervisor_event(lifecycle)
+        .close_broker_on_stop(false)
+        .start()
+        .await
+        .expect("worker");
+    let producer = Producer::new(broker.clone(), &config);
+    let signature = Signature::new(Probe::NAME)
+        .with_countdown(Duration::from_secs(6))
+        .with_queue(queue.clone());
+    let id = producer.send_signature(signature).await.expect("sent");
+    let outcome = received.outcome(WAIT, &id).await;
+    assert_not_early(&outcome);
+    let closed_for_timeout = |event: &SupervisorEvent| {
+        matches!(event, SupervisorEvent::Restarting { reason, .. }
+            if reason.contains("PRECONDITION_FAILED"))
+    };
+    if horizon_ms < 2000 {
+        // A channel closed by consumer_timeout would be closed while a delivery is held
+        // (more than 2 s), so before that delivery could run: the run seen above
+        // came from a later delivery, after any such closing. The supervisor reported
+        // a closing seconds before the run, so it has reached the collector by now.
+        lifecycle_events.take_ready();
+        let restarts: Vec<&SupervisorEvent> = lifecycle_events
+            .seen()
+            .iter()
+            .filter(|event| matches!(event, SupervisorEvent::Restarting { .. }))
+            .collect();
+        assert!(restarts.is_empty(), "the channel was closed: {restarts:?}");
+    } else {
+        // The control: held unacked for 6 s, the delivery outlives consumer_timeout.
+        lifecycle_events
+            .wait_for(
+                WAIT,
+                "RabbitMQ to close the channel of a delivery held past consumer_timeout",
+                closed_for_timeout,
+            )
+            .await;
     }
+    worker.stop().await.expect("stop");
+    let wait_queue = format!("{queue}.celeriac.wait.{horizon_ms}ms");
+    let _ = broker.delete_queue(&wait_queue).await;
+    delete_queues(&broker, &[&queue]).await;
+    broker.close().await.expect("close");
 }
 
 #[actix_rt::test]
