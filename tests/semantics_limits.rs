@@ -1,7 +1,7 @@
-//! Time limits on a real RabbitMQ: hard limits from the task, the worker or the message
-//! free the slot; a soft limit can be observed by the task or cancels it; blocking tasks
-//! run on the blocking pool without stalling the others, and are abandoned past their
-//! hard limit.
+//! Time limits, on a real RabbitMQ and on the in-process broker (`memory://`: limits need
+//! no broker feature): hard limits from the task, the worker or the message free the slot;
+//! a soft limit can be observed by the task or cancels it; blocking tasks run on the
+//! blocking pool without stalling the others, and are abandoned past their hard limit.
 
 mod common;
 
@@ -82,6 +82,25 @@ async fn outcome_of(events: &mut Events, id: &str) -> (TaskEventKind, Instant) {
     (kind, Instant::now())
 }
 
+/// The broker a scenario runs on.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    /// The test RabbitMQ.
+    RabbitMq,
+    /// The in-process broker.
+    Memory,
+}
+
+impl On {
+    /// The test config of `concurrency` slots, pointed at this broker.
+    fn config(self, concurrency: usize) -> celeriac::Config {
+        match self {
+            On::RabbitMq => config(concurrency),
+            On::Memory => config_on(celeriac::app::MEMORY_BROKER_URL.into(), concurrency),
+        }
+    }
+}
+
 fn exc_type(kind: &TaskEventKind) -> &str {
     match kind {
         TaskEventKind::Failed { error } => &error.exc_type,
@@ -91,7 +110,16 @@ fn exc_type(kind: &TaskEventKind) -> &str {
 
 #[actix_rt::test]
 async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot() {
-    let mut config = config(1);
+    hard_limits_from_the_task_the_worker_and_the_message_free_the_slot_on(On::RabbitMq).await;
+}
+
+#[actix_rt::test]
+async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot_in_process() {
+    hard_limits_from_the_task_the_worker_and_the_message_free_the_slot_on(On::Memory).await;
+}
+
+async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot_on(on: On) {
+    let mut config = on.config(1);
     config.time_limit = Some(Duration::from_millis(400));
     let broker = connect(&config).await;
     let queue = unique_queue("hard-limits");
@@ -152,7 +180,16 @@ async fn hard_limits_from_the_task_the_worker_and_the_message_free_the_slot() {
 
 #[actix_rt::test]
 async fn a_soft_limit_is_observed_by_the_task_or_cancels_it() {
-    let config = config(2);
+    a_soft_limit_is_observed_by_the_task_or_cancels_it_on(On::RabbitMq).await;
+}
+
+#[actix_rt::test]
+async fn a_soft_limit_is_observed_by_the_task_or_cancels_it_in_process() {
+    a_soft_limit_is_observed_by_the_task_or_cancels_it_on(On::Memory).await;
+}
+
+async fn a_soft_limit_is_observed_by_the_task_or_cancels_it_on(on: On) {
+    let config = on.config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("soft-limits");
     let (builder, mut events) = test_worker(&broker, &config, &queue);
@@ -205,7 +242,19 @@ async fn a_soft_limit_is_observed_by_the_task_or_cancels_it() {
 
 #[actix_rt::test]
 async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_hard_limit() {
-    let config = config(2);
+    blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_hard_limit_on(On::RabbitMq)
+        .await;
+}
+
+#[actix_rt::test]
+async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_hard_limit_in_process()
+{
+    blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_hard_limit_on(On::Memory)
+        .await;
+}
+
+async fn blocking_tasks_do_not_stall_the_others_and_are_abandoned_past_their_hard_limit_on(on: On) {
+    let config = on.config(2);
     let broker = connect(&config).await;
     let queue = unique_queue("blocking");
     let (builder, mut events) = test_worker(&broker, &config, &queue);

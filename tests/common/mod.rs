@@ -31,8 +31,14 @@ pub fn amqp_url() -> String {
 /// A config for the test broker with the given concurrency, and `rpc://` results (workers
 /// publish results to each message's reply queue).
 pub fn config(concurrency: usize) -> Config {
+    config_on(amqp_url(), concurrency)
+}
+
+/// The test config of [`config`], on the broker at `broker_url` (`memory://` for the
+/// in-process one, which needs no `CELERIAC_TEST_AMQP_URL`).
+pub fn config_on(broker_url: String, concurrency: usize) -> Config {
     Config {
-        broker_url: amqp_url(),
+        broker_url,
         result_backend: Some("rpc://".into()),
         concurrency,
         connect_timeout: Duration::from_secs(10),
