@@ -465,6 +465,74 @@ async fn events_prints_a_task_succeeded() {
 }
 
 #[actix_rt::test]
+async fn events_wakes_the_workers_up_with_a_heartbeat_broadcast() {
+    // A vhost of its own: no other test's event receiver (each broadcasts `heartbeat` when
+    // it starts) reaches this worker, so a requested heartbeat (freq 5) can only come from
+    // this `celeriac events`. The periodic ones have freq 2.
+    let dir = std::env::var("CELERIAC_TEST_RABBIT_DIR")
+        .expect("CELERIAC_TEST_RABBIT_DIR (run scripts/test)");
+    let dir = std::path::Path::new(&dir);
+    let vhost = format!("cli-events-{}", uuid::Uuid::new_v4().simple());
+    node_ctl(dir, &["add_vhost", &vhost]);
+    node_ctl(
+        dir,
+        &["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"],
+    );
+    let base = amqp_url();
+    let url = format!(
+        "{}/{vhost}",
+        &base[..base.rfind('/').expect("a vhost in the URL")]
+    );
+    let queue = unique_queue("cli-wakeup");
+    let node = unique_node("cli-wakeup");
+    let _worker = KillOnDrop(
+        example_command("interop")
+            .env("CELERIAC_HOSTNAME", &node)
+            .env("CELERIAC_QUEUE", &queue)
+            .env("CELERIAC_BROKER_URL", &url)
+            .env_remove("CELERIAC_RESULT_BACKEND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    let on_vhost = |args: &[&str]| {
+        let mut command = cli_command(args, None);
+        command.env("CELERIAC_BROKER_URL", &url);
+        command
+    };
+    wait_until_async(
+        "the worker on its own vhost to answer ping",
+        STARTUP,
+        || async {
+            let ping = on_vhost(&["inspect", "ping", "-d", &node, "--json", "--timeout", "2"]);
+            finish(ping, "inspect ping").await.code == Some(0)
+        },
+    )
+    .await;
+    let mut events = KillOnDrop(
+        on_vhost(&["events", "--json"])
+            .spawn()
+            .expect("celeriac events starts"),
+    );
+    let stdout = lines_of(events.0.stdout.take().expect("stdout"));
+    let what = format!("a requested worker-heartbeat (freq 5) from {node}");
+    let line = wait_for_line(&stdout, &what, RUN_LIMIT, |line| {
+        serde_json::from_str::<Value>(line).is_ok_and(|event| {
+            event["type"] == "worker-heartbeat"
+                && event["hostname"] == node.as_str()
+                && event["freq"] == 5
+        })
+    })
+    .await;
+    assert!(line.contains("sw_ident"), "{line}");
+    events.signal(libc::SIGINT);
+    let status = events.wait_exit(RUN_LIMIT).await;
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends `celeriac events`");
+    node_ctl(dir, &["delete_vhost", &vhost]);
+}
+
+#[actix_rt::test]
 async fn errors_are_one_line_and_an_exit_code() {
     // Unreachable: a port nobody listens on (bound, then closed).
     let port = std::net::TcpListener::bind("127.0.0.1:0")

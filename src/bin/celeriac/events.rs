@@ -1,5 +1,7 @@
 //! `celeriac events`: prints every event workers send, one line each (or one JSON object
-//! per line with `--json`), until interrupted.
+//! per line with `--json`), until interrupted. Once its queue is bound it broadcasts
+//! `heartbeat`, as Celery's event receiver does, so that every worker announces itself
+//! at once (a `worker-heartbeat` with `freq` 5) instead of at its next periodic one.
 
 use std::io::Write;
 
@@ -21,8 +23,12 @@ pub struct EventsArgs {
 
 /// Prints events as they come; fails when the broker connection fails.
 pub async fn run(args: EventsArgs, config: &Config) -> Result<(), CliError> {
-    let (broker, _producer) = session::connect(config).await?;
+    let (broker, producer) = session::connect(config).await?;
     let mut events = receive_events(&broker).await.map_err(CliError::failed)?;
+    // Not fatal: the workers' periodic heartbeats come anyway.
+    if let Err(error) = producer.broadcast("heartbeat", Default::default()).await {
+        log::warn!("could not ask the workers for a heartbeat: {error}");
+    }
     eprintln!("receiving events (Ctrl-C to stop)");
     let mut stdout = std::io::stdout();
     let outcome = loop {
