@@ -227,11 +227,12 @@ impl TaskHeaders {
                 }
             };
 
-        // Built field by field (not `Self::new`, whose defaults would be thrown away).
+        // Built field by field (not `Self::new`, whose defaults would be thrown away), in
+        // this order, which is the order the headers are checked in.
         let task = required("task")?;
         let id = required("id")?;
         let lang = string("lang")?.unwrap_or_default();
-        let mut result = Self {
+        Ok(Self {
             lang,
             task,
             id,
@@ -240,67 +241,56 @@ impl TaskHeaders {
             expires: datetime("expires")?,
             group: string("group")?,
             group_index: int("group_index")?,
-            retries: 0,
-            timelimit: (None, None),
-            root_id: None,
-            parent_id: None,
-            argsrepr: None,
-            kwargsrepr: None,
-            origin: None,
-            ignore_result: None,
-            replaced_task_nesting: None,
-            stamped_headers: None,
-            stamps: Map::new(),
-            extra: BTreeMap::new(),
-        };
-        result.retries = match int("retries")? {
-            Some(retries) => u32::try_from(retries).map_err(|_| ProtocolError::InvalidHeader {
-                name: "retries".to_owned(),
-                reason: format!("{retries} is not a valid retry count"),
-            })?,
-            None => 0,
-        };
-        result.timelimit = match get("timelimit") {
-            Some(value) => parse_timelimit(value)?,
-            None => (None, None),
-        };
-        result.root_id = string("root_id")?;
-        result.parent_id = string("parent_id")?;
-        result.argsrepr = string("argsrepr")?;
-        result.kwargsrepr = string("kwargsrepr")?;
-        result.origin = string("origin")?;
-        result.ignore_result = match get("ignore_result") {
-            Some(value) => as_opt_bool("ignore_result", value)?,
-            None => None,
-        };
-        result.replaced_task_nesting = int("replaced_task_nesting")?;
-        result.stamped_headers = match get("stamped_headers") {
-            Some(AMQPValue::FieldArray(items)) => Some(
-                items
-                    .as_slice()
-                    .iter()
-                    .map(|item| {
-                        as_opt_string("stamped_headers", item).map(Option::unwrap_or_default)
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            Some(other) => return Err(wrong_type("stamped_headers", "an array", other)),
-            None => None,
-        };
-        result.stamps = match get("stamps") {
-            Some(AMQPValue::FieldTable(stamps)) => table_to_json(stamps),
-            Some(other) => match amqp_to_json(other) {
-                Value::Object(map) => map,
-                _ => return Err(wrong_type("stamps", "a table", other)),
+            retries: match int("retries")? {
+                Some(retries) => {
+                    u32::try_from(retries).map_err(|_| ProtocolError::InvalidHeader {
+                        name: "retries".to_owned(),
+                        reason: format!("{retries} is not a valid retry count"),
+                    })?
+                }
+                None => 0,
             },
-            None => Map::new(),
-        };
-        result.extra = headers
-            .iter()
-            .filter(|(name, _)| !is_known(name.as_str()))
-            .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
-            .collect();
-        Ok(result)
+            timelimit: match get("timelimit") {
+                Some(value) => parse_timelimit(value)?,
+                None => (None, None),
+            },
+            root_id: string("root_id")?,
+            parent_id: string("parent_id")?,
+            argsrepr: string("argsrepr")?,
+            kwargsrepr: string("kwargsrepr")?,
+            origin: string("origin")?,
+            ignore_result: match get("ignore_result") {
+                Some(value) => as_opt_bool("ignore_result", value)?,
+                None => None,
+            },
+            replaced_task_nesting: int("replaced_task_nesting")?,
+            stamped_headers: match get("stamped_headers") {
+                Some(AMQPValue::FieldArray(items)) => Some(
+                    items
+                        .as_slice()
+                        .iter()
+                        .map(|item| {
+                            as_opt_string("stamped_headers", item).map(Option::unwrap_or_default)
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(other) => return Err(wrong_type("stamped_headers", "an array", other)),
+                None => None,
+            },
+            stamps: match get("stamps") {
+                Some(AMQPValue::FieldTable(stamps)) => table_to_json(stamps),
+                Some(other) => match amqp_to_json(other) {
+                    Value::Object(map) => map,
+                    _ => return Err(wrong_type("stamps", "a table", other)),
+                },
+                None => Map::new(),
+            },
+            extra: headers
+                .iter()
+                .filter(|(name, _)| !is_known(name.as_str()))
+                .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
+                .collect(),
+        })
     }
 }
 
