@@ -199,9 +199,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
     // A settlement due after the run only: with early acks the message is acked already.
     let late = |settlement: Settlement| options.acks_late.then_some(settlement);
     match ending {
-        Ending::Unreadable { reason } => {
-            Plan::new(REJECT, TaskEventKind::Rejected { reason })
-        }
+        Ending::Unreadable { reason } => Plan::new(REJECT, TaskEventKind::Rejected { reason }),
         Ending::Unregistered => {
             let error = TaskError::not_registered(context.name);
             Plan::new(
@@ -212,32 +210,51 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
             )
             .final_exception(TaskState::Failure, exception_of(&error))
         }
-        Ending::Revoked => revoked(ACK, "revoked", ExceptionInfo::revoked("revoked"))
-            .log(context.line(log::Level::Info, || format!("task {label} revoked: not run"))),
-        Ending::Expired => revoked(ACK, "expired", ExceptionInfo::revoked_expired())
-            .log(context.line(log::Level::Info, || format!("task {label} expired: not run"))),
+        Ending::Revoked => revoked(ACK, "revoked", ExceptionInfo::revoked("revoked")).log(
+            context.line(log::Level::Info, || {
+                format!("task {label} revoked: not run")
+            }),
+        ),
+        Ending::Expired => revoked(ACK, "expired", ExceptionInfo::revoked_expired()).log(
+            context.line(log::Level::Info, || {
+                format!("task {label} expired: not run")
+            }),
+        ),
         Ending::Terminated => revoked(
             late(Settlement::Ack),
             "terminated",
             ExceptionInfo::revoked("terminated"),
         )
-        .log(context.line(log::Level::Info, || format!("task {label} terminated (revoked)")),
-        ),
+        .log(context.line(log::Level::Info, || {
+            format!("task {label} terminated (revoked)")
+        })),
         Ending::Deferred { eta, wait_queue } => {
             Plan::new(ACK, TaskEventKind::Deferred { eta, wait_queue })
         }
         Ending::Requeued => Plan::new(REQUEUE, TaskEventKind::Requeued),
-        Ending::ChannelGone => Plan::new(None, TaskEventKind::Requeued).log(context.line(log::Level::Info, || format!("task {label} not run: its channel closed before it started; the broker redelivers it")),
-        ),
+        Ending::ChannelGone => {
+            let line = context.line(log::Level::Info, || {
+                format!(
+                    "task {label} not run: its channel closed before it started; \
+                     the broker redelivers it"
+                )
+            });
+            Plan::new(None, TaskEventKind::Requeued).log(line)
+        }
         Ending::BadArguments(error) => {
             // A poison message: FAILURE (naming the argument) for whoever waits on the
             // result, and rejected without requeue so that a dead-letter exchange keeps it.
-            let mut plan = Plan::new(REJECT, TaskEventKind::Failed {
-                error: error.clone(),
-            })
+            let mut plan = Plan::new(
+                REJECT,
+                TaskEventKind::Failed {
+                    error: error.clone(),
+                },
+            )
             .final_exception(TaskState::Failure, exception_of(&error))
-            .log(context.line(log::Level::Error, || format!("rejecting task {label}: {}", crate::log_text::clip_display(&error))),
-            );
+            .log(context.line(log::Level::Error, || {
+                let error = crate::log_text::clip_display(&error);
+                format!("rejecting task {label}: {error}")
+            }));
             plan.hook = Some(Hook::Failure(error));
             plan
         }
@@ -282,12 +299,11 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                         error: error.clone(),
                     },
                 )
-                .log(context.line(log::Level::Info, || format!(
-                        "task {label} retry {} at {eta}: {}",
-                        context.retries + 1,
-                        crate::log_text::clip_display(&error)
-                    )),
-                );
+                .log(context.line(log::Level::Info, || {
+                    let (retry, error) =
+                        (context.retries + 1, crate::log_text::clip_display(&error));
+                    format!("task {label} retry {retry} at {eta}: {error}")
+                }));
                 plan.republish = Some(eta);
                 plan.store = Some(Store::Exception(TaskState::Retry, exception_of(&error)));
                 plan.hook = Some(Hook::Retry(error));
@@ -301,8 +317,13 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                     },
                 );
                 if !options.acks_late {
-                    plan = plan.log(context.line(log::Level::Warn, || format!("task {label} asked to reject its message, but it was acknowledged when it started (early ack); use acks_late for Reject to take effect")),
-                    );
+                    plan = plan.log(context.line(log::Level::Warn, || {
+                        format!(
+                            "task {label} asked to reject its message, but it was \
+                             acknowledged when it started (early ack); use acks_late for \
+                             Reject to take effect"
+                        )
+                    }));
                 }
                 if !requeue {
                     plan.store = Some(Store::Exception(
