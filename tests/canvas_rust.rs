@@ -10,9 +10,22 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use celeriac::{chain, Chord, Group, Producer, ResultError, SendError, Signature};
+use celeriac::{chain, task, Chord, Group, Producer, ResultError, SendError, Signature, TaskError};
 use common::redis_server::redis_url;
 use serde_json::json;
+
+/// `interop.add(x, y)` as a typed signature (`add::new(x, y)`); the `interop` worker runs
+/// it (this binary only builds calls of it).
+#[task(name = "interop.add")]
+async fn add(x: i64, y: i64) -> Result<i64, TaskError> {
+    Ok(x + y)
+}
+
+/// `pyinterop.add(x, y)`, run by the Python worker.
+#[task(name = "pyinterop.add")]
+async fn py_add(x: i64, y: i64) -> Result<i64, TaskError> {
+    Ok(x + y)
+}
 
 /// Generous: the Python worker boots first.
 const WAIT: Duration = Duration::from_secs(90);
@@ -136,6 +149,35 @@ async fn rust_workflows_run_on_python_and_celeriac_workers() {
         );
     }
 
+    // Typed signatures of `#[task]` functions as a chain's first step and in a group.
+    let typed = chain![
+        add::new(1, 2).with_queue(w.rust_queue.clone()),
+        w.py("add", json!([10])),
+        w.rust("add", json!([100])),
+    ];
+    let result = producer.send_chain(typed).await.expect("sent");
+    assert_eq!(
+        result.get(WAIT).await.ok(),
+        Some(json!(113)),
+        "chain starting with a typed signature"
+    );
+    let typed = Group::of([
+        add::new(1, 1).with_queue(w.rust_queue.clone()),
+        py_add::new(2, 2).with_queue(w.py_queue.clone()),
+    ]);
+    let values = producer
+        .send_group(typed)
+        .await
+        .expect("sent")
+        .get(WAIT)
+        .await
+        .expect("the typed group's results");
+    assert_eq!(
+        values,
+        vec![json!(2), json!(4)],
+        "group of typed signatures"
+    );
+
     // A group then a step in a chain: a chord, on both kinds of worker.
     let upgraded = chain![
         w.py("add", json!([1, 1])),
@@ -158,6 +200,25 @@ async fn rust_workflows_run_on_python_and_celeriac_workers() {
     producer.send_signature(linked).await.expect("sent");
     let callback = producer.async_result(callback_id).expect("results");
     assert_eq!(callback.get(WAIT).await.ok(), Some(json!(13)), "link");
+
+    // A Rust-built callback on a Python worker's task, run by celeriac.
+    let callback_id = uuid::Uuid::new_v4().to_string();
+    let linked = w
+        .py("add", json!([2, 3]))
+        .with_link(w.rust("add", json!([100])).with_id(callback_id.clone()));
+    let linked_id = producer.send_signature(linked).await.expect("sent");
+    let callback = producer.async_result(callback_id).expect("results");
+    assert_eq!(
+        callback.get(WAIT).await.ok(),
+        Some(json!(105)),
+        "link on a Python worker calls celeriac's callback with the result"
+    );
+    let linked = producer.async_result(linked_id).expect("results");
+    assert_eq!(
+        linked.get(WAIT).await.ok(),
+        Some(json!(5)),
+        "the linked task"
+    );
 
     let errback_id = uuid::Uuid::new_v4().to_string();
     let failing = w
