@@ -247,7 +247,7 @@ impl Producer {
                         redis.set_chord_size(&group_id, size).await?;
                     }
                 }
-                Action::Fail { .. } => {}
+                Action::Fail { .. } | Action::JoinChord { .. } => {}
             }
         }
         Ok(frozen)

@@ -46,6 +46,21 @@ pub enum Action {
         /// The failure.
         exception: ExceptionInfo,
     },
+    /// Count a task that will not run (a chain step after a failed one) as failed in the
+    /// chord it is a header member of (Celery's `_fail_chain` returns its chord part), so
+    /// that the chord's body fails instead of waiting for it.
+    JoinChord {
+        /// The chord header's group id.
+        group_id: String,
+        /// The task's place in the header.
+        group_index: Option<i64>,
+        /// The task that will not run.
+        task_id: String,
+        /// The chord's body (the task's `chord` option).
+        body: Value,
+        /// The failure.
+        exception: ExceptionInfo,
+    },
 }
 
 /// Calls `node` with `args` before its own and `options` over its own; appends what that

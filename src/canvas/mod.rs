@@ -29,5 +29,6 @@ pub use dict::SignatureDict;
 pub use error::CanvasError;
 pub use node::{CanvasNode, MAX_CANVAS_DEPTH};
 pub use workflow::{
-    fail_chain, on_chord_complete, on_failure, on_success, ChordPart, Embed, Finished, Plan,
+    fail_chain, old_style_errbacks_notice, on_chord_complete, on_failure, on_success, on_unsent,
+    ChordPart, Embed, Finished, Plan,
 };

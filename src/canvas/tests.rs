@@ -477,3 +477,175 @@ fn bincode_arguments_cannot_be_part_of_a_workflow() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn errbacks_called_old_style_are_named_in_one_notice_per_failure() {
+    let embed = embed_of(include_str!(
+        "../../tests/fixtures/celery-v2/link_link_error.json"
+    ));
+    let error = crate::protocol::ExceptionInfo::new("ValueError", "builtins", "boom");
+    let failed = on_failure(&embed, TASK, &error, &mut ids());
+    let [notice] = &failed.notices[..] else {
+        panic!("one notice per failed task: {:?}", failed.notices);
+    };
+    for part in [
+        "probe.on_error",
+        "t-1",
+        "old-style",
+        "(request, exc, traceback)",
+    ] {
+        assert!(notice.contains(part), "{part:?} missing in {notice:?}");
+    }
+    // No errbacks, no notice; a success calls none.
+    let plain = embed_of(include_str!("../../tests/fixtures/celery-v2/chain_3.json"));
+    assert!(on_failure(&plain, TASK, &error, &mut ids())
+        .notices
+        .is_empty());
+    assert!(on_success(&embed, TASK, &json!(3), &mut ids())
+        .notices
+        .is_empty());
+    // A chord body failed by its header calls its errbacks the same way.
+    let mut body = chord_body();
+    body["options"]["link_error"] = json!([{"task": "probe.on_error", "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": false}]);
+    let failure = vec![Ok(ChordPart {
+        task_id: "a".into(),
+        state: "FAILURE".into(),
+        result: json!({"exc_type": "ValueError", "exc_message": ["boom"], "exc_module": "builtins"}),
+    })];
+    let plan = on_chord_complete(&body, &failure, &mut ids());
+    assert_eq!(plan.notices.len(), 1, "{:?}", plan.notices);
+    assert!(plan.notices[0].contains("00000000-0000-4000-8000-0000000000c1"));
+}
+
+/// A signature dict as Celery sends it.
+fn call(task: &str, options: Value) -> SignatureDict {
+    SignatureDict::from_value(&json!({"task": task, "args": [], "kwargs": {}, "options": options, "subtask_type": null, "immutable": false})).unwrap()
+}
+
+/// `(task id, exception type, message)` of every `Fail`, and the tasks published.
+fn outcome(plan: &Plan) -> (Vec<(String, String, String)>, Vec<String>) {
+    let mut failed = Vec::new();
+    let mut sent = Vec::new();
+    for action in &plan.actions {
+        match action {
+            Action::Fail {
+                task_id, exception, ..
+            } => failed.push((
+                task_id.clone(),
+                exception.exc_type.clone(),
+                exception.exc_message[0].as_str().unwrap_or("").to_string(),
+            )),
+            Action::Publish(call) => sent.push(call.task.clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (failed, sent)
+}
+
+#[test]
+fn a_call_that_cannot_be_sent_is_failed_with_what_waits_on_it() {
+    let rest = json!([{"task": "last", "args": [], "kwargs": {}, "options": {"task_id": "c"}, "subtask_type": null, "immutable": false}]);
+    let errback = json!([{"task": "on_error", "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": true}]);
+
+    // The next chain step: FAILURE for it and the rest of the chain, its errbacks called.
+    let step = call(
+        "next",
+        json!({"task_id": "b", "chain": rest, "link_error": errback}),
+    );
+    let plan = on_unsent(&step, "connection lost", false, &mut ids());
+    let (failed, sent) = outcome(&plan);
+    assert_eq!(
+        failed,
+        [
+            (
+                "b".to_string(),
+                "CanvasError".to_string(),
+                "could not send next[b]: connection lost".to_string()
+            ),
+            (
+                "c".to_string(),
+                "CanvasError".to_string(),
+                "could not send next[b]: connection lost".to_string()
+            ),
+        ]
+    );
+    assert_eq!(sent, ["on_error"]);
+    assert_eq!(plan.notices.len(), 1, "errbacks are called old-style");
+
+    // A chord body: ChordError('Callback error: ...'), as Celery's chord_error_from_stack.
+    let body = SignatureDict::from_value(&chord_body()).unwrap();
+    let (failed, sent) = outcome(&on_unsent(&body, "refused", true, &mut ids()));
+    assert_eq!(
+        failed,
+        [(
+            "00000000-0000-4000-8000-0000000000c1".to_string(),
+            "ChordError".to_string(),
+            "Callback error: could not send probe.tsum[00000000-0000-4000-8000-0000000000c1]: \
+             refused"
+                .to_string()
+        )]
+    );
+    assert!(sent.is_empty());
+
+    // A chord header member: it and the chord's body, which would wait for it.
+    let member = call(
+        "add",
+        json!({"task_id": "h1", "group_id": "g", "group_index": 0, "chord": chord_body()}),
+    );
+    let (failed, _) = outcome(&on_unsent(&member, "refused", false, &mut ids()));
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0].0, "h1");
+    assert_eq!(failed[1].0, "00000000-0000-4000-8000-0000000000c1");
+    assert_eq!(failed[1].1, "ChordError");
+    assert_eq!(
+        failed[1].2,
+        "Dependency h1 raised CanvasError('could not send add[h1]: refused')"
+    );
+
+    // A plain callback: FAILURE for it alone.
+    let (failed, sent) = outcome(&on_unsent(
+        &call("cb", json!({"task_id": "x"})),
+        "refused",
+        false,
+        &mut ids(),
+    ));
+    assert_eq!(failed.len(), 1);
+    assert!(sent.is_empty());
+}
+
+#[test]
+fn a_failed_chain_in_a_chord_header_counts_its_last_step_in_the_chord() {
+    // Python's chord([chain(fail('x'), add.s(1)), add.s(1, 1)], tsum.s()): the chain's last
+    // step carries the chord, its group and index.
+    let embed = embed_of(include_str!(
+        "../../tests/fixtures/canvas/chord_header_chain.json"
+    ));
+    let step = &embed.chain[0]["options"];
+    let error = crate::protocol::ExceptionInfo::new("ValueError", "builtins", "x");
+    let plan = on_failure(&embed, TASK, &error, &mut ids());
+    let [Action::Fail { task_id, .. }, Action::JoinChord {
+        group_id,
+        group_index,
+        task_id: joined,
+        body,
+        exception,
+    }] = &plan.actions[..]
+    else {
+        panic!("{:?}", plan.actions);
+    };
+    assert_eq!(task_id, step["task_id"].as_str().unwrap());
+    assert_eq!(joined, task_id);
+    assert_eq!(group_id, step["group_id"].as_str().unwrap());
+    assert_eq!(*group_index, Some(0));
+    assert_eq!(body, &step["chord"]);
+    assert_eq!(exception, &error);
+
+    // A step without a group cannot be counted: FAILURE only.
+    let mut embed = embed;
+    embed.chain[0]["options"]
+        .as_object_mut()
+        .unwrap()
+        .remove("group_id");
+    let plan = on_failure(&embed, TASK, &error, &mut ids());
+    assert!(matches!(&plan.actions[..], [Action::Fail { .. }]));
+}

@@ -94,6 +94,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Parts dropped, each with the reason.
     pub problems: Vec<String>,
+    /// What the worker should say about how it carries the plan out (logged, not errors).
+    pub notices: Vec<String>,
 }
 
 /// The exception stored for tasks that a workflow part that cannot run leaves waiting.
@@ -147,7 +149,7 @@ pub fn on_failure(
 ) -> Plan {
     let mut plan = Plan {
         actions: fail_chain(&embed.chain, exception),
-        problems: Vec::new(),
+        ..Plan::default()
     };
     call_errbacks(&embed.errbacks, task, new_id, &mut plan);
     plan
@@ -171,11 +173,29 @@ fn call_errbacks(
     if tasks.is_empty() {
         return;
     }
+    plan.notices
+        .push(old_style_errbacks_notice(task.id, &tasks));
     let group = group_of(tasks);
     let args = [Value::String(task.id.to_string())];
     if let Err(error) = apply(&group, &args, &lineage(task), new_id, &mut plan.actions) {
         plan.problems.push(format!("errbacks: {error}"));
     }
+}
+
+/// What a worker says when it calls errbacks: old-style, with the failed task's id as their
+/// only argument. Celery's worker calls an errback new-style, with `(request, exc,
+/// traceback)`, when the errback is registered in its own app and takes them; celeriac
+/// cannot know a Python task's parameters, so such an errback fails with a `TypeError`.
+pub fn old_style_errbacks_notice(task_id: &str, errbacks: &[CanvasNode]) -> String {
+    let names: Vec<&str> = errbacks
+        .iter()
+        .map(|errback| errback.signature().task.as_str())
+        .collect();
+    format!(
+        "errbacks {} are called old-style, with the failed task's id {task_id} as their only \
+         argument; Python errbacks expecting (request, exc, traceback) will fail",
+        names.join(", ")
+    )
 }
 
 /// Callbacks: one alone is called as it is; several are called as one group (groups
@@ -222,7 +242,9 @@ fn group_of(tasks: Vec<CanvasNode>) -> CanvasNode {
 }
 
 /// FAILURE for every chain step that has a task id, descending into chord bodies (Celery's
-/// `_fail_chain`), so that the client waiting on the last one hears of it.
+/// `_fail_chain`), so that the client waiting on the last one hears of it. A step that is a
+/// chord header member (a chain in a chord's header: its last step carries `chord`) is also
+/// counted, failed, in its chord, so that the chord's body fails instead of waiting for it.
 pub fn fail_chain(chain: &[Value], exception: &ExceptionInfo) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut pending: std::collections::VecDeque<Value> = chain.iter().cloned().collect();
@@ -239,6 +261,18 @@ pub fn fail_chain(chain: &[Value], exception: &ExceptionInfo) -> Vec<Action> {
                 group_id: signature.option_str("group_id").map(str::to_string),
                 exception: exception.clone(),
             });
+            if let (Some(body @ Value::Object(_)), Some(group_id)) = (
+                signature.options.get("chord"),
+                signature.option_str("group_id"),
+            ) {
+                actions.push(Action::JoinChord {
+                    group_id: group_id.to_string(),
+                    group_index: signature.options.get("group_index").and_then(Value::as_i64),
+                    task_id: task_id.to_string(),
+                    body: body.clone(),
+                    exception: exception.clone(),
+                });
+            }
         }
         if signature.subtask_type.as_deref() == Some("chord") {
             if let Some(body) = signature.kwargs.get("body") {
@@ -344,8 +378,8 @@ pub fn on_chord_complete(
     plan
 }
 
-/// FAILURE for a chord body that will not run, then its errbacks and the rest of its
-/// chain (Celery's `chord_error_from_stack`).
+/// FAILURE for a chord body (or another call) that will not run, then its errbacks and the
+/// rest of its chain (Celery's `chord_error_from_stack`).
 fn fail_body(
     body: &SignatureDict,
     exception: &ExceptionInfo,
@@ -354,7 +388,7 @@ fn fail_body(
 ) {
     let Some(body_id) = body.task_id() else {
         plan.problems
-            .push(format!("chord body {} has no task id to fail", body.task));
+            .push(format!("{} has no task id to fail", body.task));
         return;
     };
     plan.actions.push(Action::Fail {
@@ -377,6 +411,49 @@ fn fail_body(
     if let Some(Value::Array(chain)) = body.options.get("chain") {
         plan.actions.extend(fail_chain(chain, exception));
     }
+}
+
+/// After `call`, a task call of a workflow, could not be sent (`reason`): FAILURE for it,
+/// then its errbacks and the rest of its chain, so that nobody waits for it for ever. A
+/// chord body's failure is `ChordError('Callback error: ...')` (Celery's
+/// `chord_error_from_stack`); a chord header member that was not sent also fails its
+/// chord's body, which would otherwise wait for it.
+pub fn on_unsent(
+    call: &SignatureDict,
+    reason: &str,
+    chord_body: bool,
+    new_id: &mut dyn FnMut() -> String,
+) -> Plan {
+    let mut plan = Plan::default();
+    let id = call.task_id().unwrap_or("?");
+    let what = format!("could not send {}[{id}]: {reason}", call.task);
+    let exception = if chord_body {
+        ExceptionInfo::new(
+            "ChordError",
+            "celery.exceptions",
+            format!("Callback error: {what}"),
+        )
+    } else {
+        ExceptionInfo::new("CanvasError", "celeriac", what)
+    };
+    fail_body(call, &exception, new_id, &mut plan);
+    if let Some(body) = call.options.get("chord") {
+        match SignatureDict::from_value(body) {
+            Ok(body) => {
+                let failure = ExceptionInfo::new(
+                    "ChordError",
+                    "celery.exceptions",
+                    format!(
+                        "Dependency {id} raised {}",
+                        exception_repr(&exception.to_value())
+                    ),
+                );
+                fail_body(&body, &failure, new_id, &mut plan);
+            }
+            Err(error) => plan.problems.push(format!("chord body: {error}")),
+        }
+    }
+    plan
 }
 
 /// Python's `repr` of a stored exception (`ValueError('boom')`), or of a value.

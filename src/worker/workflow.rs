@@ -5,6 +5,8 @@
 //! fails the task it came with, and the tasks waiting on it get a FAILURE result instead
 //! of waiting for ever.
 
+use std::collections::VecDeque;
+
 use serde_json::Value;
 
 use super::pipeline::Services;
@@ -78,7 +80,7 @@ impl Workflow {
     /// out when a client sees SUCCESS): the callbacks and the next chain step.
     pub(crate) async fn dispatch(&self, services: &Services, result: &Value) {
         let plan = canvas::on_success(&self.embed, self.finished(), result, &mut new_id);
-        self.carry_out(services, plan).await;
+        self.carry_out(services, plan, None).await;
     }
 
     /// After the task's own result is stored: counts it in its chord, if it is in one.
@@ -101,7 +103,7 @@ impl Workflow {
             return;
         }
         let plan = canvas::on_failure(&self.embed, self.finished(), exception, &mut new_id);
-        self.carry_out(services, plan).await;
+        self.carry_out(services, plan, None).await;
     }
 
     /// Counts the task's final state in its chord; calls the body when that completes it.
@@ -109,40 +111,60 @@ impl Workflow {
         let (Some(body), Some((group_id, group_index))) = (&self.embed.chord, &self.group) else {
             return;
         };
+        let member = ChordMember {
+            group_id,
+            group_index: *group_index,
+            task_id: &self.id,
+            body,
+        };
+        self.join_chord(services, member, state, result).await;
+    }
+
+    /// Counts `member`'s final state in its chord; calls the body when that completes it.
+    async fn join_chord(
+        &self,
+        services: &Services,
+        member: ChordMember<'_>,
+        state: TaskState,
+        result: Value,
+    ) {
+        let ChordMember {
+            group_id,
+            group_index,
+            task_id,
+            body,
+        } = member;
+        let body_id = body["options"]["task_id"].as_str();
         let Some(redis) = services.results.redis() else {
             log::error!(
-                "task {}[{}] is part of chord {group_id}, but chords need the Redis result \
+                "task {task_id} is part of chord {group_id}, but chords need the Redis result \
                  backend (CELERIAC_RESULT_BACKEND=redis://...): its body will not run",
-                self.name,
-                self.id
             );
             let plan = canvas::on_chord_complete(
                 body,
                 &[Err("chords need the Redis result backend".into())],
                 &mut new_id,
             );
-            self.carry_out(services, plan).await;
+            self.carry_out(services, plan, body_id).await;
             return;
         };
         let entry = ChordPart {
-            task_id: self.id.clone(),
+            task_id: task_id.to_string(),
             state: state.as_str().to_string(),
             result,
         };
         let join = redis
             .chord_part_return(ChordPartReturn {
-                group_id: group_id.clone(),
-                task_id: self.id.clone(),
-                group_index: *group_index,
+                group_id: group_id.to_string(),
+                task_id: task_id.to_string(),
+                group_index,
                 entry: encode_value(&entry.to_value()),
             })
             .await;
         match join {
             Ok(ChordJoin::Waiting) => {}
             Ok(ChordJoin::AlreadyDone) => log::info!(
-                "task {}[{}]: chord {group_id} was already done; this result came late",
-                self.name,
-                self.id
+                "task {task_id}: chord {group_id} was already done; this result came late",
             ),
             Ok(ChordJoin::ClaimLost) => log::warn!(
                 "chord {group_id}: the claim to call its body was lost before it was called; \
@@ -158,7 +180,7 @@ impl Workflow {
                     })
                     .collect();
                 let plan = canvas::on_chord_complete(body, &parts, &mut new_id);
-                self.carry_out(services, plan).await;
+                self.carry_out(services, plan, body_id).await;
                 match redis.finish_chord(group_id, &token).await {
                     Ok(true) => {}
                     Ok(false) => log::warn!(
@@ -169,15 +191,151 @@ impl Workflow {
                 }
             }
             Err(error) => log::error!(
-                "task {}[{}]: could not count its result in chord {group_id}: {error}",
-                self.name,
-                self.id
+                "task {task_id}: could not count its result in chord {group_id}: {error}",
             ),
         }
     }
 
-    /// Does what `plan` says, in order; logs what it could not do.
-    async fn carry_out(&self, services: &Services, plan: Plan) {
+    /// Does what `plan` says, in order; logs what it could not do. `chord_body` is the id
+    /// of the chord body the plan calls, if it calls one.
+    ///
+    /// A call that cannot be sent gets a FAILURE instead (and its errbacks and chain, see
+    /// [`canvas::on_unsent`]); what that plan sends is not followed further when it fails.
+    /// Boxed: a chain step counted in its chord can complete the chord, whose plan is
+    /// carried out here again (bounded by the nesting of the message).
+    fn carry_out<'a>(
+        &'a self,
+        services: &'a Services,
+        plan: Plan,
+        chord_body: Option<&'a str>,
+    ) -> futures::future::LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.log_plan(&plan);
+            // Chords whose body already failed (size not recorded, a member not sent): the
+            // rest of their header is not published.
+            let mut failed_chords: Vec<String> = Vec::new();
+            // Each action, and whether a failure to send it is followed up.
+            let mut pending: VecDeque<(Action, bool)> = plan
+                .actions
+                .into_iter()
+                .map(|action| (action, true))
+                .collect();
+            while let Some((action, follow_up)) = pending.pop_front() {
+                match action {
+                    Action::Publish(call) => {
+                        let chord = call
+                            .options
+                            .get("chord")
+                            .and_then(|chord| chord["options"]["task_id"].as_str())
+                            .map(str::to_string);
+                        if chord
+                            .as_ref()
+                            .is_some_and(|id| failed_chords.iter().any(|failed| failed == id))
+                        {
+                            continue;
+                        }
+                        let Err(reason) = self.publish(services, &call).await else {
+                            continue;
+                        };
+                        if !follow_up {
+                            continue;
+                        }
+                        let id = call.task_id();
+                        let is_body = chord_body.is_some() && id == chord_body;
+                        let unsent = canvas::on_unsent(&call, &reason, is_body, &mut new_id);
+                        log::error!(
+                            "task {}[{}]: {}[{}] of its workflow could not be sent ({}): \
+                             storing FAILURE for it{}",
+                            self.name,
+                            self.id,
+                            clip(&call.task),
+                            clip(id.unwrap_or("?")),
+                            clip(&reason),
+                            if chord.is_some() {
+                                " and for its chord's body"
+                            } else {
+                                ""
+                            }
+                        );
+                        self.log_plan(&unsent);
+                        failed_chords.extend(chord);
+                        pending.extend(unsent.actions.into_iter().map(|action| (action, false)));
+                    }
+                    Action::SetChordSize {
+                        group_id,
+                        size,
+                        body,
+                    } => {
+                        let recorded = match services.results.redis() {
+                            Some(redis) => redis
+                                .set_chord_size(&group_id, size)
+                                .await
+                                .map_err(|error| error.to_string()),
+                            None => Err("chords need the Redis result backend \
+                                         (CELERIAC_RESULT_BACKEND=redis://...)"
+                                .to_string()),
+                        };
+                        if let Err(reason) = recorded {
+                            log::error!(
+                                "task {}[{}]: chord {group_id} not started: {reason}",
+                                self.name,
+                                self.id
+                            );
+                            let Some(body_id) = body.task_id() else {
+                                continue;
+                            };
+                            failed_chords.push(body_id.to_string());
+                            let exception = ExceptionInfo::new(
+                                "ChordError",
+                                "celery.exceptions",
+                                format!("chord {group_id} not started: {reason}"),
+                            );
+                            let to = ResultAddress::for_task(
+                                body_id,
+                                body.option_str("reply_to").map(str::to_string),
+                                body.option_str("group_id").map(str::to_string),
+                            );
+                            services
+                                .results
+                                .exception(&to, TaskState::Failure, &exception)
+                                .await;
+                        }
+                    }
+                    Action::Fail {
+                        task_id,
+                        reply_to,
+                        group_id,
+                        exception,
+                    } => {
+                        let to = ResultAddress::for_task(&task_id, reply_to, group_id);
+                        services
+                            .results
+                            .exception(&to, TaskState::Failure, &exception)
+                            .await;
+                    }
+                    Action::JoinChord {
+                        group_id,
+                        group_index,
+                        task_id,
+                        body,
+                        exception,
+                    } => {
+                        let member = ChordMember {
+                            group_id: &group_id,
+                            group_index,
+                            task_id: &task_id,
+                            body: &body,
+                        };
+                        self.join_chord(services, member, TaskState::Failure, exception.to_value())
+                            .await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Logs the parts of `plan` that were dropped and what it says about itself.
+    fn log_plan(&self, plan: &Plan) {
         for problem in &plan.problems {
             log::error!(
                 "task {}[{}]: {} (dropped)",
@@ -186,97 +344,39 @@ impl Workflow {
                 clip(problem)
             );
         }
-        // Chords whose size could not be recorded: their header is not published.
-        let mut failed_chords: Vec<String> = Vec::new();
-        for action in plan.actions {
-            match action {
-                Action::Publish(call) => {
-                    let body_id = call
-                        .options
-                        .get("chord")
-                        .and_then(|chord| chord["options"]["task_id"].as_str());
-                    if body_id.is_some_and(|id| failed_chords.iter().any(|failed| failed == id)) {
-                        continue;
-                    }
-                    self.publish(services, &call).await;
-                }
-                Action::SetChordSize {
-                    group_id,
-                    size,
-                    body,
-                } => {
-                    let recorded = match services.results.redis() {
-                        Some(redis) => redis
-                            .set_chord_size(&group_id, size)
-                            .await
-                            .map_err(|error| error.to_string()),
-                        None => Err("chords need the Redis result backend \
-                                     (CELERIAC_RESULT_BACKEND=redis://...)"
-                            .to_string()),
-                    };
-                    if let Err(reason) = recorded {
-                        log::error!(
-                            "task {}[{}]: chord {group_id} not started: {reason}",
-                            self.name,
-                            self.id
-                        );
-                        let Some(body_id) = body.task_id() else {
-                            continue;
-                        };
-                        failed_chords.push(body_id.to_string());
-                        let exception = ExceptionInfo::new(
-                            "ChordError",
-                            "celery.exceptions",
-                            format!("chord {group_id} not started: {reason}"),
-                        );
-                        let to = ResultAddress::for_task(
-                            body_id,
-                            body.option_str("reply_to").map(str::to_string),
-                            body.option_str("group_id").map(str::to_string),
-                        );
-                        services
-                            .results
-                            .exception(&to, TaskState::Failure, &exception)
-                            .await;
-                    }
-                }
-                Action::Fail {
-                    task_id,
-                    reply_to,
-                    group_id,
-                    exception,
-                } => {
-                    let to = ResultAddress::for_task(&task_id, reply_to, group_id);
-                    services
-                        .results
-                        .exception(&to, TaskState::Failure, &exception)
-                        .await;
-                }
-            }
+        for notice in &plan.notices {
+            log::info!("task {}[{}]: {}", self.name, self.id, clip(notice));
         }
     }
 
-    /// Publishes one call of the workflow.
-    async fn publish(&self, services: &Services, call: &canvas::SignatureDict) {
-        let sent = match task_message(call, chrono::Utc::now()) {
+    /// Publishes one call of the workflow; `Err` says why it was not sent.
+    async fn publish(
+        &self,
+        services: &Services,
+        call: &canvas::SignatureDict,
+    ) -> Result<(), String> {
+        match task_message(call, chrono::Utc::now()) {
             Ok(out) => services
                 .producer
                 .send_message(out.message, out.queue)
                 .await
                 .map_err(|error| error.to_string()),
             Err(error) => Err(error.to_string()),
-        };
-        if let Err(reason) = sent {
-            log::error!(
-                "task {}[{}]: could not send {}[{}] of its workflow: {}",
-                self.name,
-                self.id,
-                clip(&call.task),
-                clip(call.task_id().unwrap_or("?")),
-                clip(&reason)
-            );
         }
     }
+}
+
+/// A header member of a chord, as it is counted in it.
+#[derive(Debug, Clone, Copy)]
+struct ChordMember<'a> {
+    /// The header's group id.
+    group_id: &'a str,
+    /// The member's place in the header.
+    group_index: Option<i64>,
+    /// The member's task id.
+    task_id: &'a str,
+    /// The chord's body.
+    body: &'a Value,
 }
 
 /// A new task or group id.

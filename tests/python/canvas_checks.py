@@ -85,6 +85,19 @@ def main():
     except ChordError as exc:
         check("a failing header fails the body with ChordError", "in the header" in str(exc), True)
 
+    # A chain in a chord's header whose first step fails: its last step never runs, and is
+    # counted, failed, in the chord (Celery's _fail_chain), so the body fails instead of
+    # waiting for it.
+    chained_header = chord([chain(rust("fail", "first of the chain"), rust("add", 1)), rust("add", 1, 1)],
+                           rust("tsum"))
+    body = app.AsyncResult(chained_header.apply_async().id)
+    try:
+        body.get(timeout=TIMEOUT)
+        raise AssertionError("a chord whose header chain fails did not raise")
+    except ChordError as exc:
+        check("a failing chain in a header fails the body with ChordError",
+              "first of the chain" in str(exc), True)
+
     print("all checks passed", flush=True)
 
 
