@@ -1,7 +1,7 @@
 //! Workflow parts a worker cannot use (an embed that is not an object, a chain step
 //! without a task name, a callback nested past the depth limit, a chord with no Redis to
-//! join it): the task's own result is stored, the bad part is dropped (and, where a task
-//! waits on it, failed), and the worker goes on serving.
+//! join it, a next step that cannot be sent): the task's own result is stored, the bad part
+//! is dropped (and, where a task waits on it, failed), and the worker goes on serving.
 
 mod common;
 
@@ -65,6 +65,8 @@ async fn bad_workflow_parts_are_dropped_and_the_task_result_is_kept() {
         .expect("the worker starts");
 
     let waiting_id = uuid::Uuid::new_v4().to_string();
+    let unsent_id = uuid::Uuid::new_v4().to_string();
+    let after_unsent_id = uuid::Uuid::new_v4().to_string();
     let embeds = [
         json!([1, 2, 3]),
         json!({"chain": [{"args": [1]}]}),
@@ -73,6 +75,12 @@ async fn bad_workflow_parts_are_dropped_and_the_task_result_is_kept() {
         // A chain step that cannot run (a chord without a body): the step's own id gets a
         // FAILURE instead of never being answered.
         json!({"chain": [{"task": "celery.chord", "kwargs": {"header": []}, "options": {"task_id": waiting_id}, "subtask_type": "chord"}]}),
+        // A next chain step that cannot be sent (its eta is not a time): it and the step
+        // after it get a FAILURE instead of never being answered.
+        json!({"chain": [
+            {"task": "test.add", "args": [1], "kwargs": {}, "options": {"task_id": after_unsent_id}},
+            {"task": "test.add", "args": [1], "kwargs": {}, "options": {"task_id": unsent_id, "eta": "not a time"}},
+        ]}),
     ];
     let mut ids = Vec::new();
     for embed in embeds {
@@ -98,6 +106,22 @@ async fn bad_workflow_parts_are_dropped_and_the_task_result_is_kept() {
             );
         }
         other => panic!("the chain step that cannot run should fail, got {other:?}"),
+    }
+    for id in [&unsent_id, &after_unsent_id] {
+        let result = AsyncResult::from_id(id.clone(), &config).expect("a Redis handle");
+        match result.get(WAIT).await {
+            Err(ResultError::Failed { exception, .. }) => {
+                assert_eq!(exception.exc_type, "CanvasError");
+                assert!(
+                    exception.exc_message[0].as_str().is_some_and(|text| {
+                        text.contains(&format!("could not send test.add[{unsent_id}]"))
+                            && text.contains("not a time")
+                    }),
+                    "{exception:?}"
+                );
+            }
+            other => panic!("the chain step {id} that was not sent should fail, got {other:?}"),
+        }
     }
 
     // A chord whose header runs on a worker without Redis results: its body fails with
