@@ -41,6 +41,13 @@ pub fn task_message(call: &SignatureDict, now: DateTime<Utc>) -> Result<Outgoing
         headers.root_id = Some(root_id.to_string());
     }
     headers.shadow = call.option_str("shadow").map(str::to_string);
+    // Celery's `apply_async` sends 0 for a task that replaced none.
+    headers.replaced_task_nesting = Some(
+        options
+            .get("replaced_task_nesting")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    );
     if let Some(ignore) = options.get("ignore_result").and_then(Value::as_bool) {
         headers.ignore_result = Some(ignore);
     }
