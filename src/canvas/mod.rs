@@ -5,7 +5,8 @@
 //! - [`node`]: [`CanvasNode`], a signature read as a task, group, chain or chord;
 //! - [`apply`]: what calling a node amounts to ([`Action`]s: messages, chord sizes);
 //! - [`workflow`]: what a worker does after a task: callbacks and the next chain step on
-//!   success, failures and errbacks on failure, a chord's body once its header is done;
+//!   success, failures and errbacks on failure, a chord's body once its header is done,
+//!   failures for calls that could not be sent;
 //! - [`message`]: a call as the message that publishes it;
 //! - [`build`]: workflows built in Rust ([`Chain`], [`Group`], [`Chord`]), frozen into
 //!   the same dicts.

@@ -7,7 +7,8 @@
 //! - failure: FAILURE for every remaining chain step, then the old-style errbacks
 //!   (`link_error`) with the failed task's id as argument, wrapped in a group;
 //! - a chord's completion: its body with the header's results, or FAILURE (`ChordError`)
-//!   for the body when a header task failed.
+//!   for the body when a header task failed;
+//! - a call that could not be sent: FAILURE for it and for what waits on it.
 
 use serde_json::{Map, Value};
 
