@@ -704,3 +704,60 @@ async fn a_worker_stores_every_result_across_a_redis_restart() {
     common::delete_queues(&broker, &[&queue]).await;
     drop(redis);
 }
+
+/// `CELERIAC_RESULT_EXPIRES_S=0` (Celery's `result_expires = None` or `0`): a worker stores
+/// its results with a plain `SET`, so the key has no TTL (`TTL` answers -1), where the
+/// default gives one.
+#[actix_rt::test]
+async fn a_worker_with_result_expires_zero_stores_results_that_never_expire() {
+    common::init_logging();
+    let config = celeriac::Config {
+        result_backend: Some(redis_url()),
+        ..common::config(1)
+    };
+    let broker = common::connect(&config).await;
+    let queue = common::unique_queue("redis-no-expiry");
+    let mut worker = common::KillOnDrop(
+        common::example_command("interop")
+            .env("CELERIAC_BROKER_URL", common::amqp_url())
+            .env("CELERIAC_RESULT_BACKEND", redis_url())
+            .env("CELERIAC_RESULT_EXPIRES_S", "0")
+            .env("CELERIAC_QUEUE", &queue)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    let producer = match celeriac::Producer::from_config(broker.clone(), &config).await {
+        Ok(producer) => producer,
+        Err(error) => panic!("a producer with Redis results: {error}"),
+    };
+    let sum = producer
+        .send_signature_with_result(
+            celeriac::Signature::new("interop.add")
+                .with_args(vec![json!(2), json!(3)])
+                .with_queue(queue.clone()),
+        )
+        .await
+        .expect("sent");
+    // Generous: the worker boots first.
+    match sum.get(Duration::from_secs(90)).await {
+        Ok(value) => assert_eq!(value, json!(5)),
+        Err(error) => panic!("expected 5 from the interop worker: {error}"),
+    }
+    let mut connection = raw(&redis_url()).await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(key(sum.id()))
+        .query_async(&mut connection)
+        .await
+        .expect("TTL");
+    assert_eq!(
+        ttl, -1,
+        "a result stored with result_expires = 0 has no TTL"
+    );
+    let exit = worker.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&queue]).await;
+    broker.close().await.ok();
+}

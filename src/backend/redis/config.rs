@@ -19,7 +19,8 @@ pub struct RedisBackendConfig {
     /// Celery's query parameters `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`,
     /// `ssl_keyfile` ([`RedisTls`]).
     pub url: String,
-    /// The TTL of each stored result (Celery's `result_expires`), whole seconds, at least 1.
+    /// The TTL of each stored result (Celery's `result_expires`), whole seconds, at least 1;
+    /// zero: results never expire (Celery's `result_expires = None` or `0`: a plain `SET`).
     pub result_expires: Duration,
     /// How long connecting may take.
     pub connect_timeout: Duration,
@@ -62,9 +63,10 @@ impl RedisBackendConfig {
         redact_url(&self.url)
     }
 
-    /// The TTL in whole seconds (at least 1, as `SETEX` requires).
-    pub fn expires_seconds(&self) -> u64 {
-        self.result_expires.as_secs().max(1)
+    /// The TTL in whole seconds (at least 1, as `SETEX` requires); `None` when results
+    /// never expire (`result_expires` is zero).
+    pub fn expires_seconds(&self) -> Option<u64> {
+        expires_seconds(self.result_expires)
     }
 
     /// Checks the URL without reading any file: `redis://`, or `rediss://` with Celery's
@@ -117,6 +119,12 @@ impl RedisBackendConfig {
     }
 }
 
+/// The TTL of keys for `result_expires`: `None` (no TTL) for zero, as Celery's Redis backend
+/// stores with a plain `SET` when its `expires` is falsy; else whole seconds, at least 1.
+fn expires_seconds(result_expires: Duration) -> Option<u64> {
+    (!result_expires.is_zero()).then(|| result_expires.as_secs().max(1))
+}
+
 impl std::fmt::Debug for RedisBackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackendConfig")
@@ -126,5 +134,28 @@ impl std::fmt::Debug for RedisBackendConfig {
             .field("response_timeout", &self.response_timeout)
             .field("store_retry", &self.store_retry)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_means_no_ttl_and_a_ttl_is_at_least_a_second() {
+        let rows = [
+            (Duration::ZERO, None),
+            (Duration::from_millis(1), Some(1)),
+            (Duration::from_millis(1_500), Some(1)),
+            (Duration::from_secs(60), Some(60)),
+            (DEFAULT_RESULT_EXPIRES, Some(86_400)),
+        ];
+        for (result_expires, expected) in rows {
+            assert_eq!(
+                expires_seconds(result_expires),
+                expected,
+                "{result_expires:?}"
+            );
+        }
     }
 }
