@@ -58,6 +58,17 @@ impl RedisBackendConfig {
         Ok(backend)
     }
 
+    /// The backend `config` names when its `result_backend` is a Redis URL (`redis://` or
+    /// `rediss://`, see [`is_redis_url`]): `Ok(None)` for none (unset, `rpc://`, ...), an
+    /// error for a Redis URL that cannot be used. For applications that read results when
+    /// Redis is configured and do without otherwise.
+    pub fn configured(config: &Config) -> Result<Option<Self>, RedisBackendError> {
+        match config.result_backend.as_deref() {
+            Some(url) if is_redis_url(url) => Self::from_config(config).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The URL with its password masked, for messages and logs.
     pub fn server(&self) -> String {
         redact_url(&self.url)
@@ -119,6 +130,12 @@ impl RedisBackendConfig {
     }
 }
 
+/// Whether `result_backend` names the Redis backend: `redis://`, or `rediss://` (TLS).
+pub fn is_redis_url(result_backend: &str) -> bool {
+    let url = result_backend.trim();
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
 /// The TTL of keys for `result_expires`: `None` (no TTL) for zero, as Celery's Redis backend
 /// stores with a plain `SET` when its `expires` is falsy; else whole seconds, at least 1.
 fn expires_seconds(result_expires: Duration) -> Option<u64> {
@@ -157,5 +174,38 @@ mod tests {
                 "{result_expires:?}"
             );
         }
+    }
+
+    #[test]
+    fn redis_and_rediss_urls_name_the_redis_backend() {
+        let rows = [
+            ("redis://127.0.0.1:6379/0", true),
+            (" rediss://:pw@redis:6380/0?ssl_cert_reqs=required ", true),
+            ("rpc://", false),
+            ("", false),
+            ("db+postgresql://u:pw@h/db", false),
+            ("http://redis/0", false),
+        ];
+        for (url, redis) in rows {
+            assert_eq!(is_redis_url(url), redis, "{url}");
+        }
+        let named = |backend: Option<&str>| Config {
+            result_backend: backend.map(str::to_string),
+            ..Config::default()
+        };
+        let tls = named(Some("rediss://127.0.0.1:6380/0?ssl_cert_reqs=required"));
+        let backend = RedisBackendConfig::configured(&tls).expect("a usable URL");
+        assert!(backend.is_some_and(|backend| backend.url.starts_with("rediss://")));
+        for other in [None, Some("rpc://")] {
+            assert!(matches!(
+                RedisBackendConfig::configured(&named(other)),
+                Ok(None)
+            ));
+        }
+        let broken = named(Some(
+            "redis://:secret@127.0.0.1:6379/0?ssl_ca_certs=/ca.pem",
+        ));
+        let error = RedisBackendConfig::configured(&broken).expect_err("TLS options on redis://");
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 }
