@@ -32,7 +32,7 @@ pub struct RedisBackendConfig {
 
 impl RedisBackendConfig {
     /// A config for `url`: one-day TTL, 10-second connect and response timeouts, stores
-    /// retried up to 30 times (about 45 s of backoff) before they fail.
+    /// retried up to 30 times (25 to 51 s of backoff, with its jitter) before they fail.
     pub fn new(url: impl Into<String>) -> Self {
         RedisBackendConfig {
             url: url.into(),
