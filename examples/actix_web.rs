@@ -1,7 +1,7 @@
 //! An actix-web service that sends tasks: `POST /add?x=2&y=3` answers `{"task_id": "..."}`
 //! once the broker confirmed the task, and `GET /tasks/{id}` answers its state and result
-//! from the Redis result backend, from any instance of the service (the usual web pattern:
-//! return the id, poll it later).
+//! from the Redis result backend (`redis://`, or `rediss://` over TLS), from any instance of
+//! the service (the usual web pattern: return the id, poll it later).
 //!
 //! ```text
 //! CELERIAC_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
@@ -39,7 +39,7 @@ enum ApiError {
     #[display("could not read the result: {_0}")]
     Result(ResultError),
     /// No result backend to read from.
-    #[display("no result backend: set CELERIAC_RESULT_BACKEND=redis://...")]
+    #[display("no result backend: set CELERIAC_RESULT_BACKEND=redis://... (or rediss://...)")]
     NoResults,
 }
 
@@ -68,7 +68,8 @@ struct AddQuery {
 struct Target {
     producer: Producer,
     queue: String,
-    /// The Redis result backend, when `CELERIAC_RESULT_BACKEND` names one.
+    /// The Redis result backend, when `CELERIAC_RESULT_BACKEND` names one (`redis://` or
+    /// `rediss://`).
     results: Option<RedisResults>,
 }
 
@@ -122,11 +123,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("CELERIAC_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let queue = std::env::var("CELERIAC_QUEUE").unwrap_or_else(|_| config.default_queue.clone());
     let broker = connect_broker(&config).await?;
-    let results = match config.result_backend.as_deref() {
-        Some(url) if url.starts_with("redis://") => {
-            Some(RedisResults::connect(RedisBackendConfig::from_config(&config)?).await?)
-        }
-        _ => None,
+    // redis:// or rediss:// (TLS); any other backend (or none) leaves GET /tasks/{id} out.
+    let results = match RedisBackendConfig::configured(&config)? {
+        Some(backend) => Some(RedisResults::connect(backend).await?),
+        None => None,
     };
     let target = web::Data::new(Target {
         producer: Producer::new(broker.clone(), &config),

@@ -19,6 +19,7 @@
 //! | `interop.typed_echo(when, local, naive, day, at, amount, id, text, raw, plain)` | returns its arguments as a dict, read and written as `Kombu<_>` types (`datetime`, `date`, `time`, `Decimal`, `UUID`, `bytes`); `plain` is a `String`, so a datetime sent there comes back as its ISO string |
 //! | `interop.fail(message)` | fails; Python raises `ValueError(message)` |
 //! | `interop.sleep(seconds)` | waits without blocking the worker, returns `seconds` |
+//! | `interop.wait_for_file(path, seconds)` | waits (polling, without blocking the worker) until the file exists, returns `path`; fails with `TimeoutError` after `seconds` (a gate a test opens once it has seen the task running) |
 //! | `interop.touch(path, token)` | appends `token` and a newline to the file, returns `token` |
 //! | `interop.request()` | returns what the task knows of its request (id, retries, eta, ...) |
 //! | `interop.panic(message)` | panics; Python sees a failure (`TaskPanicked`) |
@@ -189,6 +190,34 @@ impl Task for Sleep {
     }
 }
 
+/// `interop.wait_for_file(path, seconds)`: a gate a test opens by creating the file.
+struct WaitForFile;
+
+/// How often `interop.wait_for_file` looks for its file.
+const FILE_POLL: Duration = Duration::from_millis(20);
+
+impl Task for WaitForFile {
+    const NAME: &'static str = "interop.wait_for_file";
+    type Args = (String, f64);
+    type Output = String;
+    async fn run(_: TaskContext, (path, seconds): (String, f64)) -> Result<String, TaskError> {
+        let patience = Duration::try_from_secs_f64(seconds)
+            .map_err(|error| TaskError::value_error(format!("seconds: {error}")))?;
+        let deadline = std::time::Instant::now() + patience;
+        while !std::path::Path::new(&path).exists() {
+            if std::time::Instant::now() >= deadline {
+                return Err(TaskError::new(
+                    "TimeoutError",
+                    "builtins",
+                    format!("{path} did not appear within {seconds} s"),
+                ));
+            }
+            actix_rt::time::sleep(FILE_POLL).await;
+        }
+        Ok(path)
+    }
+}
+
 /// `interop.touch(path, token)`.
 struct Touch;
 
@@ -345,6 +374,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .register::<TypedEcho>()
         .register::<Fail>()
         .register::<Sleep>()
+        .register::<WaitForFile>()
         .register::<Touch>()
         .register::<Request>()
         .register::<Panic>()

@@ -77,8 +77,21 @@ async fn start_example(env: &[(&str, String)], path: &str) -> (KillOnDrop, Strin
 /// process that did not send the task.
 #[actix_rt::test]
 async fn a_result_is_polled_over_http_from_the_redis_backend() {
+    polled_over_http(common::redis_server::redis_url()).await;
+}
+
+/// The same with Redis over TLS: the example reads a `rediss://` backend (it answered 501,
+/// no result backend, when it knew only `redis://`).
+#[actix_rt::test]
+async fn a_result_is_polled_over_http_from_redis_over_tls() {
+    polled_over_http(common::redis_server::redis_tls_url()).await;
+}
+
+/// A worker and the example sharing the result backend `backend_url`: a task POSTed to the
+/// example is polled to SUCCESS over HTTP, then read by id with `AsyncResult::from_id`.
+async fn polled_over_http(backend_url: String) {
     let config = celeriac::Config {
-        result_backend: Some(common::redis_server::redis_url()),
+        result_backend: Some(backend_url.clone()),
         ..config(2)
     };
     let broker = connect(&config).await;
@@ -92,7 +105,7 @@ async fn a_result_is_polled_over_http_from_the_redis_backend() {
         .expect("worker starts");
     let env = [
         ("CELERIAC_QUEUE", queue.clone()),
-        ("CELERIAC_RESULT_BACKEND", common::redis_server::redis_url()),
+        ("CELERIAC_RESULT_BACKEND", backend_url),
     ];
     let (mut server, addr, response) = start_example(&env, "/add?x=2&y=3").await;
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");

@@ -704,3 +704,151 @@ async fn a_worker_stores_every_result_across_a_redis_restart() {
     common::delete_queues(&broker, &[&queue]).await;
     drop(redis);
 }
+
+/// `CELERIAC_RESULT_EXPIRES_S=0` (Celery's `result_expires = None` or `0`): a worker stores
+/// its results with a plain `SET`, so the key has no TTL (`TTL` answers -1), where the
+/// default gives one.
+#[actix_rt::test]
+async fn a_worker_with_result_expires_zero_stores_results_that_never_expire() {
+    common::init_logging();
+    let config = celeriac::Config {
+        result_backend: Some(redis_url()),
+        ..common::config(1)
+    };
+    let broker = common::connect(&config).await;
+    let queue = common::unique_queue("redis-no-expiry");
+    let mut worker = common::KillOnDrop(
+        common::example_command("interop")
+            .env("CELERIAC_BROKER_URL", common::amqp_url())
+            .env("CELERIAC_RESULT_BACKEND", redis_url())
+            .env("CELERIAC_RESULT_EXPIRES_S", "0")
+            .env("CELERIAC_QUEUE", &queue)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    let producer = match celeriac::Producer::from_config(broker.clone(), &config).await {
+        Ok(producer) => producer,
+        Err(error) => panic!("a producer with Redis results: {error}"),
+    };
+    let sum = producer
+        .send_signature_with_result(
+            celeriac::Signature::new("interop.add")
+                .with_args(vec![json!(2), json!(3)])
+                .with_queue(queue.clone()),
+        )
+        .await
+        .expect("sent");
+    // Generous: the worker boots first.
+    match sum.get(Duration::from_secs(90)).await {
+        Ok(value) => assert_eq!(value, json!(5)),
+        Err(error) => panic!("expected 5 from the interop worker: {error}"),
+    }
+    let mut connection = raw(&redis_url()).await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(key(sum.id()))
+        .query_async(&mut connection)
+        .await
+        .expect("TTL");
+    assert_eq!(
+        ttl, -1,
+        "a result stored with result_expires = 0 has no TTL"
+    );
+    let exit = worker.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&queue]).await;
+    broker.close().await.ok();
+}
+
+/// The longest a worker's store may retry before it gives up: every backoff delay at its
+/// ceiling, and every attempt spending the whole connect timeout.
+fn store_retry_budget(config: &RedisBackendConfig) -> Duration {
+    let attempts = config.store_retry.max_attempts.unwrap_or(1).max(1);
+    let backoff = config.store_retry.backoff();
+    (0..attempts)
+        .map(|attempt| backoff.delay_at(attempt, 1.0) + config.connect_timeout)
+        .sum()
+}
+
+/// A worker whose Redis goes away and stays away longer than its stores retry: the result
+/// is lost, and the worker's log says so in an ERROR line naming the task (the only trace
+/// of a lost result), without Redis's password. The worker is the `interop` example, its
+/// log captured from its stderr.
+#[actix_rt::test]
+async fn a_worker_logs_a_result_it_could_not_store_naming_the_task() {
+    let password = "lost-result-secret";
+    let redis = actix_rt::task::spawn_blocking(move || PrivateRedis::start(Some(password)))
+        .await
+        .expect("started");
+    let config = common::config(1);
+    let broker = common::connect(&config).await;
+    let queue = common::unique_queue("redis-lost");
+    let dir = std::env::temp_dir().join(format!("celeriac-lost-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let log_path = dir.join("worker.log");
+    let mut worker = common::KillOnDrop(
+        common::example_command("interop")
+            .env("CELERIAC_BROKER_URL", common::amqp_url())
+            .env("CELERIAC_RESULT_BACKEND", &redis.url)
+            .env("CELERIAC_QUEUE", &queue)
+            .env("RUST_LOG", "warn,celeriac::worker::system=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).expect("the log file"))
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The worker PINGs Redis as it starts: it must be up until then.
+    common::wait_until("the worker to start", Duration::from_secs(60), || {
+        log().contains("worker started")
+    })
+    .await;
+    let redis = actix_rt::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .expect("stopped");
+
+    let producer = celeriac::Producer::new(broker.clone(), &config);
+    let id = producer
+        .send_signature(
+            celeriac::Signature::new("interop.add")
+                .with_args(vec![json!(2), json!(3)])
+                .with_queue(queue.clone()),
+        )
+        .await
+        .expect("sent");
+    let lost = |line: &&str| line.contains("ERROR") && line.contains(&id);
+    let budget = store_retry_budget(
+        &RedisBackendConfig::from_config(&celeriac::Config {
+            result_backend: Some(redis.url.clone()),
+            ..celeriac::Config::default()
+        })
+        .expect("a Redis URL"),
+    );
+    common::wait_until(
+        &format!("an ERROR line naming task {id} once its store gave up (budget {budget:?})"),
+        budget + PATIENCE,
+        || log().lines().any(|line| lost(&line)),
+    )
+    .await;
+    let text = log();
+    let line = text.lines().find(lost).unwrap_or_default();
+    assert!(
+        line.contains("SUCCESS") && line.contains("NOT stored") && !line.contains(password),
+        "{line}"
+    );
+    assert!(
+        !text.contains(password),
+        "the password is in the worker's log"
+    );
+    let exit = worker.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&queue]).await;
+    broker.close().await.ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(redis);
+}

@@ -81,7 +81,8 @@ pub struct Config {
     /// ([`RedisResults`](crate::RedisResults)).
     pub result_backend: Option<String>,
     /// How long stored results live in a key-value backend such as Redis (Celery's
-    /// `result_expires`, one day by default): the TTL of each `celery-task-meta-<id>` key.
+    /// `result_expires`, one day by default): the TTL of each `celery-task-meta-<id>` key;
+    /// zero: results never expire (Celery's `result_expires = None` or `0`).
     pub result_expires: Duration,
     /// Stored results also carry the task's request (Celery's `result_extended`, default
     /// false, app-wide as in Celery): `name`, `args`, `kwargs`, `worker`, `retries` and
@@ -281,7 +282,8 @@ impl Config {
             config.result_backend = Some(backend.trim().to_string());
         }
         if let Some(seconds) = env_number("CELERIAC_RESULT_EXPIRES_S") {
-            config.result_expires = Duration::from_secs(seconds.max(1));
+            // 0: results never expire, as Celery's `result_expires = None` or `0`.
+            config.result_expires = Duration::from_secs(seconds);
         }
         config
     }

@@ -84,9 +84,7 @@ impl BackendKind {
             None | Some("") => Ok(BackendKind::Disabled),
             Some(RPC_BACKEND) => Ok(BackendKind::Rpc),
             // rediss:// too: Redis over TLS (its certificates in the URL's ssl_* parameters).
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(BackendKind::Redis)
-            }
+            Some(url) if crate::backend::redis::config::is_redis_url(url) => Ok(BackendKind::Redis),
             Some(other) => Err(crate::actors::broker::amqp::redact_url(other)),
         }
     }
@@ -396,6 +394,10 @@ mod tests {
         assert_eq!(BackendKind::parse(Some("rpc://")), Ok(BackendKind::Rpc));
         assert_eq!(
             BackendKind::parse(Some("redis://:pw@127.0.0.1:6379/0")),
+            Ok(BackendKind::Redis)
+        );
+        assert_eq!(
+            BackendKind::parse(Some("rediss://127.0.0.1:6380/0?ssl_cert_reqs=required")),
             Ok(BackendKind::Redis)
         );
         assert_eq!(

@@ -6,14 +6,16 @@
     python redis_results.py URL send AMQP_URL QUEUE
                                                  a Python producer with the Redis backend sends
                                                  to a celeriac worker: add(2, 3), fail('boom'),
-                                                 an expired add, sleep(1.5) seen STARTED; prints
+                                                 an expired add, wait_for_file(path) seen
+                                                 STARTED before the file is created; prints
                                                  "all checks passed" or raises
     python redis_results.py URL extended AMQP_URL QUEUE
                                                  the same to a celeriac worker with
                                                  result_extended: add(2, y=3) and fail('boom')
                                                  read back with AsyncResult.name, .args,
                                                  .kwargs, .worker, .retries, .queue, and
-                                                 sleep(1.5) seen STARTED with its name; prints
+                                                 wait_for_file(path) seen STARTED with its name
+                                                 and arguments before the file is created; prints
                                                  "all checks passed" or raises
     python redis_results.py URL store OK_ID FAIL_ID
                                                  app.backend.store_result: OK_ID SUCCESS 42,
@@ -21,7 +23,10 @@
 """
 import datetime
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 from celery import Celery
@@ -58,6 +63,32 @@ def main():
         sys.exit(f"unknown command {command}")
 
 
+# How long the gated task waits for its file before it fails (it should never need to).
+GATE_SECONDS = 120
+
+
+def run_gated(app, queue):
+    """Sends interop.wait_for_file, which runs until a file exists; waits until the backend
+    says STARTED (PENDING before; the task cannot finish before the file is created, so
+    STARTED cannot be missed), then creates the file and checks that the task returns its
+    path. Answers the STARTED document, with "path" added."""
+    gate_dir = tempfile.mkdtemp(prefix="celeriac-gate-")
+    path = os.path.join(gate_dir, "open")
+    gated = app.send_task("interop.wait_for_file", args=[path, GATE_SECONDS], queue=queue)
+    deadline = time.monotonic() + 30
+    while True:
+        meta = gated.backend.get_task_meta(gated.id)  # read once: one GET
+        if meta["status"] == "STARTED":
+            break
+        assert meta["status"] == "PENDING", f"state {meta['status']} before STARTED: {meta}"
+        assert time.monotonic() < deadline, "no STARTED state within 30 s"
+        time.sleep(0.05)
+    open(path, "w").close()
+    assert gated.get(timeout=30) == path
+    shutil.rmtree(gate_dir)
+    return dict(meta, path=path)
+
+
 def send_checks(url, amqp_url, queue):
     from celery.exceptions import TaskRevokedError
 
@@ -79,16 +110,7 @@ def send_checks(url, amqp_url, queue):
         pass
     assert expired.state == "REVOKED", expired.state
     print("ok revoked", flush=True)
-    sleeping = app.send_task("interop.sleep", args=[1.5], queue=queue)
-    deadline = time.monotonic() + 30
-    while True:
-        state = sleeping.state  # read once: each read asks Redis again
-        if state == "STARTED":
-            break
-        assert state == "PENDING", f"state {state} before STARTED"
-        assert time.monotonic() < deadline, "no STARTED state within 30 s"
-        time.sleep(0.05)
-    assert sleeping.get(timeout=30) == 1.5
+    run_gated(app, queue)
     print("ok started", flush=True)
     print("all checks passed", flush=True)
 
@@ -111,18 +133,10 @@ def extended_checks(url, amqp_url, queue):
     meta = (failed.name, failed.args, failed.kwargs, failed.queue)
     assert meta == ("interop.fail", ["boom"], {}, queue), meta
     print("ok failure", flush=True)
-    sleeping = app.send_task("interop.sleep", args=[1.5], queue=queue)
-    deadline = time.monotonic() + 30
-    while True:
-        meta = sleeping.backend.get_task_meta(sleeping.id)  # read once: one GET
-        if meta["status"] == "STARTED":
-            break
-        assert meta["status"] == "PENDING", f"state {meta['status']} before STARTED"
-        assert time.monotonic() < deadline, "no STARTED state within 30 s"
-        time.sleep(0.05)
+    meta = run_gated(app, queue)
     started = (meta.get("name"), meta.get("args"), meta.get("kwargs"), meta.get("queue"))
-    assert started == ("interop.sleep", [1.5], {}, queue), meta
-    assert sleeping.get(timeout=30) == 1.5
+    expected = ("interop.wait_for_file", [meta["path"], GATE_SECONDS], {}, queue)
+    assert started == expected, meta
     print("ok started", flush=True)
     print("all checks passed", flush=True)
 

@@ -183,15 +183,14 @@ impl Handler<SetChordSize> for RedisStore {
             let operation = format!("recording the size of chord {}", message.group_id);
             let mut connection = link.connection(&operation).await?;
             let mut pipeline = redis::pipe();
-            pipeline
-                .del(group_key(&message.group_id, ".c"))
-                .ignore()
-                .set_ex(
-                    group_key(&message.group_id, ".s"),
-                    message.size,
-                    link.config.expires_seconds(),
-                )
-                .ignore();
+            pipeline.del(group_key(&message.group_id, ".c")).ignore();
+            // As Celery: `SET ... ex=chord_expires or None` (no TTL when results never expire).
+            let size_key = group_key(&message.group_id, ".s");
+            match link.config.expires_seconds() {
+                Some(seconds) => pipeline.set_ex(size_key, message.size, seconds),
+                None => pipeline.set(size_key, message.size),
+            };
+            pipeline.ignore();
             link.run::<()>(&operation, pipeline.query_async(&mut connection))
                 .await
         })
@@ -214,7 +213,8 @@ impl Handler<ChordPartReturn> for RedisStore {
             let score = part
                 .group_index
                 .map_or_else(|| "+inf".to_string(), |index| index.to_string());
-            let expires = link.config.expires_seconds();
+            // 0: no EXPIRE (the script skips it), as Celery passes a falsy `expires`.
+            let expires = link.config.expires_seconds().unwrap_or(0);
             let keys = [".j", ".t", ".s", ".d", "", ".c"].map(|suffix| group_key(gid, suffix));
             let mut invocation = SCRIPTS[0].prepare_invoke();
             for key in &keys {

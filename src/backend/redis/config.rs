@@ -19,7 +19,8 @@ pub struct RedisBackendConfig {
     /// Celery's query parameters `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`,
     /// `ssl_keyfile` ([`RedisTls`]).
     pub url: String,
-    /// The TTL of each stored result (Celery's `result_expires`), whole seconds, at least 1.
+    /// The TTL of each stored result (Celery's `result_expires`), whole seconds, at least 1;
+    /// zero: results never expire (Celery's `result_expires = None` or `0`: a plain `SET`).
     pub result_expires: Duration,
     /// How long connecting may take.
     pub connect_timeout: Duration,
@@ -31,7 +32,7 @@ pub struct RedisBackendConfig {
 
 impl RedisBackendConfig {
     /// A config for `url`: one-day TTL, 10-second connect and response timeouts, stores
-    /// retried up to 30 times (about 45 s of backoff) before they fail.
+    /// retried up to 30 times (25 to 51 s of backoff, with its jitter) before they fail.
     pub fn new(url: impl Into<String>) -> Self {
         RedisBackendConfig {
             url: url.into(),
@@ -57,14 +58,26 @@ impl RedisBackendConfig {
         Ok(backend)
     }
 
+    /// The backend `config` names when its `result_backend` is a Redis URL (`redis://` or
+    /// `rediss://`, see [`is_redis_url`]): `Ok(None)` for none (unset, `rpc://`, ...), an
+    /// error for a Redis URL that cannot be used. For applications that read results when
+    /// Redis is configured and do without otherwise.
+    pub fn configured(config: &Config) -> Result<Option<Self>, RedisBackendError> {
+        match config.result_backend.as_deref() {
+            Some(url) if is_redis_url(url) => Self::from_config(config).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The URL with its password masked, for messages and logs.
     pub fn server(&self) -> String {
         redact_url(&self.url)
     }
 
-    /// The TTL in whole seconds (at least 1, as `SETEX` requires).
-    pub fn expires_seconds(&self) -> u64 {
-        self.result_expires.as_secs().max(1)
+    /// The TTL in whole seconds (at least 1, as `SETEX` requires); `None` when results
+    /// never expire (`result_expires` is zero).
+    pub fn expires_seconds(&self) -> Option<u64> {
+        expires_seconds(self.result_expires)
     }
 
     /// Checks the URL without reading any file: `redis://`, or `rediss://` with Celery's
@@ -117,6 +130,18 @@ impl RedisBackendConfig {
     }
 }
 
+/// Whether `result_backend` names the Redis backend: `redis://`, or `rediss://` (TLS).
+pub fn is_redis_url(result_backend: &str) -> bool {
+    let url = result_backend.trim();
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
+/// The TTL of keys for `result_expires`: `None` (no TTL) for zero, as Celery's Redis backend
+/// stores with a plain `SET` when its `expires` is falsy; else whole seconds, at least 1.
+fn expires_seconds(result_expires: Duration) -> Option<u64> {
+    (!result_expires.is_zero()).then(|| result_expires.as_secs().max(1))
+}
+
 impl std::fmt::Debug for RedisBackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackendConfig")
@@ -126,5 +151,61 @@ impl std::fmt::Debug for RedisBackendConfig {
             .field("response_timeout", &self.response_timeout)
             .field("store_retry", &self.store_retry)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_means_no_ttl_and_a_ttl_is_at_least_a_second() {
+        let rows = [
+            (Duration::ZERO, None),
+            (Duration::from_millis(1), Some(1)),
+            (Duration::from_millis(1_500), Some(1)),
+            (Duration::from_secs(60), Some(60)),
+            (DEFAULT_RESULT_EXPIRES, Some(86_400)),
+        ];
+        for (result_expires, expected) in rows {
+            assert_eq!(
+                expires_seconds(result_expires),
+                expected,
+                "{result_expires:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_and_rediss_urls_name_the_redis_backend() {
+        let rows = [
+            ("redis://127.0.0.1:6379/0", true),
+            (" rediss://:pw@redis:6380/0?ssl_cert_reqs=required ", true),
+            ("rpc://", false),
+            ("", false),
+            ("db+postgresql://u:pw@h/db", false),
+            ("http://redis/0", false),
+        ];
+        for (url, redis) in rows {
+            assert_eq!(is_redis_url(url), redis, "{url}");
+        }
+        let named = |backend: Option<&str>| Config {
+            result_backend: backend.map(str::to_string),
+            ..Config::default()
+        };
+        let tls = named(Some("rediss://127.0.0.1:6380/0?ssl_cert_reqs=required"));
+        let backend = RedisBackendConfig::configured(&tls).expect("a usable URL");
+        assert!(backend.is_some_and(|backend| backend.url.starts_with("rediss://")));
+        for other in [None, Some("rpc://")] {
+            assert!(matches!(
+                RedisBackendConfig::configured(&named(other)),
+                Ok(None)
+            ));
+        }
+        let broken = named(Some(
+            "redis://:secret@127.0.0.1:6379/0?ssl_ca_certs=/ca.pem",
+        ));
+        let error = RedisBackendConfig::configured(&broken).expect_err("TLS options on redis://");
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 }

@@ -1,9 +1,10 @@
 //! Celery's Redis result backend (docs/wire-protocol.md §2.4), byte-compatible with Celery 5.7.
 //!
 //! A result is the JSON document of docs/wire-protocol.md §2.1, stored as
-//! `SETEX celery-task-meta-<id> <result_expires> <json>` then `PUBLISH celery-task-meta-<id>
-//! <json>` in one `MULTI`/`EXEC` (as Celery's `RedisBackend._set` does through a redis-py
-//! pipeline), so that Python's `AsyncResult(id).get()` wakes up and reads it, and any process
+//! `SETEX celery-task-meta-<id> <result_expires> <json>` (a plain `SET` when
+//! `result_expires` is zero: no expiry) then `PUBLISH celery-task-meta-<id> <json>` in one
+//! `MULTI`/`EXEC` (as Celery's `RedisBackend._set` does through a redis-py pipeline), so
+//! that Python's `AsyncResult(id).get()` wakes up and reads it, and any process
 //! can read it later by task id until the key expires.
 //!
 //! - [`config`] holds [`RedisBackendConfig`]: the URL (validated, password masked), TTL,

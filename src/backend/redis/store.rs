@@ -207,14 +207,15 @@ impl Link {
             let outcome = async {
                 let mut connection = self.connection(&operation).await?;
                 // As Celery's RedisBackend._set: a redis-py pipeline (MULTI/EXEC) of SETEX
-                // then PUBLISH, on a channel named like the key.
+                // (SET when results never expire) then PUBLISH, on a channel named like the
+                // key.
                 let mut pipeline = redis::pipe();
-                pipeline
-                    .atomic()
-                    .set_ex(&key, &json, self.config.expires_seconds())
-                    .ignore()
-                    .publish(&key, &json)
-                    .ignore();
+                pipeline.atomic();
+                match self.config.expires_seconds() {
+                    Some(seconds) => pipeline.set_ex(&key, &json, seconds),
+                    None => pipeline.set(&key, &json),
+                };
+                pipeline.ignore().publish(&key, &json).ignore();
                 self.run::<()>(&operation, pipeline.query_async(&mut connection))
                     .await
             }

@@ -121,7 +121,13 @@ fn the_config_takes_result_backend_and_result_expires() {
         ..crate::Config::default()
     };
     let backend = RedisBackendConfig::from_config(&config).expect("a redis URL");
-    assert_eq!(backend.expires_seconds(), 60);
+    assert_eq!(backend.expires_seconds(), Some(60));
+    let forever = crate::Config {
+        result_expires: std::time::Duration::ZERO,
+        ..config
+    };
+    let backend = RedisBackendConfig::from_config(&forever).expect("a redis URL");
+    assert_eq!(backend.expires_seconds(), None, "0: results never expire");
     assert_eq!(backend.url, "redis://:pw@127.0.0.1:6379/1");
     assert_eq!(crate::Config::default().result_expires.as_secs(), 86_400);
 }
