@@ -68,7 +68,7 @@ impl AsyncResult {
             reason,
         };
         match config.result_backend.as_deref().map(str::trim) {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(url) if crate::backend::redis::config::is_redis_url(url) => {
                 let backend = crate::RedisBackendConfig::from_config(config)
                     .and_then(crate::RedisResults::start)
                     .map_err(|error| refuse(error.to_string()))?;
