@@ -1,7 +1,9 @@
 //! Quorum queues (`CELERIAC_DEFAULT_QUEUE_TYPE=quorum`) with a delivery limit
 //! (`CELERIAC_QUORUM_DELIVERY_LIMIT`): a poison message that kills every worker that takes
 //! it is dead-lettered after the limit, instead of killing workers forever. Runs on the
-//! node of scripts/test (a quorum queue works on one node too).
+//! node of scripts/test (a quorum queue works on one node too). The first worker process
+//! declares the queue from those two variables, as a deployment would, and the test checks
+//! the declaration before anything else touches the queue.
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 use celeriac::actors::QueueSpec;
 use celeriac::{Config, Producer, QueueType, Signature};
 use serde_json::json;
+use std::path::Path;
 
 use common::*;
 
@@ -66,12 +69,15 @@ async fn a_poison_message_that_kills_its_workers_is_dead_lettered_after_the_deli
         .declare_queue(QueueSpec::durable(&dead))
         .await
         .expect("the dead-letter queue");
-    let spec = config.queue_spec(&queue);
+    // The first worker declares the queue, from its environment alone.
+    let mut first_worker = Some(worker_process(&queue));
+    let declared = wait_for_declaration(&dir, &queue).await;
     assert!(
-        format!("{:?}", spec.arguments).contains("x-delivery-limit"),
-        "{spec:?}"
+        declared.contains("quorum") && declared.contains(&format!("\"x-delivery-limit\",{LIMIT}")),
+        "the worker did not declare a quorum queue with x-delivery-limit {LIMIT} from \
+         CELERIAC_DEFAULT_QUEUE_TYPE and CELERIAC_QUORUM_DELIVERY_LIMIT: {declared}"
     );
-    broker.declare_queue(spec).await.expect("the quorum queue");
+    // The producer declares it the same way (an equivalent declaration, else 406).
     let producer = Producer::new(broker.clone(), &config);
     // interop.block sleeps its thread an hour: the test kills its worker meanwhile, as a
     // message that crashes the process would.
@@ -86,7 +92,9 @@ async fn a_poison_message_that_kills_its_workers_is_dead_lettered_after_the_deli
 
     let mut kills = 0u32;
     loop {
-        let mut worker = worker_process(&queue);
+        let mut worker = first_worker
+            .take()
+            .unwrap_or_else(|| worker_process(&queue));
         let mut taken = false;
         wait_for_counts(
             "the poison message to be taken by a worker, or dead-lettered",
@@ -145,4 +153,45 @@ async fn a_poison_message_that_kills_its_workers_is_dead_lettered_after_the_deli
     .await
     .expect("rabbitmqctl thread");
     delete_queues(&broker, &[&queue, &dead]).await;
+}
+
+/// The `type` and `arguments` columns of `rabbitmqctl list_queues` for `queue`, once it
+/// exists (the worker process declares it as it starts).
+async fn wait_for_declaration(dir: &str, queue: &str) -> String {
+    let declared = std::cell::RefCell::new(None);
+    wait_until_async(
+        &format!("the worker process to declare queue {queue}"),
+        STEP,
+        || {
+            let (dir, queue) = (dir.to_string(), queue.to_string());
+            let found = &declared;
+            async move {
+                let listing = actix_rt::task::spawn_blocking(move || {
+                    node_ctl(
+                        Path::new(&dir),
+                        &[
+                            "list_queues",
+                            "-q",
+                            "--no-table-headers",
+                            "name",
+                            "type",
+                            "arguments",
+                        ],
+                    )
+                    .lines()
+                    .find_map(|line| {
+                        let (name, rest) = line.split_once('\t')?;
+                        (name == queue).then(|| rest.to_string())
+                    })
+                })
+                .await
+                .expect("rabbitmqctl thread");
+                let exists = listing.is_some();
+                *found.borrow_mut() = listing;
+                exists
+            }
+        },
+    )
+    .await;
+    declared.into_inner().unwrap_or_default()
 }

@@ -1,5 +1,6 @@
 //! The worker end to end on a real RabbitMQ: exactly-once execution, routing by queue,
-//! panics, warm shutdown mid-burst, consumer restarts, bad input, unreachable brokers.
+//! panics, warm shutdown mid-burst, consumer restarts, bad input, unreachable brokers, a
+//! failover list whose first node is dead.
 
 mod common;
 
@@ -564,6 +565,54 @@ async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
         !error.contains("secret"),
         "the error hides the password: {error}"
     );
+}
+
+/// A failover list whose first node is dead (a closed port): startup skips it, connects to
+/// the second (the test broker), and a task makes the round trip. Were only the first node
+/// tried, connecting would fail.
+#[actix_rt::test]
+async fn startup_skips_a_dead_first_node_of_a_failover_list() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let config = Config {
+        broker_url: format!("amqp://guest:guest@127.0.0.1:{port}//;{}", amqp_url()),
+        ..config(1)
+    };
+    let broker = connect(&config).await;
+    let queue = unique_queue("failover-startup");
+    let (builder, mut received) = test_worker(&broker, &config, &queue);
+    let worker = builder
+        .register::<Add>()
+        .start()
+        .await
+        .expect("worker starts");
+    let producer = Producer::new(broker.clone(), &config);
+    let signature = Signature::of::<Add>(&AddArgs { x: 20, y: 22 })
+        .expect("encodes")
+        .with_queue(&queue);
+    let id = producer
+        .send_signature(signature)
+        .await
+        .expect("the send is confirmed through the second node");
+    let event = wait_for_event(
+        &mut received,
+        Duration::from_secs(60),
+        "the task sent through the second node to succeed",
+        |event| {
+            event.task_id.as_deref() == Some(id.as_str())
+                && matches!(event.kind, TaskEventKind::Succeeded { .. })
+        },
+    )
+    .await;
+    assert!(
+        matches!(&event.kind, TaskEventKind::Succeeded { result } if *result == serde_json::json!(42)),
+        "{:?}",
+        event.kind
+    );
+    worker.stop().await.expect("worker stops");
+    delete_queues(&broker, &[&queue]).await;
 }
 
 #[actix_rt::test]

@@ -63,20 +63,24 @@ pub enum BrokerError {
         reason: String,
     },
     /// The broker answered a publish with a negative acknowledgement.
-    #[display("the broker nacked the publish to exchange \"{exchange}\" with routing key \"{routing_key}\"")]
+    #[display("the broker at {node} nacked the publish to exchange \"{exchange}\" with routing key \"{routing_key}\"")]
     Nacked {
         /// The exchange published to.
         exchange: String,
         /// The routing key published with.
         routing_key: String,
+        /// The node that nacked (its URL, password masked).
+        node: String,
     },
     /// A mandatory publish matched no queue.
-    #[display("no queue is bound to exchange \"{exchange}\" with routing key \"{routing_key}\" (is the queue declared?)")]
+    #[display("no queue is bound to exchange \"{exchange}\" with routing key \"{routing_key}\" at {node} (is the queue declared?)")]
     Unroutable {
         /// The exchange published to.
         exchange: String,
         /// The routing key published with.
         routing_key: String,
+        /// The node that returned the message (its URL, password masked).
+        node: String,
     },
     /// A queue that an operation needs does not exist.
     #[display("queue \"{_0}\" does not exist")]
@@ -109,6 +113,42 @@ impl BrokerError {
         }
     }
 
+    /// The error with the broker node it happened on (its URL, password masked) in its
+    /// `operation`, for `Amqp`, `ConnectionLost` and `Unavailable` (once: an operation that
+    /// already names it is kept). The other errors name their URL or node themselves, or
+    /// have none (`Closed`, `Mailbox`, `NoSuchQueue`).
+    #[must_use]
+    pub fn on_node(self, node: &str) -> Self {
+        let named = |operation: String| {
+            let suffix = format!(" (node {node})");
+            if operation.contains(&suffix) {
+                operation
+            } else {
+                operation + &suffix
+            }
+        };
+        match self {
+            BrokerError::Amqp { operation, reason } => BrokerError::Amqp {
+                operation: named(operation),
+                reason,
+            },
+            BrokerError::ConnectionLost { operation, reason } => BrokerError::ConnectionLost {
+                operation: named(operation),
+                reason,
+            },
+            BrokerError::Unavailable {
+                operation,
+                waited_ms,
+                reason,
+            } => BrokerError::Unavailable {
+                operation: named(operation),
+                waited_ms,
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// Whether the failure came from losing the connection (so retrying can succeed).
     pub fn is_connection_loss(&self) -> bool {
         matches!(self, BrokerError::ConnectionLost { .. })
@@ -127,5 +167,46 @@ pub fn is_connection_loss(error: &lapin::Error) -> bool {
         | ErrorKind::MissingHeartbeatError => true,
         ErrorKind::ProtocolError(_) => error.is_amqp_hard_error(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BrokerError;
+
+    #[test]
+    fn on_node_names_the_node_once() {
+        let node = "amqp://u:***@b:5672/%2f";
+        let cases = [
+            (
+                BrokerError::Amqp {
+                    operation: "queue.declare \"q\"".into(),
+                    reason: "406".into(),
+                },
+                "queue.declare \"q\" (node amqp://u:***@b:5672/%2f) failed: 406",
+            ),
+            (
+                BrokerError::ConnectionLost {
+                    operation: "basic.publish to \"q\"".into(),
+                    reason: "reset".into(),
+                },
+                "basic.publish to \"q\" (node amqp://u:***@b:5672/%2f) failed, the broker \
+                 connection was lost: reset",
+            ),
+            (
+                BrokerError::Unavailable {
+                    operation: "publishing to \"q\"".into(),
+                    waited_ms: 5,
+                    reason: "down".into(),
+                },
+                "the broker has been unreachable for 5 ms (publishing to \"q\" (node \
+                 amqp://u:***@b:5672/%2f)): down",
+            ),
+            (BrokerError::Closed, "the broker connection is closed"),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.clone().on_node(node).to_string(), expected);
+            assert_eq!(error.on_node(node).on_node(node).to_string(), expected);
+        }
     }
 }

@@ -220,6 +220,7 @@ impl Handler<PublishMessage> for MemoryBrokerActor {
             return Err(BrokerError::Unroutable {
                 exchange: message.exchange,
                 routing_key: message.routing_key,
+                node: "memory://".into(),
             });
         };
         queue.ready.push_back(StoredMessage {

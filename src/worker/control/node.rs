@@ -92,9 +92,21 @@ pub(crate) fn kombu_queue(spec: &QueueSpec) -> Value {
     })
 }
 
-/// The `broker` object of `stats`, read from the URL; never the password.
+/// The `broker` object of `stats`, read from the first node's URL (a failover list is
+/// `amqp://a;amqp://b`); never a password. As kombu's `Connection.info()`, `alternates`
+/// lists every node of a failover list (the first included) and is empty for one URL; here
+/// each is shown with its password masked.
 fn broker_info(config: &Config) -> Value {
-    let parsed = url::Url::parse(&config.broker_url).ok();
+    let nodes = crate::actors::broker::amqp::node_urls(&config.broker_url);
+    let alternates: Vec<String> = if nodes.len() > 1 {
+        nodes
+            .iter()
+            .map(|url| crate::actors::broker::amqp::redact_url(url))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let parsed = nodes.first().and_then(|url| url::Url::parse(url).ok());
     let tls = parsed.as_ref().is_some_and(|url| url.scheme() == "amqps");
     let host = parsed
         .as_ref()
@@ -132,7 +144,7 @@ fn broker_info(config: &Config) -> Value {
         "uri_prefix": null,
         "heartbeat": config.broker_heartbeat.as_secs_f64(),
         "failover_strategy": "round-robin",
-        "alternates": [],
+        "alternates": alternates,
         "credential_provider": null,
     })
 }
@@ -286,5 +298,41 @@ mod tests {
             assert!(node.conf.get(key).is_some(), "conf has no {key}");
         }
         assert_eq!(node.conf["accept_content"], serde_json::json!(["json"]));
+    }
+
+    #[test]
+    fn broker_info_reads_the_first_node_and_masks_the_alternates() {
+        // (broker_url, hostname, port, virtual_host, alternates)
+        let cases: [(&str, &str, u16, &str, &[&str]); 3] = [
+            (
+                "amqp://u:first-secret@a:5672//;amqp://u:second-secret@b:5673//",
+                "a",
+                5672,
+                "/",
+                &["amqp://u:***@a:5672//", "amqp://u:***@b:5673//"],
+            ),
+            (
+                "amqp://u:first-secret@a:5000/prod;amqps://v:second-secret@b;amqp://c",
+                "a",
+                5000,
+                "prod",
+                &["amqp://u:***@a:5000/prod", "amqps://v:***@b", "amqp://c"],
+            ),
+            ("amqp://u:first-secret@a:5672/%2f", "a", 5672, "/", &[]),
+        ];
+        for (url, host, port, vhost, alternates) in cases {
+            let config = Config {
+                broker_url: url.into(),
+                ..Config::default()
+            };
+            let info = broker_info(&config);
+            assert_eq!(info["hostname"], json!(host), "{url}");
+            assert_eq!(info["port"], json!(port), "{url}");
+            assert_eq!(info["virtual_host"], json!(vhost), "{url}");
+            assert_eq!(info["userid"], json!("u"), "{url}");
+            assert_eq!(info["alternates"], json!(alternates), "{url}");
+            let text = info.to_string();
+            assert!(!text.contains("secret"), "{url}: {text}");
+        }
     }
 }

@@ -88,10 +88,11 @@ impl Settle for BatchedAcker {
     }
 }
 
-/// Starts the ack task of a consumer channel on the current runtime.
-pub(crate) fn spawn_ack_task(queue: String) -> AckSender {
+/// Starts the ack task of a consumer channel of `queue` on the current runtime; `node` is
+/// the URL of the channel's node, password masked, for its log lines.
+pub(crate) fn spawn_ack_task(queue: String, node: String) -> AckSender {
     let (sender, receiver) = mpsc::unbounded_channel();
-    actix_rt::spawn(run(queue, receiver));
+    actix_rt::spawn(run(queue, node, receiver));
     sender
 }
 
@@ -101,7 +102,7 @@ struct Outstanding {
     settled: bool,
 }
 
-async fn run(queue: String, mut commands: mpsc::UnboundedReceiver<AckCommand>) {
+async fn run(queue: String, node: String, mut commands: mpsc::UnboundedReceiver<AckCommand>) {
     let mut outstanding: BTreeMap<u64, Outstanding> = BTreeMap::new();
     let mut flushed = Vec::new();
     while let Some(first) = commands.recv().await {
@@ -132,7 +133,9 @@ async fn run(queue: String, mut commands: mpsc::UnboundedReceiver<AckCommand>) {
                     if let Some(entry) = outstanding.remove(&tag) {
                         if let Err(error) = entry.acker.reject(BasicRejectOptions { requeue }).await
                         {
-                            log::warn!("rejecting delivery {tag} of queue \"{queue}\": {error}");
+                            log::warn!(
+                                "rejecting delivery {tag} of queue \"{queue}\" at {node}: {error}"
+                            );
                         }
                     }
                 }
@@ -151,7 +154,7 @@ async fn run(queue: String, mut commands: mpsc::UnboundedReceiver<AckCommand>) {
         if let Some(last) = highest {
             let multiple = BasicAckOptions { multiple: true };
             if let Err(error) = last.acker.ack(multiple).await {
-                log::warn!("acking deliveries of queue \"{queue}\": {error}");
+                log::warn!("acking deliveries of queue \"{queue}\" at {node}: {error}");
             }
         }
         // Settled deliveries behind an unsettled one: one by one.
@@ -163,7 +166,7 @@ async fn run(queue: String, mut commands: mpsc::UnboundedReceiver<AckCommand>) {
         for tag in behind {
             if let Some(entry) = outstanding.remove(&tag) {
                 if let Err(error) = entry.acker.ack(BasicAckOptions::default()).await {
-                    log::warn!("acking delivery {tag} of queue \"{queue}\": {error}");
+                    log::warn!("acking delivery {tag} of queue \"{queue}\" at {node}: {error}");
                 }
             }
         }

@@ -23,6 +23,7 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
             return Box::pin(fut::ready(Err(error)));
         }
         let link = self.link.clone();
+        let naming = self.link.clone();
         let queue = open.queue.clone();
         let tag = open.consumer_tag.clone();
         let opening = async move {
@@ -56,8 +57,10 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
         let queue = open.queue;
         let tag = open.consumer_tag;
         Box::pin(opening.into_actor(self).map(move |opened, actor, _| {
-            let (channel, consumer) = opened?;
-            let acks = acks::spawn_ack_task(queue.clone());
+            let (channel, consumer) = naming.named(opened)?;
+            // The node of this channel: what its errors and ack log lines name.
+            let node = actor.url.borrow().clone();
+            let acks = acks::spawn_ack_task(queue.clone(), node.clone());
             actor
                 .consumer_channels
                 .insert(tag.clone(), (channel, consumer.clone(), acks.clone()));
@@ -71,6 +74,7 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
             };
             let lost_queue = queue.clone();
+            let lost_node = node.clone();
             let stream = consumer.map(move |item| match item {
                 Ok(delivery) => {
                     let tag = delivery.delivery_tag;
@@ -97,7 +101,8 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                 Err(error) => Err(BrokerError::amqp(
                     format!("consuming queue \"{queue}\""),
                     &error,
-                )),
+                )
+                .on_node(&node)),
             });
             let stream = stream.take_until(connection_given_up).chain(
                 futures::stream::once(async move {
@@ -105,7 +110,8 @@ impl Handler<OpenConsumer> for AmqpBrokerActor {
                         Err(BrokerError::ConnectionLost {
                             operation: format!("consuming queue \"{lost_queue}\""),
                             reason: "the connection was given up and replaced".into(),
-                        })
+                        }
+                        .on_node(&lost_node))
                     })
                 })
                 .filter_map(futures::future::ready),

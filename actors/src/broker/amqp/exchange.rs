@@ -65,7 +65,8 @@ impl Handler<DeclareExchange> for AmqpBrokerActor {
         let deadline = Instant::now() + self.config.send_timeout;
         Box::pin(async move {
             let what = format!("declaring exchange \"{}\"", spec.name);
-            retry_until(&what, deadline, || declare(&slot, &spec, deadline)).await
+            let declared = retry_until(&what, deadline, || declare(&slot, &spec, deadline)).await;
+            declared.map_err(|error| error.on_node(&slot.node()))
         })
     }
 }
@@ -81,6 +82,7 @@ impl Handler<PublishTransient> for AmqpBrokerActor {
         Box::pin(async move {
             let PublishTransient { message, within } = publish;
             let channel = slot.get(Some(Instant::now() + within)).await?;
+            let node = slot.node();
             channel
                 .basic_publish(
                     message.exchange.as_str().into(),
@@ -96,7 +98,7 @@ impl Handler<PublishTransient> for AmqpBrokerActor {
                 .map(|_| ())
                 .map_err(|error| {
                     let operation = format!("basic.publish to \"{}\"", message.exchange);
-                    BrokerError::amqp(operation, &error)
+                    BrokerError::amqp(operation, &error).on_node(&node)
                 })
         })
     }

@@ -39,7 +39,8 @@ impl AmqpBrokerActor {
             ctx.add_stream(connection.events_listener());
             ctx.run_interval(HEALTH_CHECK, |actor, ctx| actor.check_health(ctx));
             let (state, receiver) = watch::channel(LinkState::Up(connection));
-            let link = Link::new(receiver);
+            let url = watch::Sender::new(url);
+            let link = Link::new(receiver, url.subscribe());
             AmqpBrokerActor {
                 publish_channel: ChannelSlot::new(link.clone(), true),
                 topology_channel: ChannelSlot::new(link.clone(), false),
@@ -81,21 +82,23 @@ impl AmqpBrokerActor {
     /// over for good.
     pub(super) fn close_abandoned(&mut self, ctx: &mut Context<Self>) {
         let mut back = Vec::new();
-        self.abandoned.retain(|connection| {
+        self.abandoned.retain(|(connection, node)| {
             let status = connection.status();
             if status.connected() {
-                back.push(connection.clone());
+                back.push((connection.clone(), node.clone()));
                 false
             } else {
                 !(status.closed() || status.errored())
             }
         });
-        for connection in back {
-            log::info!("closing a connection given up earlier that lapin recovered after all");
+        for (connection, node) in back {
+            log::info!(
+                "closing the connection to {node}, given up earlier, that lapin recovered after all"
+            );
             ctx.spawn(
                 async move {
                     if let Err(error) = connection.close(200, "replaced".into()).await {
-                        log::debug!("closing a replaced connection: {error}");
+                        log::debug!("closing the replaced connection to {node}: {error}");
                     }
                 }
                 .into_actor(self),
@@ -167,14 +170,14 @@ impl AmqpBrokerActor {
     pub(super) fn reconnect(&mut self, ctx: &mut Context<Self>, reason: String) {
         log::warn!(
             "broker connection to {} lost ({reason}); reconnecting",
-            self.url
+            *self.url.borrow()
         );
         self.reconnecting = true;
         self.recovering_since = None;
         let given_up = self.state.send_replace(LinkState::Down(reason.clone()));
         if let LinkState::Up(connection) = given_up {
             // lapin may still bring it back, consumers included: it is closed if it does.
-            self.abandoned.push(connection);
+            self.abandoned.push((connection, self.url.borrow().clone()));
         }
         // End the consumer streams of the given-up connection, which lapin may leave hanging.
         self.generation.send_modify(|generation| *generation += 1);
@@ -221,12 +224,13 @@ impl AmqpBrokerActor {
             }
             match outcome {
                 Ok((connection, nodes)) => {
-                    let lost = std::mem::replace(&mut actor.url, nodes.current_redacted());
+                    let now = nodes.current_redacted();
+                    let lost = actor.url.send_replace(now.clone());
                     actor.nodes = nodes;
-                    if actor.url == lost {
-                        log::info!("reconnected to the broker at {}", actor.url);
+                    if now == lost {
+                        log::info!("reconnected to the broker at {now}");
                     } else {
-                        log::info!("failed over to the broker at {} (was {lost})", actor.url);
+                        log::info!("failed over to the broker at {now} (was {lost})");
                     }
                     ctx.add_stream(connection.events_listener());
                     actor.state.send_replace(LinkState::Up(connection));
@@ -260,7 +264,11 @@ impl AmqpBrokerActor {
             async move {
                 for spec in specs {
                     if let Err(error) = declare(&slot, &spec, deadline).await {
-                        log::warn!("declaring queue \"{}\" again: {error}", spec.name);
+                        log::warn!(
+                            "declaring queue \"{}\" again at {}: {error}",
+                            spec.name,
+                            slot.node()
+                        );
                     }
                 }
             }
@@ -301,16 +309,29 @@ impl StreamHandler<Event> for AmqpBrokerActor {
     fn handle(&mut self, event: Event, _ctx: &mut Context<Self>) {
         match event {
             Event::Connected => {
-                log::info!("broker connection to {} is up", self.url);
+                log::info!("broker connection to {} is up", *self.url.borrow());
                 self.recovering_since = None;
                 self.report_up();
             }
             Event::ConnectionBlocked(reason) => {
-                log::warn!("the broker blocked the connection: {reason}")
+                log::warn!(
+                    "the broker at {} blocked the connection: {reason}",
+                    *self.url.borrow()
+                );
             }
-            Event::ConnectionUnblocked => log::info!("the broker unblocked the connection"),
-            Event::Error(error) => log::warn!("broker connection event: {error}"),
-            other => log::debug!("broker connection event: {other:?}"),
+            Event::ConnectionUnblocked => {
+                log::info!(
+                    "the broker at {} unblocked the connection",
+                    *self.url.borrow()
+                );
+            }
+            Event::Error(error) => {
+                log::warn!("broker connection event at {}: {error}", *self.url.borrow());
+            }
+            other => log::debug!(
+                "broker connection event at {}: {other:?}",
+                *self.url.borrow()
+            ),
         }
     }
 
@@ -340,7 +361,7 @@ impl Handler<CloseBroker> for AmqpBrokerActor {
         let current = self
             .state
             .send_replace(LinkState::Closed("closed by the application".into()));
-        let url = self.url.clone();
+        let url = self.url.borrow().clone();
         Box::pin(async move {
             // Acks still batched go out before the connection closes.
             flush_ack_tasks(ack_tasks).await;

@@ -30,11 +30,36 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub(super) struct Link {
     state: watch::Receiver<LinkState>,
+    /// The URL of the node in use (or tried last), password masked: what errors name.
+    node: watch::Receiver<String>,
 }
 
 impl Link {
-    pub(super) fn new(state: watch::Receiver<LinkState>) -> Self {
-        Link { state }
+    pub(super) fn new(state: watch::Receiver<LinkState>, node: watch::Receiver<String>) -> Self {
+        Link { state, node }
+    }
+
+    /// The URL of the node in use (or tried last), password masked.
+    pub(super) fn node(&self) -> String {
+        self.node.borrow().clone()
+    }
+
+    /// Waits until `connection` is no longer the current one: the broker actor gave it up
+    /// (and is reconnecting, maybe to another node) or closed. lapin may keep a given-up
+    /// connection recovering for good, and what was owed on it (a publish's confirm) with it.
+    pub(super) async fn replaced(&self, connection: &Arc<Connection>) {
+        let mut state = self.state.clone();
+        let _ = state
+            .wait_for(
+                |current| !matches!(current, LinkState::Up(now) if Arc::ptr_eq(now, connection)),
+            )
+            .await;
+    }
+
+    /// `result`, its error naming the node in use (`BrokerError::on_node`): what each
+    /// operation of the broker actor answers.
+    pub(super) fn named<T>(&self, result: Result<T, BrokerError>) -> Result<T, BrokerError> {
+        result.map_err(|error| error.on_node(&self.node()))
     }
 
     /// The connection once it is usable. Waits while it is down or being recovered, until
@@ -65,7 +90,8 @@ impl Link {
                     return Err(BrokerError::Amqp {
                         operation: operation.to_string(),
                         reason: format!("the broker connection is closed: {reason}"),
-                    })
+                    }
+                    .on_node(&self.node()))
                 }
             };
             let now = Instant::now();
@@ -74,7 +100,8 @@ impl Link {
                     operation: operation.to_string(),
                     waited_ms: now.duration_since(started).as_millis(),
                     reason,
-                });
+                }
+                .on_node(&self.node()));
             }
             let pause = deadline.map_or(POLL, |deadline| POLL.min(deadline - now));
             let _ = tokio::time::timeout(pause, state.changed()).await;
@@ -105,9 +132,27 @@ impl ChannelSlot {
         }
     }
 
+    /// The URL of the node in use (or tried last), password masked.
+    pub(super) fn node(&self) -> String {
+        self.link.node()
+    }
+
     /// The open channel, or a new one (on the current connection) when the previous one
     /// was closed by a channel error or belonged to a replaced connection.
     pub(super) async fn get(&self, deadline: Option<Instant>) -> Result<Channel, BrokerError> {
+        self.get_owned(deadline).await.map(|(_, channel)| channel)
+    }
+
+    /// Waits until `connection` is no longer the current one (`Link::replaced`).
+    pub(super) async fn replaced(&self, connection: &Arc<Connection>) {
+        self.link.replaced(connection).await;
+    }
+
+    /// The channel of `get`, with the connection it belongs to.
+    pub(super) async fn get_owned(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<OwnedChannel, BrokerError> {
         let connection = self.link.connection("channel.open", deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some((owner, channel)) = slot.as_ref() {
@@ -115,20 +160,22 @@ impl ChannelSlot {
             if Arc::ptr_eq(owner, &connection)
                 && (status.connected() || status.reconnecting() || status.initializing())
             {
-                return Ok(channel.clone());
+                return Ok((connection, channel.clone()));
             }
         }
         let channel = connection
             .create_channel()
             .await
-            .map_err(|error| BrokerError::amqp("channel.open", &error))?;
+            .map_err(|error| BrokerError::amqp("channel.open", &error).on_node(&self.node()))?;
         if self.confirms {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
-                .map_err(|error| BrokerError::amqp("confirm.select", &error))?;
+                .map_err(|error| {
+                    BrokerError::amqp("confirm.select", &error).on_node(&self.node())
+                })?;
         }
-        *slot = Some((connection, channel.clone()));
-        Ok(channel)
+        *slot = Some((connection.clone(), channel.clone()));
+        Ok((connection, channel))
     }
 }

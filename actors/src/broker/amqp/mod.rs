@@ -59,8 +59,9 @@ pub struct AmqpBrokerActor {
     config: AmqpConfig,
     /// The nodes of the broker URL and the one connected to (or tried last).
     nodes: Nodes,
-    /// The URL of the node connected to (or tried last), password masked.
-    url: String,
+    /// The URL of the node connected to (or tried last), password masked; `Link` reads it
+    /// for the errors of operations.
+    url: watch::Sender<String>,
     /// Publishes where the connection stands; `link` reads it.
     state: watch::Sender<LinkState>,
     link: Link,
@@ -87,7 +88,8 @@ pub struct AmqpBrokerActor {
     reported_down: bool,
     /// Connections given up while lapin was still recovering them. Should lapin bring one
     /// back, its recovered consumers would take messages nobody reads: it is closed then.
-    abandoned: Vec<Arc<Connection>>,
+    /// Each with the URL of its node, password masked.
+    abandoned: Vec<(Arc<Connection>, String)>,
     /// Since when lapin has been recovering the current connection (it can hang there).
     recovering_since: Option<Instant>,
     /// Bumped whenever the connection is given up; consumer streams of an older

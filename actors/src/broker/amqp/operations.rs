@@ -122,13 +122,32 @@ where
     }
 }
 
-/// Publishes one message on the confirm channel and waits for the broker's verdict.
+/// Publishes one message on the confirm channel and waits for the broker's verdict. Fails
+/// with `ConnectionLost` as soon as the broker actor gives the connection up (it then
+/// publishes again on the next one): lapin may keep a given-up connection recovering, and
+/// the confirm it owes pending, for good.
 pub(super) async fn publish_once(
     slot: &ChannelSlot,
     message: &OutboundMessage,
     deadline: Instant,
 ) -> Result<(), BrokerError> {
-    let channel = slot.get(Some(deadline)).await?;
+    let (connection, channel) = slot.get_owned(Some(deadline)).await?;
+    let operation = || format!("basic.publish to \"{}\"", message.routing_key);
+    tokio::select! {
+        published = publish_on(&channel, slot, message) => published,
+        () = slot.replaced(&connection) => Err(BrokerError::ConnectionLost {
+            operation: operation(),
+            reason: "the connection was given up before the broker confirmed the publish".into(),
+        }),
+    }
+}
+
+/// `basic.publish` of `message` on `channel`, and the broker's confirm.
+async fn publish_on(
+    channel: &lapin::Channel,
+    slot: &ChannelSlot,
+    message: &OutboundMessage,
+) -> Result<(), BrokerError> {
     let operation = || format!("basic.publish to \"{}\"", message.routing_key);
     let confirm = channel
         .basic_publish(
@@ -148,10 +167,12 @@ pub(super) async fn publish_once(
         Ok(Confirmation::Ack(Some(_returned))) => Err(BrokerError::Unroutable {
             exchange: message.exchange.clone(),
             routing_key: message.routing_key.clone(),
+            node: slot.node(),
         }),
         Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked {
             exchange: message.exchange.clone(),
             routing_key: message.routing_key.clone(),
+            node: slot.node(),
         }),
         Err(error) => Err(BrokerError::amqp(operation(), &error)),
     }
@@ -172,10 +193,13 @@ impl Handler<PublishMessage> for AmqpBrokerActor {
             return Box::pin(async move { Err(error) });
         }
         let slot = self.publish_channel.clone();
+        let link = self.link.clone();
         let deadline = Instant::now() + self.config.send_timeout;
         Box::pin(async move {
             let what = format!("publishing to \"{}\"", message.routing_key);
-            retry_until(&what, deadline, || publish_once(&slot, &message, deadline)).await
+            link.named(
+                retry_until(&what, deadline, || publish_once(&slot, &message, deadline)).await,
+            )
         })
     }
 }
@@ -188,11 +212,11 @@ impl Handler<DeclareQueue> for AmqpBrokerActor {
             return Box::pin(fut::ready(Err(error)));
         }
         let slot = self.topology_channel.clone();
+        let link = self.link.clone();
         let deadline = Instant::now() + self.config.send_timeout;
         let declaring = async move {
             let what = format!("declaring queue \"{}\"", spec.name);
-            retry_until(&what, deadline, || declare(&slot, &spec, deadline))
-                .await
+            link.named(retry_until(&what, deadline, || declare(&slot, &spec, deadline)).await)
                 .map(|()| spec)
         };
         Box::pin(declaring.into_actor(self).map(|declared, actor, _| {
@@ -217,35 +241,40 @@ impl Handler<CountMessages> for AmqpBrokerActor {
         let link = self.link.clone();
         let deadline = Instant::now() + self.config.send_timeout;
         Box::pin(async move {
-            let connection = link
-                .connection("queue.declare (passive)", Some(deadline))
-                .await?;
-            // A passive declare of a missing queue closes its channel: use a channel of its own.
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(|error| BrokerError::amqp("channel.open", &error))?;
-            let declared = channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
-            match declared {
-                Ok(found) => {
-                    let _ = channel.close(200, "OK".into()).await;
-                    Ok(found.message_count())
+            let counting = async {
+                let connection = link
+                    .connection("queue.declare (passive)", Some(deadline))
+                    .await?;
+                // A passive declare of a missing queue closes its channel: use a channel of its own.
+                let channel = connection
+                    .create_channel()
+                    .await
+                    .map_err(|error| BrokerError::amqp("channel.open", &error))?;
+                let declared = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await;
+                match declared {
+                    Ok(found) => {
+                        let _ = channel.close(200, "OK".into()).await;
+                        Ok(found.message_count())
+                    }
+                    Err(error) if error.is_amqp_soft_error() => {
+                        Err(BrokerError::NoSuchQueue(queue))
+                    }
+                    Err(error) => Err(BrokerError::amqp(
+                        format!("queue.declare (passive) \"{queue}\""),
+                        &error,
+                    )),
                 }
-                Err(error) if error.is_amqp_soft_error() => Err(BrokerError::NoSuchQueue(queue)),
-                Err(error) => Err(BrokerError::amqp(
-                    format!("queue.declare (passive) \"{queue}\""),
-                    &error,
-                )),
-            }
+            };
+            link.named(counting.await)
         })
     }
 }
@@ -258,18 +287,20 @@ impl Handler<DeleteQueue> for AmqpBrokerActor {
             return Box::pin(async move { Err(error) });
         }
         let slot = self.topology_channel.clone();
+        let link = self.link.clone();
         let deadline = Instant::now() + self.config.send_timeout;
         self.declared.remove(&queue);
         Box::pin(async move {
             let what = format!("queue.delete \"{queue}\"");
-            retry_until(&what, deadline, || async {
+            let deleted = retry_until(&what, deadline, || async {
                 slot.get(Some(deadline))
                     .await?
                     .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                     .await
                     .map_err(|error| BrokerError::amqp(what.clone(), &error))
             })
-            .await
+            .await;
+            link.named(deleted)
         })
     }
 }

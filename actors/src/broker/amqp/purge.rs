@@ -21,11 +21,12 @@ impl Handler<PurgeQueue> for AmqpBrokerActor {
         let deadline = Instant::now() + self.config.send_timeout;
         Box::pin(async move {
             let connection = link.connection("queue.purge", Some(deadline)).await?;
+            let named = |error: BrokerError| error.on_node(&link.node());
             // Purging a missing queue closes its channel (404): use a channel of its own.
             let channel = connection
                 .create_channel()
                 .await
-                .map_err(|error| BrokerError::amqp("channel.open", &error))?;
+                .map_err(|error| named(BrokerError::amqp("channel.open", &error)))?;
             let purged = channel
                 .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
                 .await;
@@ -35,10 +36,10 @@ impl Handler<PurgeQueue> for AmqpBrokerActor {
                     Ok(count)
                 }
                 Err(error) if error.is_amqp_soft_error() => Err(BrokerError::NoSuchQueue(queue)),
-                Err(error) => Err(BrokerError::amqp(
+                Err(error) => Err(named(BrokerError::amqp(
                     format!("queue.purge \"{queue}\""),
                     &error,
-                )),
+                ))),
             }
         })
     }
