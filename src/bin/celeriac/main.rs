@@ -62,8 +62,13 @@ enum Command {
 /// our one line.
 fn main() -> ExitCode {
     // The matches are kept: `call` reads the order of its options from them (`--then`).
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return usage_error(error),
+    };
     if let Command::Beat(args) = cli.command {
         // A long-running service: it logs what it does (leader or not, each run sent).
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -79,6 +84,31 @@ fn main() -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// Help and version as clap prints them; any other parse error as one line,
+/// `celeriac: <what clap says first> (try --help)`, exit code 2.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+        _ => {
+            eprintln!("celeriac: {} (try --help)", first_line(&error.to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The first non-empty line of clap's message, without its `error: ` prefix.
+fn first_line(message: &str) -> &str {
+    let line = message
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("invalid command line");
+    line.strip_prefix("error: ").unwrap_or(line)
 }
 
 /// Runs one subcommand.
