@@ -408,6 +408,31 @@ async fn a_restart_resends_nothing_and_catches_up_once() {
 }
 
 #[actix_rt::test]
+async fn a_claim_on_a_held_lock_is_taken_not_an_error() {
+    let holder = common::connect(&common::config(1)).await;
+    let other = common::connect(&common::config(1)).await;
+    let lock = leader::lock_queue(&format!("claim-{}", uuid::Uuid::new_v4().simple()));
+    let held = leader::claim(&holder, &lock)
+        .await
+        .expect("the first claim");
+    assert_eq!(held, leader::Claim::Held);
+    // RabbitMQ refuses the other connection with 405 RESOURCE_LOCKED.
+    let refused = leader::claim(&other, &lock)
+        .await
+        .expect("a refusal is no error");
+    assert_eq!(refused, leader::Claim::Taken);
+    assert_eq!(
+        leader::claim(&holder, &lock)
+            .await
+            .expect("the holder's claim"),
+        leader::Claim::Held
+    );
+    holder.delete_queue(&lock.name).await.expect("release");
+    let _ = holder.close().await;
+    let _ = other.close().await;
+}
+
+#[actix_rt::test]
 async fn a_worker_runs_its_beat() {
     use celeriac::{Beat, Signature, Task};
 

@@ -668,6 +668,7 @@ async fn errors_are_one_line_and_an_exit_code() {
         (&["control", "frobnicate"], "frobnicate"),
         (&["inspect", "ping", "--frobnicate"], "--frobnicate"),
         (&["inspect", "ping", "--timeout", "soon"], "soon"),
+        (&["control", "rate_limit"], "<TASK>, <RATE>"),
     ] {
         let run = cli(args).await;
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");

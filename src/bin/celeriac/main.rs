@@ -101,14 +101,22 @@ fn usage_error(error: clap::Error) -> ExitCode {
     }
 }
 
-/// The first non-empty line of clap's message, without its `error: ` prefix.
-fn first_line(message: &str) -> &str {
-    let line = message
+/// clap's message in one line: its first line without the `error: ` prefix; when that
+/// line introduces a list (`...not provided:`), the list's items after it.
+fn first_line(message: &str) -> String {
+    let mut lines = message
         .lines()
         .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("invalid command line");
-    line.strip_prefix("error: ").unwrap_or(line)
+        .skip_while(|line| line.is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some(head) = first.strip_suffix(':') {
+        let items: Vec<&str> = lines.take_while(|line| !line.is_empty()).collect();
+        if !items.is_empty() {
+            return format!("{head}: {}", items.join(", "));
+        }
+    }
+    first.to_string()
 }
 
 /// Runs one subcommand.
@@ -130,5 +138,29 @@ async fn run(cli: Cli, matches: ArgMatches) -> Result<(), CliError> {
         Command::Events(args) => events::run(args, &config).await,
         // main() runs beat before this (in an actix system of its own, logging at info).
         Command::Beat(_) => Err(CliError::Usage("beat cannot run here".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn clap_messages_become_one_line() {
+        let cases = [
+            (
+                "error: unexpected argument '--x' found\n\nUsage: celeriac call <TASK>\n",
+                "unexpected argument '--x' found",
+            ),
+            (
+                "error: the following required arguments were not provided:\n  <TASK>\n  \
+                 <RATE>\n\nUsage: celeriac call <TASK>\n",
+                "the following required arguments were not provided: <TASK>, <RATE>",
+            ),
+            ("", "invalid command line"),
+        ];
+        for (message, line) in cases {
+            assert_eq!(first_line(message), line, "{message:?}");
+        }
     }
 }
