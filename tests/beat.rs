@@ -433,6 +433,46 @@ async fn a_claim_on_a_held_lock_is_taken_not_an_error() {
 }
 
 #[actix_rt::test]
+async fn a_transaction_publishes_together_and_reports_an_unroutable_message() {
+    use celeriac::actors::OutboundMessage;
+    use celeriac::actors::QueueSpec;
+    use celeriac::BrokerError;
+
+    let broker = common::connect(&common::config(1)).await;
+    let first = common::unique_queue("beat-tx-a");
+    let second = common::unique_queue("beat-tx-b");
+    for queue in [&first, &second] {
+        broker
+            .declare_queue(QueueSpec::durable(queue.clone()))
+            .await
+            .expect("declare");
+    }
+    let to = |queue: &str| OutboundMessage {
+        exchange: String::new(),
+        routing_key: queue.to_string(),
+        properties: Default::default(),
+        body: b"{}".to_vec(),
+    };
+    broker
+        .publish_transaction(vec![to(&first), to(&second)])
+        .await
+        .expect("committed");
+    assert_eq!(count(&broker, &first).await, 1);
+    assert_eq!(count(&broker, &second).await, 1);
+
+    let nowhere = common::unique_queue("beat-tx-missing");
+    let outcome = broker
+        .publish_transaction(vec![to(&first), to(&nowhere)])
+        .await;
+    assert!(
+        matches!(&outcome, Err(BrokerError::Unroutable { routing_key, .. }) if *routing_key == nowhere),
+        "{outcome:?}"
+    );
+    common::delete_queues(&broker, &[&first, &second]).await;
+    let _ = broker.close().await;
+}
+
+#[actix_rt::test]
 async fn a_worker_runs_its_beat() {
     use celeriac::{Beat, Signature, Task};
 

@@ -19,7 +19,7 @@ use crate::error::BrokerError;
 #[rtype(result = "Result<(), BrokerError>")]
 pub struct PublishTransaction {
     /// What to publish (persistent or not, as each message's properties say). Every
-    /// target queue must exist: an unroutable message is dropped by the broker, not
-    /// reported (a transactional channel has no publisher confirms).
+    /// target queue should exist: RabbitMQ routes at the commit, so a message no queue
+    /// takes is reported (`BrokerError::Unroutable`) only after the others were committed.
     pub messages: Vec<OutboundMessage>,
 }

@@ -1,6 +1,7 @@
 //! [`PublishTransaction`] on RabbitMQ: a channel of its own in transaction mode (the
 //! publish channel is in confirm mode, and a channel cannot be both), the publishes, the
-//! commit, and the channel closed. Not retried (see [`PublishTransaction`]).
+//! commit, and the channel closed. Not retried (see [`PublishTransaction`]). Published
+//! `mandatory`: a message no queue took is reported after the commit.
 
 use std::time::Instant;
 
@@ -56,7 +57,10 @@ async fn commit(channel: &Channel, messages: &[OutboundMessage]) -> Result<(), B
             .basic_publish(
                 message.exchange.as_str().into(),
                 message.routing_key.as_str().into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
                 &message.body,
                 message.properties.clone(),
             )
@@ -69,5 +73,18 @@ async fn commit(channel: &Channel, messages: &[OutboundMessage]) -> Result<(), B
     channel
         .tx_commit()
         .await
-        .map_err(|error| BrokerError::amqp("tx.commit", &error))
+        .map_err(|error| BrokerError::amqp("tx.commit", &error))?;
+    // RabbitMQ routes at the commit and returns what no queue took before `commit-ok`;
+    // without publisher confirms lapin keeps the returns until asked.
+    let returned = channel
+        .wait_for_confirms()
+        .await
+        .map_err(|error| BrokerError::amqp("tx.commit", &error))?;
+    match returned.first() {
+        None => Ok(()),
+        Some(message) => Err(BrokerError::Unroutable {
+            exchange: message.delivery.exchange.to_string(),
+            routing_key: message.delivery.routing_key.to_string(),
+        }),
+    }
 }
