@@ -424,8 +424,8 @@ impl Handler<Tick> for BeatActor {
     }
 }
 
-/// Stops scheduling; a leader deletes the lock queue (its state is saved with every round), so that
-/// another instance takes over at its next claim.
+/// Stops scheduling; a leader deletes the lock queue (its state went out with each round),
+/// so that another instance takes over at its next claim.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopBeat;
