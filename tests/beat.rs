@@ -226,8 +226,12 @@ async fn two_instances_send_each_run_once() {
     let from = Utc::now();
     let mut first = BeatProcess::start(&file, &name, "first");
     let mut second = BeatProcess::start(&file, &name, "second");
+    // Both are contending before the runs are counted.
+    first.wait_started().await;
+    second.wait_started().await;
+    let before = count(&broker, &queue).await;
 
-    wait_runs(&broker, &queue, 10).await;
+    wait_runs(&broker, &queue, before + 10).await;
     first.stop().await;
     second.stop().await;
     let to = Utc::now();
@@ -272,16 +276,13 @@ async fn the_leader_killed_the_other_takes_over_without_loss_or_double() {
 
     let ids = read_ids(&broker, &queue).await;
     let slots = tally(&slots_of(&ids, &name, Duration::from_secs(1), from, to));
-    // The leader publishes a run, then saves it as its last run: killed between the two,
-    // its successor sends that run again (same id). That run is due before the kill, and
-    // there is at most one.
+    // The leader publishes each run and its new last run in one AMQP transaction: killed
+    // before the commit, neither is there (its successor sends the run); after it, both
+    // are (its successor does not). No run is sent twice.
     let doubled: Vec<_> = slots.iter().filter(|(_, sent)| **sent > 1).collect();
     assert!(
-        doubled.len() <= 1
-            && doubled
-                .iter()
-                .all(|(slot, sent)| **sent == 2 && **slot <= killed_at),
-        "runs doubled beyond the one in flight at the kill ({killed_at}): {doubled:?}"
+        doubled.is_empty(),
+        "runs sent twice (leader killed at {killed_at}): {doubled:?}"
     );
     // The follower claims within LEADER_RETRY (200 ms) of RabbitMQ seeing the leader's
     // connection close, much less than the 1 s period: at most one slot came due
@@ -404,6 +405,71 @@ async fn a_restart_resends_nothing_and_catches_up_once() {
     assert_contiguous(&old, period, "before the stop");
     assert_contiguous(&new, period, "after the restart");
     clean_up(&broker, &name, &queue).await;
+}
+
+#[actix_rt::test]
+async fn a_claim_on_a_held_lock_is_taken_not_an_error() {
+    let holder = common::connect(&common::config(1)).await;
+    let other = common::connect(&common::config(1)).await;
+    let lock = leader::lock_queue(&format!("claim-{}", uuid::Uuid::new_v4().simple()));
+    let held = leader::claim(&holder, &lock)
+        .await
+        .expect("the first claim");
+    assert_eq!(held, leader::Claim::Held);
+    // RabbitMQ refuses the other connection with 405 RESOURCE_LOCKED.
+    let refused = leader::claim(&other, &lock)
+        .await
+        .expect("a refusal is no error");
+    assert_eq!(refused, leader::Claim::Taken);
+    assert_eq!(
+        leader::claim(&holder, &lock)
+            .await
+            .expect("the holder's claim"),
+        leader::Claim::Held
+    );
+    holder.delete_queue(&lock.name).await.expect("release");
+    let _ = holder.close().await;
+    let _ = other.close().await;
+}
+
+#[actix_rt::test]
+async fn a_transaction_publishes_together_and_reports_an_unroutable_message() {
+    use celeriac::actors::OutboundMessage;
+    use celeriac::actors::QueueSpec;
+    use celeriac::BrokerError;
+
+    let broker = common::connect(&common::config(1)).await;
+    let first = common::unique_queue("beat-tx-a");
+    let second = common::unique_queue("beat-tx-b");
+    for queue in [&first, &second] {
+        broker
+            .declare_queue(QueueSpec::durable(queue.clone()))
+            .await
+            .expect("declare");
+    }
+    let to = |queue: &str| OutboundMessage {
+        exchange: String::new(),
+        routing_key: queue.to_string(),
+        properties: Default::default(),
+        body: b"{}".to_vec(),
+    };
+    broker
+        .publish_transaction(vec![to(&first), to(&second)])
+        .await
+        .expect("committed");
+    assert_eq!(count(&broker, &first).await, 1);
+    assert_eq!(count(&broker, &second).await, 1);
+
+    let nowhere = common::unique_queue("beat-tx-missing");
+    let outcome = broker
+        .publish_transaction(vec![to(&first), to(&nowhere)])
+        .await;
+    assert!(
+        matches!(&outcome, Err(BrokerError::Unroutable { routing_key, .. }) if *routing_key == nowhere),
+        "{outcome:?}"
+    );
+    common::delete_queues(&broker, &[&first, &second]).await;
+    let _ = broker.close().await;
 }
 
 #[actix_rt::test]

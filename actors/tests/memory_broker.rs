@@ -246,3 +246,24 @@ async fn purge_removes_ready_messages_and_names_a_missing_queue() {
         Err(celeriac_actors::BrokerError::NoSuchQueue(queue)) if queue == "missing"
     ));
 }
+
+#[actix_rt::test]
+async fn a_transaction_is_all_or_nothing() {
+    let broker = broker_with_queue("q").await;
+    let refused = broker
+        .publish_transaction(vec![message("q", "a"), message("nowhere", "b")])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(celeriac_actors::BrokerError::Unroutable { .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(broker.count_messages("q").await.expect("count"), 0);
+    broker
+        .publish_transaction(vec![message("q", "a"), message("q", "b")])
+        .await
+        .expect("committed");
+    assert_eq!(broker.count_messages("q").await.expect("count"), 2);
+}

@@ -270,6 +270,18 @@ impl Producer {
             let frozen = self.send_canvas(Canvas::from(signature)).await?;
             return Ok(frozen.task_id().unwrap_or_default().to_string());
         }
+        let (id, message) = self.prepare_signature(signature).await?;
+        self.publish_raw(message).await?;
+        Ok(id)
+    }
+
+    /// Declares the queue of a signature without callbacks and encodes it, without
+    /// publishing: answers its task id and the message (Beat publishes it together with
+    /// its state). Callbacks are ignored: they need [`Producer::send_canvas`].
+    pub(crate) async fn prepare_signature(
+        &self,
+        signature: Signature,
+    ) -> Result<(String, OutboundMessage), SendError> {
         let queue = signature.queue.clone().unwrap_or_else(|| {
             self.config
                 .route(&signature.task, signature.default_queue.as_deref())
@@ -285,17 +297,14 @@ impl Producer {
                 .as_ref()
                 .map(|results| results.reply_queue().to_string())
         });
-        let message = encode_signature(signature, &id, reply_to)?;
-        self.publisher
-            .send(Publish(OutboundMessage {
-                exchange: String::new(),
-                routing_key: queue,
-                properties: message.0,
-                body: message.1,
-            }))
-            .await
-            .map_err(crate::actors::BrokerError::from)??;
-        Ok(id)
+        let (properties, body) = encode_signature(signature, &id, reply_to)?;
+        let message = OutboundMessage {
+            exchange: String::new(),
+            routing_key: queue,
+            properties,
+            body,
+        };
+        Ok((id, message))
     }
 
     /// Publishes an already built message to `queue` (`None`: the queue its task is routed

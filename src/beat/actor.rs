@@ -1,10 +1,11 @@
 //! [`BeatActor`]: the scheduler. A follower looks every `leader_retry` whether the presence
 //! queue has a consumer (the leader); when it has none, it claims the lock queue. The new
 //! leader consumes the presence queue and reads the stored last runs; then at each due
-//! slot it confirms it still holds the lock, sends the runs through its [`Producer`] (task
-//! id from [`run_id`]) and saves the new last runs. A failure backs off and tries again;
-//! losing the connection (its consumer on the presence queue ends) or a refused claim makes
-//! it a follower again, and it reads the state afresh when it leads again. Supervised:
+//! slot it confirms it still holds the lock, then publishes the runs (encoded by its
+//! [`Producer`], task id from [`run_id`]) and the new last runs in one AMQP transaction. A
+//! failure makes it a follower that backs off and reads the stored state afresh when it
+//! leads again (a commit cut short may or may not have taken effect); so do losing the
+//! connection (its consumer on the presence queue ends) and a refused claim. Supervised:
 //! restarted as a follower.
 
 use std::sync::Arc;
@@ -62,8 +63,6 @@ pub(crate) struct BeatActor {
     /// For entries that never ran: when this instance started leading (their first run is
     /// the first slot after it). Not stored.
     baseline: Option<DateTime<Utc>>,
-    /// Runs were sent that the stored state does not have yet.
-    dirty: bool,
     /// Consecutive failures, for the backoff.
     failures: u32,
     /// The pending wake-up.
@@ -93,7 +92,6 @@ impl BeatActor {
             role: Role::Follower,
             state: BeatState::default(),
             baseline: None,
-            dirty: false,
             failures: 0,
             timer: None,
             busy: watch::channel(false).0,
@@ -251,7 +249,7 @@ impl BeatActor {
         }
     }
 
-    /// Sends the runs due now (after confirming the lock), saves the state, and sleeps
+    /// Sends the runs due now with the new state (after confirming the lock), or sleeps
     /// until the next slot.
     fn run_due(&mut self, ctx: &mut Context<Self>) {
         let now = Utc::now();
@@ -268,7 +266,7 @@ impl BeatActor {
                 (a, b) => a.or(b),
             };
         }
-        if runs.is_empty() && !self.dirty {
+        if runs.is_empty() {
             self.busy.send_replace(false);
             let delay = next.map_or(IDLE, |next| {
                 // A millisecond late rather than early: the slot is then due.
@@ -286,7 +284,6 @@ impl BeatActor {
         let store = self.store.clone();
         let plan = self.plan.clone();
         let mut state = self.state.clone();
-        let save_pending = self.dirty;
         let round = async move {
             let mut round = Round::default();
             match claim(&broker, &lock).await {
@@ -300,40 +297,44 @@ impl BeatActor {
                     return round;
                 }
             }
-            for (entry, slot, skipped) in runs {
-                let id = run_id(&plan.name, &entry.name, slot);
+            // The runs and the new state go out in one transaction: a leader killed before
+            // the commit sent nothing (its successor sends the runs), one killed after it
+            // stored them (its successor does not).
+            let mut messages = Vec::with_capacity(runs.len() + 1);
+            for (entry, slot, _) in &runs {
+                let id = run_id(&plan.name, &entry.name, *slot);
                 match producer
-                    .send_signature(entry.signature.clone().with_id(id.clone()))
+                    .prepare_signature(entry.signature.clone().with_id(id))
                     .await
                 {
-                    Ok(_) => {
-                        if skipped > 0 {
-                            log::info!(
-                                "beat \"{}\": \"{}\" catches up with one run for {slot} \
-                                 ({skipped} earlier slots missed)",
-                                plan.name,
-                                entry.name
-                            );
-                        }
-                        log::debug!(
-                            "beat \"{}\": sent \"{}\" for {slot} as {id}",
-                            plan.name,
-                            entry.name
-                        );
-                        state.last_run.insert(entry.name.clone(), slot);
-                        round.sent += 1;
-                    }
+                    Ok((_, message)) => messages.push(message),
                     Err(error) => {
                         round.error = Some(error.into());
-                        break;
+                        return round;
                     }
                 }
+                state.last_run.insert(entry.name.clone(), *slot);
             }
-            if round.sent > 0 || save_pending {
-                match store.save(&state).await {
-                    Ok(()) => round.saved = true,
-                    Err(error) => round.error = round.error.or(Some(error)),
+            messages.push(store.message(&state));
+            if let Err(error) = broker.publish_transaction(messages).await {
+                round.error = Some(error.into());
+                return round;
+            }
+            for (entry, slot, skipped) in &runs {
+                if *skipped > 0 {
+                    log::info!(
+                        "beat \"{}\": \"{}\" caught up with one run for {slot} \
+                         ({skipped} earlier slots missed)",
+                        plan.name,
+                        entry.name
+                    );
                 }
+                log::debug!(
+                    "beat \"{}\": sent \"{}\" for {slot} as {}",
+                    plan.name,
+                    entry.name,
+                    run_id(&plan.name, &entry.name, *slot)
+                );
             }
             round.state = state;
             round
@@ -356,15 +357,16 @@ impl BeatActor {
             self.step_down(ctx);
             return;
         }
-        if round.sent > 0 {
-            self.state.merge(round.state);
-            self.dirty = !round.saved;
-        } else if round.saved {
-            self.dirty = false;
-        }
         match round.error {
-            Some(error) => self.back_off(ctx, &error),
+            Some(error) => {
+                // Whether a failed commit took effect is unknown: lead again (if still
+                // possible) from the stored state rather than from this one.
+                self.role = Role::Follower;
+                self.release_watch(ctx);
+                self.back_off(ctx, &error);
+            }
             None => {
+                self.state.merge(round.state);
                 self.failures = 0;
                 self.wake_in(ctx, Duration::ZERO);
             }
@@ -377,10 +379,6 @@ impl BeatActor {
 struct Round {
     /// The lock was held by another instance: nothing was sent.
     lost: bool,
-    /// Runs sent.
-    sent: usize,
-    /// The state was saved.
-    saved: bool,
     /// The state with the runs sent.
     state: BeatState,
     /// What failed, if anything.
@@ -426,8 +424,8 @@ impl Handler<Tick> for BeatActor {
     }
 }
 
-/// Stops scheduling; a leader saves what it owes and deletes the lock queue, so that
-/// another instance takes over at its next claim.
+/// Stops scheduling; a leader deletes the lock queue (its state went out with each round),
+/// so that another instance takes over at its next claim.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopBeat;
@@ -451,16 +449,9 @@ impl Handler<StopBeat> for BeatActor {
             actor.role = Role::Follower;
             actor.release_watch(ctx);
             let broker = actor.broker.clone();
-            let store = actor.store.clone();
             let lock = actor.lock.name.clone();
-            let owed = (leading && actor.dirty).then(|| actor.state.clone());
             let name = actor.plan.name.clone();
             async move {
-                if let Some(state) = owed {
-                    if let Err(error) = store.save(&state).await {
-                        log::warn!("beat \"{name}\": saving the state at stop: {error}");
-                    }
-                }
                 if leading {
                     if let Err(error) = broker.delete_queue(&lock).await {
                         log::warn!("beat \"{name}\": releasing the lock: {error}");

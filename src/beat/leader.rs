@@ -43,19 +43,20 @@ pub enum Claim {
     Taken,
 }
 
-/// Reads a declaration's outcome: 405 RESOURCE_LOCKED is [`Claim::Taken`], any other
-/// failure stays an error (the broker is away, say).
+/// How lapin renders reply code 405 (amq-protocol's `AMQPSoftError::RESOURCELOCKED`,
+/// chosen by the code, not by the broker's text). [`BrokerError`] keeps lapin's error as
+/// text only, so the code is recognised by this rendering.
+const RESOURCE_LOCKED: &str = "AMQP soft error: RESOURCE-LOCKED";
+
+/// Reads a declaration's outcome: reply code 405 RESOURCE_LOCKED is [`Claim::Taken`], any
+/// other failure stays an error (the broker is away, say).
 pub fn claim_outcome(declared: Result<(), BrokerError>) -> Result<Claim, BrokerError> {
     match declared {
         Ok(()) => Ok(Claim::Held),
-        Err(error) => {
-            let text = error.to_string();
-            if text.contains("RESOURCE_LOCKED") || text.contains("405") {
-                Ok(Claim::Taken)
-            } else {
-                Err(error)
-            }
+        Err(BrokerError::Amqp { reason, .. }) if reason.contains(RESOURCE_LOCKED) => {
+            Ok(Claim::Taken)
         }
+        Err(error) => Err(error),
     }
 }
 
@@ -72,10 +73,18 @@ mod tests {
     fn declaration_outcomes() {
         let locked = BrokerError::Amqp {
             operation: "queue.declare \"celeriac.beat.b.leader\"".into(),
-            reason: "protocol error: AMQP soft error: RESOURCE_LOCKED - cannot obtain \
-                     exclusive access to locked queue"
+            reason: "protocol error: AMQP soft error: RESOURCE-LOCKED: RESOURCE_LOCKED - \
+                     cannot obtain exclusive access to locked queue"
                 .into(),
         };
+        // Another soft error whose text holds "405" (a queue name, say) is no refusal.
+        let other = BrokerError::Amqp {
+            operation: "queue.declare \"q405\"".into(),
+            reason: "protocol error: AMQP soft error: PRECONDITION-FAILED: \
+                     PRECONDITION_FAILED - inequivalent arg 'x-405'"
+                .into(),
+        };
+        assert!(claim_outcome(Err(other)).is_err());
         let lost = BrokerError::ConnectionLost {
             operation: "queue.declare".into(),
             reason: "connection reset".into(),

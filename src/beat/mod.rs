@@ -179,8 +179,13 @@ impl BeatBuilder {
         }
     }
 
-    /// Adds an entry.
+    /// Adds an entry. Its signature may not carry callbacks (`with_link`,
+    /// `with_link_error`): a run is one message, published with the beat's state.
     pub fn entry(mut self, entry: Entry) -> Self {
+        if !entry.signature.link.is_empty() || !entry.signature.link_error.is_empty() {
+            let reason = "callbacks (link, link_error) are not supported in a beat entry";
+            return self.fail(BeatError::entry(entry.name, "signature", reason));
+        }
         self.entries.push(entry);
         self
     }
@@ -239,5 +244,26 @@ impl BeatHandle {
             .send(StopBeat)
             .await
             .map_err(|_| BeatError::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_callbacks_is_refused() {
+        let linked = Signature::new("tasks.a").with_link(Signature::new("tasks.b"));
+        let built = Beat::builder()
+            .every("a", Duration::from_secs(1), linked)
+            .build();
+        assert!(
+            matches!(built, Err(BeatError::Entry { ref field, .. }) if field == "signature"),
+            "{built:?}"
+        );
+        let plain = Beat::builder()
+            .every("a", Duration::from_secs(1), Signature::new("tasks.a"))
+            .build();
+        assert!(plain.is_ok(), "{plain:?}");
     }
 }

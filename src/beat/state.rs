@@ -2,8 +2,8 @@
 //! queue of its own, `celeriac.beat.<name>.state`, holding the newest state as one
 //! persistent JSON message (`x-max-length` 1: each save pushes the previous one out).
 //!
-//! The leader reads it when it takes over (without settling it, so it stays), and saves it
-//! after each round of runs. Reading merges every message it finds, keeping the latest
+//! The leader reads it when it takes over (without settling it, so it stays), and publishes
+//! it with each round of runs, in the same transaction. Reading merges every message it finds, keeping the latest
 //! time per entry: a state is only ever moved forward.
 
 use std::collections::BTreeMap;
@@ -161,20 +161,18 @@ impl StateStore {
         outcome.map(|()| state)
     }
 
-    /// Saves `state` as the newest message (persistent, confirmed by the broker).
-    pub async fn save(&self, state: &BeatState) -> Result<(), BeatError> {
+    /// The message that saves `state` as the newest one (persistent): published by the
+    /// leader in the transaction of the runs it records.
+    pub fn message(&self, state: &BeatState) -> OutboundMessage {
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2);
-        self.broker
-            .publish(OutboundMessage {
-                exchange: String::new(),
-                routing_key: self.queue.clone(),
-                properties,
-                body: state.encode(),
-            })
-            .await?;
-        Ok(())
+        OutboundMessage {
+            exchange: String::new(),
+            routing_key: self.queue.clone(),
+            properties,
+            body: state.encode(),
+        }
     }
 }
 

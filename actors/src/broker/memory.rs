@@ -454,6 +454,35 @@ impl Handler<super::DeclareExchange> for MemoryBrokerActor {
     }
 }
 
+impl Handler<super::PublishTransaction> for MemoryBrokerActor {
+    type Result = Result<(), BrokerError>;
+
+    /// All or nothing: every message must be routable (to a queue of its routing key's
+    /// name) before any is queued.
+    fn handle(
+        &mut self,
+        super::PublishTransaction { messages }: super::PublishTransaction,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        if self.closed {
+            return Err(BrokerError::Closed);
+        }
+        if let Some(unroutable) = messages
+            .iter()
+            .find(|message| !self.queues.contains_key(&message.routing_key))
+        {
+            return Err(BrokerError::Unroutable {
+                exchange: unroutable.exchange.clone(),
+                routing_key: unroutable.routing_key.clone(),
+            });
+        }
+        for message in messages {
+            self.handle(PublishMessage(message), ctx)?;
+        }
+        Ok(())
+    }
+}
+
 impl Handler<super::PublishTransient> for MemoryBrokerActor {
     type Result = Result<(), BrokerError>;
 

@@ -8,6 +8,7 @@ pub mod amqp;
 pub mod consumers;
 pub mod exchange;
 pub mod memory;
+pub mod transaction;
 
 use std::pin::Pin;
 
@@ -17,6 +18,7 @@ use lapin::types::FieldTable;
 
 pub use self::consumers::CountConsumers;
 pub use self::exchange::{DeclareExchange, ExchangeSpec, PublishTransient};
+pub use self::transaction::PublishTransaction;
 use crate::delivery::{Delivery, OutboundMessage};
 use crate::error::BrokerError;
 
@@ -236,6 +238,8 @@ pub struct BrokerClient {
     pub publish_transient: Recipient<PublishTransient>,
     /// Declares a queue and counts its consumers.
     pub count_consumers: Recipient<CountConsumers>,
+    /// Publishes several messages atomically (one AMQP transaction).
+    pub publish_transaction: Recipient<PublishTransaction>,
 }
 
 impl BrokerClient {
@@ -258,7 +262,8 @@ impl BrokerClient {
             + Handler<SubscribeConnection>
             + Handler<FlushAcks>
             + Handler<PublishTransient>
-            + Handler<CountConsumers>,
+            + Handler<CountConsumers>
+            + Handler<PublishTransaction>,
     {
         BrokerClient {
             declare: addr.clone().recipient(),
@@ -278,6 +283,7 @@ impl BrokerClient {
             flush_acks: addr.clone().recipient(),
             publish_transient: addr.clone().recipient(),
             count_consumers: addr.clone().recipient(),
+            publish_transaction: addr.clone().recipient(),
         }
     }
 
@@ -294,6 +300,17 @@ impl BrokerClient {
     /// Publishes a message and waits for the broker's confirm.
     pub async fn publish(&self, message: OutboundMessage) -> Result<(), BrokerError> {
         self.publish.send(PublishMessage(message)).await?
+    }
+
+    /// Publishes `messages` atomically: all of them or, if the client or its connection
+    /// dies before the broker committed them, none ([`PublishTransaction`]).
+    pub async fn publish_transaction(
+        &self,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<(), BrokerError> {
+        self.publish_transaction
+            .send(PublishTransaction { messages })
+            .await?
     }
 
     /// Counts the ready messages of a queue.

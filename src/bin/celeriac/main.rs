@@ -62,8 +62,13 @@ enum Command {
 /// our one line.
 fn main() -> ExitCode {
     // The matches are kept: `call` reads the order of its options from them (`--then`).
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return usage_error(error),
+    };
     if let Command::Beat(args) = cli.command {
         // A long-running service: it logs what it does (leader or not, each run sent).
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -79,6 +84,39 @@ fn main() -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// Help and version as clap prints them; any other parse error as one line,
+/// `celeriac: <what clap says first> (try --help)`, exit code 2.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+        _ => {
+            eprintln!("celeriac: {} (try --help)", first_line(&error.to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// clap's message in one line: its first line without the `error: ` prefix; when that
+/// line introduces a list (`...not provided:`), the list's items after it.
+fn first_line(message: &str) -> String {
+    let mut lines = message
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| line.is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some(head) = first.strip_suffix(':') {
+        let items: Vec<&str> = lines.take_while(|line| !line.is_empty()).collect();
+        if !items.is_empty() {
+            return format!("{head}: {}", items.join(", "));
+        }
+    }
+    first.to_string()
 }
 
 /// Runs one subcommand.
@@ -100,5 +138,29 @@ async fn run(cli: Cli, matches: ArgMatches) -> Result<(), CliError> {
         Command::Events(args) => events::run(args, &config).await,
         // main() runs beat before this (in an actix system of its own, logging at info).
         Command::Beat(_) => Err(CliError::Usage("beat cannot run here".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn clap_messages_become_one_line() {
+        let cases = [
+            (
+                "error: unexpected argument '--x' found\n\nUsage: celeriac call <TASK>\n",
+                "unexpected argument '--x' found",
+            ),
+            (
+                "error: the following required arguments were not provided:\n  <TASK>\n  \
+                 <RATE>\n\nUsage: celeriac call <TASK>\n",
+                "the following required arguments were not provided: <TASK>, <RATE>",
+            ),
+            ("", "invalid command line"),
+        ];
+        for (message, line) in cases {
+            assert_eq!(first_line(message), line, "{message:?}");
+        }
     }
 }

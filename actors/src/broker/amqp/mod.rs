@@ -18,6 +18,7 @@
 //! | `redact` | [`redact_url`], [`scrub_password`]: passwords kept out of messages and `Debug` |
 //! | `link` | the current connection and channels that follow it across reconnections |
 //! | [`acks`] | batched acknowledgements per consumer channel |
+//! | `transaction` | publishes committed together (`tx.select` .. `tx.commit`) on a channel of their own |
 
 pub mod acks;
 mod config;
@@ -32,6 +33,7 @@ mod operations;
 mod purge;
 mod redact;
 mod tls;
+mod transaction;
 
 use std::collections::HashMap;
 use std::sync::Arc;
