@@ -474,6 +474,7 @@ impl Handler<super::PublishTransaction> for MemoryBrokerActor {
             return Err(BrokerError::Unroutable {
                 exchange: unroutable.exchange.clone(),
                 routing_key: unroutable.routing_key.clone(),
+                node: "memory://".into(),
             });
         }
         for message in messages {

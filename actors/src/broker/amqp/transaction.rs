@@ -28,26 +28,36 @@ impl Handler<PublishTransaction> for AmqpBrokerActor {
         let link = self.link.clone();
         let deadline = Instant::now() + self.config.send_timeout;
         Box::pin(async move {
-            let connection = link.connection("tx.select", Some(deadline)).await?;
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(|error| BrokerError::amqp("channel.open", &error))?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let committed = tokio::time::timeout(remaining, commit(&channel, &messages)).await;
-            let _ = channel.close(200, "OK".into()).await;
-            committed.unwrap_or_else(|_| {
-                Err(BrokerError::ConnectionLost {
-                    operation: "tx.commit".into(),
-                    reason: "no answer from the broker".into(),
+            let node = link.node();
+            let committed = async {
+                let connection = link.connection("tx.select", Some(deadline)).await?;
+                let channel = connection
+                    .create_channel()
+                    .await
+                    .map_err(|error| BrokerError::amqp("channel.open", &error))?;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let committed =
+                    tokio::time::timeout(remaining, commit(&channel, &messages, &node)).await;
+                let _ = channel.close(200, "OK".into()).await;
+                committed.unwrap_or_else(|_| {
+                    Err(BrokerError::ConnectionLost {
+                        operation: "tx.commit".into(),
+                        reason: "no answer from the broker".into(),
+                    })
                 })
-            })
+            };
+            link.named(committed.await)
         })
     }
 }
 
-/// `tx.select`, one `basic.publish` per message, `tx.commit`, on `channel`.
-async fn commit(channel: &Channel, messages: &[OutboundMessage]) -> Result<(), BrokerError> {
+/// `tx.select`, one `basic.publish` per message, `tx.commit`, on `channel` (a channel of
+/// `node`, named in an unroutable message's error).
+async fn commit(
+    channel: &Channel,
+    messages: &[OutboundMessage],
+    node: &str,
+) -> Result<(), BrokerError> {
     channel
         .tx_select()
         .await
@@ -85,6 +95,7 @@ async fn commit(channel: &Channel, messages: &[OutboundMessage]) -> Result<(), B
         Some(message) => Err(BrokerError::Unroutable {
             exchange: message.delivery.exchange.to_string(),
             routing_key: message.delivery.routing_key.to_string(),
+            node: node.to_string(),
         }),
     }
 }
