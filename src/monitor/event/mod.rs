@@ -178,9 +178,9 @@ pub fn task_fields(
             fields.insert("traceback".into(), traceback(error).into());
             "task-retried"
         }
-        TaskEventKind::Revoked { reason } => {
-            fields.insert("terminated".into(), false.into());
-            fields.insert("signum".into(), Value::Null);
+        TaskEventKind::Revoked { reason, signum } => {
+            fields.insert("terminated".into(), signum.is_some().into());
+            fields.insert("signum".into(), (*signum).into());
             fields.insert("expired".into(), (reason == "expired").into());
             "task-revoked"
         }
