@@ -169,6 +169,31 @@ async fn inspect_requests_then_revoke_them() {
     )
     .await;
     wait_for_state(&early, &config, TaskState::Revoked).await;
+    // REVOKED is what the revoke command stored itself: the worker's own task-revoked
+    // event for it says the worker received it and turned it away.
+    events
+        .wait_until(
+            Duration::from_secs(30),
+            "the worker's task-revoked event for the task revoked before it was sent",
+            |seen| {
+                seen.iter().any(|e| {
+                    e.task_id.as_deref() == Some(early.as_str())
+                        && matches!(&e.kind, TaskEventKind::Revoked { reason, signum: None } if reason == "revoked")
+                })
+            },
+        )
+        .await;
+    assert!(
+        !events
+            .seen()
+            .iter()
+            .any(|e| e.task_id.as_deref() == Some(early.as_str())
+                && matches!(
+                    e.kind,
+                    TaskEventKind::Started | TaskEventKind::Succeeded { .. }
+                )),
+        "the task revoked before it was sent never started"
+    );
     // The countdown task too: revoked now, it is REVOKED when it comes due (an hour away),
     // so only its listing as revoked is checked here.
     control::control(&node, "revoke", &[&later]).await;
