@@ -134,6 +134,12 @@ def main():
             clocks = [e["clock"] for e in events]
             assert len(set(clocks)) == len(clocks), f"a clock value used twice: {clocks}"
             ok("Lamport clock values are unique")
+            # One clock for events and remote control: the clock a `clock` request reads
+            # has moved past every event clock already sent.
+            replies = app.control.inspect(destination=[HOSTNAME], timeout=10).clock() or {}
+            assert HOSTNAME in replies, f"no clock reply from {HOSTNAME}: {replies}"
+            assert replies[HOSTNAME]["clock"] >= max(clocks), (replies, max(clocks))
+            ok("the clock reply is past every event clock")
 
             print("stop-worker", flush=True)
             wait_for("worker-offline", lambda: of_type("worker-offline"), conn)

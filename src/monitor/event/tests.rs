@@ -246,6 +246,7 @@ fn outcome_table() {
     for (kind, event_type) in table {
         let fields = task_fields(&kind, Some("t"), None);
         assert_eq!(fields.as_ref().map(|(t, _)| *t), event_type, "{kind:?}");
+        assert_eq!(sends_event(&kind), event_type.is_some(), "{kind:?}");
     }
     let (_, revoked) = task_fields(
         &TaskEventKind::Revoked {
