@@ -1,6 +1,7 @@
 //! Remote control against a celeriac worker with Python Celery 5.7's own CLI:
 //! `celery inspect ping|registered|stats|active_queues|clock|conf`, `celery status`, an
-//! unknown command, a malformed request, and a second worker with the same node name.
+//! unknown command, a malformed request, a second worker with the same node name, and
+//! `celery control add_consumer|cancel_consumer|shutdown` against a worker process.
 
 mod common;
 #[path = "common/control.rs"]
@@ -8,9 +9,12 @@ mod control;
 
 use celeriac::actors::amqp::BasicProperties;
 use celeriac::actors::OutboundMessage;
-use celeriac::Config;
+use celeriac::{Config, Producer, Signature};
+use common::redis_server::redis_url;
 use common::{connect, unique_queue, Add, Slow};
 use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
 
 fn node_config(node: &str) -> Config {
     Config {
@@ -184,4 +188,127 @@ async fn a_second_worker_with_the_same_name_is_refused() {
     // connection; closing the first worker's broker frees it).
     first_broker.close().await.expect("closed");
     common::delete_queues(&second_broker, &[&queue]).await;
+}
+
+/// The names `celery inspect active_queues` lists for `node`.
+async fn active_queue_names(node: &str) -> Vec<String> {
+    let queues = control::inspect(node, "active_queues", &[]).await;
+    queues
+        .as_array()
+        .unwrap_or_else(|| panic!("active_queues is a list: {queues}"))
+        .iter()
+        .map(|queue| queue["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `celery control add_consumer` makes a worker consume a new queue (a task sent there runs,
+/// `active_queues` lists it), `cancel_consumer` stops that (no consumer left, no longer
+/// listed), and `celery control shutdown` ends the worker process. Every command is
+/// addressed to this test's node.
+#[actix_rt::test]
+async fn consumers_come_and_go_then_shutdown_ends_the_worker() {
+    let node = control::unique_node("consumers");
+    let queue = unique_queue("control-consumers");
+    let extra = unique_queue("control-consumers-extra");
+    let mut worker = common::KillOnDrop(
+        common::example_command("interop")
+            .env("CELERIAC_BROKER_URL", common::amqp_url())
+            .env("CELERIAC_RESULT_BACKEND", redis_url())
+            .env("CELERIAC_QUEUE", &queue)
+            .env("CELERIAC_HOSTNAME", &node)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the interop worker starts"),
+    );
+    common::wait_until_async(
+        "the worker to answer celery inspect ping",
+        Duration::from_secs(60),
+        || {
+            let node = node.clone();
+            async move {
+                let run =
+                    control::celery(&["inspect", "ping", "-d", &node, "--timeout", "2"]).await;
+                run.code == Some(0)
+            }
+        },
+    )
+    .await;
+    assert_eq!(active_queue_names(&node).await, [queue.as_str()]);
+
+    // add_consumer: listed, consumed, and a task sent there runs.
+    assert_eq!(
+        control::control(&node, "add_consumer", &[&extra]).await,
+        json!({"ok": format!("add consumer {extra}")})
+    );
+    common::wait_until_async(
+        "a consumer on the queue add_consumer named",
+        Duration::from_secs(30),
+        || {
+            let extra = extra.clone();
+            async move { common::queue_consumers_async(&extra).await == 1 }
+        },
+    )
+    .await;
+    assert_eq!(
+        active_queue_names(&node).await,
+        [queue.as_str(), extra.as_str()]
+    );
+    let config = Config {
+        result_backend: Some(redis_url()),
+        hostname: control::unique_node("consumers-producer"),
+        ..common::config(1)
+    };
+    let broker = connect(&config).await;
+    let producer = Producer::from_config(broker.clone(), &config)
+        .await
+        .expect("a producer");
+    let sum = producer
+        .send_signature_with_result(
+            Signature::new("interop.add")
+                .with_args(vec![json!(20), json!(22)])
+                .with_queue(extra.clone()),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(
+        sum.get(Duration::from_secs(60)).await.ok(),
+        Some(json!(42)),
+        "the task sent to the added queue ran"
+    );
+
+    // add_consumer again for a queue consumed already: no second consumer.
+    control::control(&node, "add_consumer", &[&extra]).await;
+    assert_eq!(
+        active_queue_names(&node).await,
+        [queue.as_str(), extra.as_str()]
+    );
+    assert_eq!(common::queue_consumers_async(&extra).await, 1);
+
+    // cancel_consumer: no longer listed, its consumer gone; the first queue stays.
+    assert_eq!(
+        control::control(&node, "cancel_consumer", &[&extra]).await,
+        json!({"ok": format!("no longer consuming from {extra}")})
+    );
+    assert_eq!(active_queue_names(&node).await, [queue.as_str()]);
+    common::wait_until_async(
+        "the consumer of the cancelled queue to go",
+        Duration::from_secs(30),
+        || {
+            let extra = extra.clone();
+            async move { common::queue_consumers_async(&extra).await == 0 }
+        },
+    )
+    .await;
+    assert_eq!(common::queue_consumers_async(&queue).await, 1);
+
+    // shutdown: the worker process ends, cleanly.
+    assert_eq!(
+        control::control(&node, "shutdown", &[]).await,
+        json!({"ok": "shutting down"})
+    );
+    let exit = worker.wait_exit(Duration::from_secs(60)).await;
+    assert!(exit.success(), "the worker exited with {exit}");
+    common::delete_queues(&broker, &[&queue, &extra]).await;
 }

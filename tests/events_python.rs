@@ -1,7 +1,8 @@
 //! Celery events from a celeriac worker (the `interop` example), watched by Python Celery
 //! 5.7's own event receiver and `celery.events.state.State` (tests/python/events_receiver.py):
 //! worker-online, heartbeats every 2 s counting the tasks, task events with Celery's fields
-//! when they are on (and none when they are off), worker-offline on a warm shutdown.
+//! when they are on (then State also sees a task retried, a countdown task revoked and a
+//! running task terminated; none when they are off), worker-offline on a warm shutdown.
 
 mod common;
 

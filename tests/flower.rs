@@ -1,7 +1,8 @@
 //! Flower 2.2 (from PyPI, pinned in tests/python/requirements.txt) against a celeriac
 //! worker: its HTTP API lists the worker with its registered tasks and queues (remote
 //! control), turns task events on (its `enable_events` broadcast) and shows the worker's
-//! tasks with their states (events), and revokes a task.
+//! tasks with their states (events: `/api/task/info/<id>` and `/api/tasks`), and revokes a
+//! task.
 
 mod common;
 
@@ -127,7 +128,7 @@ async fn flower_lists_the_worker_shows_its_tasks_and_revokes() {
     // without events. Send one task after another until Flower shows one SUCCESS (each
     // waited for, so this ends once events are on).
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
+    let shown_id = loop {
         let sum = producer
             .send_signature_with_result(
                 Signature::new("interop.add")
@@ -152,14 +153,33 @@ async fn flower_lists_the_worker_shows_its_tasks_and_revokes() {
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
         if shown {
-            break;
+            break sum.id().to_string();
         }
         assert!(
             std::time::Instant::now() < deadline,
             "Flower never showed a task of {node} SUCCESS: task events were not turned on by \
              its enable_events broadcasts, or not sent"
         );
-    }
+    };
+    // The task list, filtered by worker as Flower's task page asks for it.
+    let path = format!("/api/tasks?workername={node}");
+    let (status, tasks) = http_async(&addr, "GET", &path)
+        .await
+        .expect("Flower answers /api/tasks");
+    assert_eq!(status, 200, "{tasks}");
+    let listed = &tasks[&shown_id];
+    assert_eq!(listed["state"], "SUCCESS", "/api/tasks: {tasks}");
+    assert_eq!(listed["name"], "interop.add", "/api/tasks: {tasks}");
+    assert_eq!(listed["worker"], json!(node), "/api/tasks: {tasks}");
+    let others = format!("/api/tasks?workername=no-such-{node}");
+    let (status, none) = http_async(&addr, "GET", &others)
+        .await
+        .expect("Flower answers /api/tasks");
+    assert_eq!(status, 200, "{none}");
+    assert!(
+        none.get(&shown_id).is_none(),
+        "the worker filter of /api/tasks keeps other workers' tasks out: {none}"
+    );
 
     // Revoke through Flower: a countdown task the worker holds never runs.
     let held = producer

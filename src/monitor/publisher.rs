@@ -19,8 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use serde_json::Value;
 
+use super::clock::LamportClock;
 use super::event::{
-    properties, routing_key, task_event, worker_event, Origin, Stamp, WorkerCounters,
+    properties, routing_key, sends_event, task_event, worker_event, Origin, Stamp, WorkerCounters,
     WorkerEventType, EXCHANGE, HEARTBEAT_FREQ, TASK_BATCH_ROUTING_KEY,
 };
 use super::host;
@@ -60,8 +61,8 @@ pub(crate) struct EventPublisher {
     /// The properties of every event (the `hostname` header).
     properties: BasicProperties,
     switch: TaskEvents,
-    /// The Lamport clock: +1 per event sent.
-    clock: u64,
+    /// The worker's Lamport clock (shared with the pidbox replies): +1 per event sent.
+    clock: LamportClock,
     /// Hours west of UTC, read again at every heartbeat (daylight saving time).
     utcoffset: f64,
     /// Tasks started and not ended, with when they started.
@@ -81,8 +82,14 @@ pub(crate) struct EventPublisher {
 }
 
 impl EventPublisher {
-    /// A publisher for the node `hostname`, publishing through `broker`.
-    pub(crate) fn new(broker: BrokerClient, hostname: &str, switch: TaskEvents) -> Self {
+    /// A publisher for the node `hostname`, publishing through `broker`, stamping events
+    /// with the worker's `clock`.
+    pub(crate) fn new(
+        broker: BrokerClient,
+        hostname: &str,
+        switch: TaskEvents,
+        clock: LamportClock,
+    ) -> Self {
         EventPublisher {
             broker,
             origin: Origin {
@@ -91,7 +98,7 @@ impl EventPublisher {
             },
             properties: properties(hostname),
             switch,
-            clock: 0,
+            clock,
             utcoffset: host::utcoffset(),
             running: HashMap::new(),
             processed: 0,
@@ -105,12 +112,12 @@ impl EventPublisher {
 
     /// The next clock value and the time now.
     fn stamp(&mut self) -> Stamp {
-        self.clock += 1;
+        let clock = self.clock.forward();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64());
         Stamp {
-            clock: self.clock,
+            clock,
             timestamp,
             utcoffset: self.utcoffset,
         }
@@ -283,19 +290,16 @@ impl Handler<TaskEvent> for EventPublisher {
             return;
         };
         let runtime = self.count(id, &event.kind);
-        if !self.switch.enabled() {
+        // No event for it: the clock does not move.
+        if !self.switch.enabled() || !sends_event(&event.kind) {
             return;
         }
         let stamp = self.stamp();
-        match task_event(&event, runtime, &self.origin, stamp) {
-            Some(fields) => {
-                self.buffer(Value::Object(fields));
-                if self.buffer.len() >= BATCH_MAX {
-                    self.flush(ctx);
-                }
+        if let Some(fields) = task_event(&event, runtime, &self.origin, stamp) {
+            self.buffer(Value::Object(fields));
+            if self.buffer.len() >= BATCH_MAX {
+                self.flush(ctx);
             }
-            // No event for it: the clock did not move.
-            None => self.clock -= 1,
         }
     }
 }

@@ -78,10 +78,14 @@ pub enum TaskEventKind {
         /// Why, as logged.
         reason: String,
     },
-    /// The task was not run because it expired; it was acked.
+    /// The task was revoked: not run (revoked or expired; acked), or stopped while running
+    /// by `revoke(terminate=True)`.
     Revoked {
-        /// Why.
+        /// Why: `revoked`, `expired` or `terminated`.
         reason: String,
+        /// The number of the signal that terminated the run (Celery's `signum`, 15 for
+        /// SIGTERM, its default); `None` when the task never ran.
+        signum: Option<i32>,
     },
     /// The message went back to its queue unexecuted (the worker was shutting down).
     Requeued,

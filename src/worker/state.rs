@@ -134,7 +134,8 @@ struct Inner {
 pub(crate) struct WorkerState {
     inner: Mutex<Inner>,
     next: AtomicU64,
-    clock: AtomicU64,
+    /// The worker's Lamport clock, shared with the event publisher.
+    clock: crate::monitor::LamportClock,
     started: Instant,
     hostname: String,
     /// This process's id (`worker_pid` of the requests it runs), read once: it is a
@@ -163,7 +164,7 @@ impl WorkerState {
                 terminators: HashMap::new(),
             }),
             next: AtomicU64::new(0),
-            clock: AtomicU64::new(0),
+            clock: crate::monitor::LamportClock::new(),
             started: Instant::now(),
             hostname: hostname.to_string(),
             pid: std::process::id(),
@@ -209,19 +210,12 @@ impl WorkerState {
     /// Lamport clock: moves past `seen` (a clock from a message) and ticks; answers the
     /// new value.
     pub(crate) fn tick(&self, seen: u64) -> u64 {
-        let mut current = self.clock.load(Ordering::Relaxed);
-        loop {
-            let next = current.max(seen) + 1;
-            match self.clock.compare_exchange_weak(
-                current,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(actual) => current = actual,
-            }
-        }
+        self.clock.adjust(seen)
+    }
+
+    /// The worker's Lamport clock (the event publisher stamps events with it).
+    pub(crate) fn clock(&self) -> &crate::monitor::LamportClock {
+        &self.clock
     }
 
     /// A request received: tracked as reserved until the guard drops.
@@ -341,7 +335,7 @@ impl WorkerState {
             held: inner.held.values().cloned().collect(),
             total: inner.total.clone(),
             revoked: inner.revoked.ids(),
-            clock: self.clock.load(Ordering::Relaxed),
+            clock: self.clock.value(),
             uptime: self.started.elapsed().as_secs(),
             rate_limits: inner
                 .rate_overrides

@@ -202,6 +202,7 @@ impl WorkerBuilder {
             self.broker.clone(),
             &self.config.hostname,
             task_events.clone(),
+            worker_state.clock().clone(),
         )
         .start();
         let mut listeners = std::mem::take(&mut self.task_listeners);

@@ -7,7 +7,12 @@ CELERIAC_HOSTNAME (the worker's node name). Protocol with the test on stdout: "r
 the event queue is bound (the test then starts the worker), "stop-worker" when the test
 should SIGTERM it, "ok <check>" per check, "all checks passed" at the end. A check that
 fails raises: the exit status is non-zero and the traceback says what did not happen.
+
+In "on" mode State also sees a task retried (task-retried with its exception, then
+SUCCESS), a countdown task revoked (REVOKED, never started) and a running task terminated
+(REVOKED, terminated by signal 15), through remote control addressed to this worker only.
 """
+import uuid
 
 import os
 import socket
@@ -27,12 +32,15 @@ app = Celery("events_checks", broker=URL, backend="rpc://")
 app.conf.task_default_queue = QUEUE
 state = State()
 events = []  # the worker's events, in arrival order
+states_at = {}  # (uuid, event type) -> the task's State state right after that event
 
 
 def on_event(event):
     if event.get("hostname") == HOSTNAME:
         events.append(event)
         state.event(event)
+        if event["type"] in ("task-retried", "task-revoked"):
+            states_at[(event["uuid"], event["type"])] = state.tasks[event["uuid"]].state
 
 
 def ok(name):
@@ -117,6 +125,8 @@ def main():
 
             if MODE == "on":
                 check_task_events(add.id, fail.id)
+                check_retried(conn)
+                check_revoked(conn)
             else:
                 assert task_events() == [], f"task events sent while off: {task_events()}"
                 ok("no task events when they are off")
@@ -124,6 +134,12 @@ def main():
             clocks = [e["clock"] for e in events]
             assert len(set(clocks)) == len(clocks), f"a clock value used twice: {clocks}"
             ok("Lamport clock values are unique")
+            # One clock for events and remote control: the clock a `clock` request reads
+            # has moved past every event clock already sent.
+            replies = app.control.inspect(destination=[HOSTNAME], timeout=10).clock() or {}
+            assert HOSTNAME in replies, f"no clock reply from {HOSTNAME}: {replies}"
+            assert replies[HOSTNAME]["clock"] >= max(clocks), (replies, max(clocks))
+            ok("the clock reply is past every event clock")
 
             print("stop-worker", flush=True)
             wait_for("worker-offline", lambda: of_type("worker-offline"), conn)
@@ -162,6 +178,66 @@ def check_task_events(add_id, fail_id):
     assert state.tasks[fail_id].state == "FAILURE", state.tasks[fail_id].state
     assert state.tasks[fail_id].exception == "ValueError('boom')"
     ok("State shows the tasks SUCCESS and FAILURE")
+
+
+def kinds_of(uuid):
+    return [e["type"] for e in task_events(uuid)]
+
+
+def check_retried(conn):
+    """interop.flaky fails once with a retryable error: task-retried, then a second
+    delivery (retries 1) that succeeds."""
+    flaky = app.send_task("interop.flaky", kwargs={"key": str(uuid.uuid4()), "failures": 1})
+    assert flaky.get(timeout=DEADLINE) == 2
+    wait_for("task-succeeded of the retried task",
+             lambda: "task-succeeded" in kinds_of(flaky.id), conn)
+    # The retry's own task-received may come before task-retried: the worker publishes the
+    # retry first, as Celery's Task.retry does.
+    kinds = kinds_of(flaky.id)
+    assert kinds[:2] == ["task-received", "task-started"], kinds
+    assert sorted(kinds) == sorted(["task-received", "task-started", "task-retried",
+                                    "task-received", "task-started", "task-succeeded"]), kinds
+    retried = of_type("task-retried")[-1]
+    assert retried["uuid"] == flaky.id, retried
+    assert retried["exception"].startswith("RuntimeError('flaky "), retried
+    assert "RuntimeError: flaky " in retried["traceback"], retried
+    assert states_at[(flaky.id, "task-retried")] == "RETRY", states_at
+    assert [e["retries"] for e in task_events(flaky.id) if e["type"] == "task-received"] == [0, 1]
+    task = state.tasks[flaky.id]
+    assert task.succeeded and task.result == "2", (task.state, task.result)
+    ok("State sees task-retried (RETRY, with its exception), then SUCCESS")
+
+
+def revoked_event(uuid_):
+    found = [e for e in task_events(uuid_) if e["type"] == "task-revoked"]
+    return found[0] if found else None
+
+
+def check_revoked(conn):
+    """A countdown task revoked while the worker holds it, and a running task terminated."""
+    later = app.send_task("interop.add", args=[1, 1], countdown=300)
+    wait_for("task-received of the countdown task",
+             lambda: "task-received" in kinds_of(later.id), conn)
+    app.control.revoke(later.id, destination=[HOSTNAME])
+    wait_for("task-revoked of the countdown task",
+             lambda: revoked_event(later.id), conn)
+    revoked = revoked_event(later.id)
+    assert (revoked["terminated"], revoked["signum"], revoked["expired"]) == (False, None, False), revoked
+    assert "task-started" not in kinds_of(later.id), kinds_of(later.id)
+    assert state.tasks[later.id].state == "REVOKED", state.tasks[later.id].state
+    ok("State shows the revoked countdown task REVOKED, never started")
+
+    running = app.send_task("interop.sleep", args=[300])
+    wait_for("task-started of the task to terminate",
+             lambda: "task-started" in kinds_of(running.id), conn)
+    app.control.revoke(running.id, terminate=True, destination=[HOSTNAME])
+    wait_for("task-revoked of the terminated task",
+             lambda: revoked_event(running.id), conn)
+    revoked = revoked_event(running.id)
+    assert (revoked["terminated"], revoked["signum"], revoked["expired"]) == (True, 15, False), revoked
+    assert states_at[(running.id, "task-revoked")] == "REVOKED", states_at
+    assert state.tasks[running.id].state == "REVOKED", state.tasks[running.id].state
+    ok("State shows the terminated task REVOKED (terminated by signal 15)")
 
 
 if __name__ == "__main__":

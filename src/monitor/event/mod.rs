@@ -142,6 +142,15 @@ pub fn task_event(
     Some(finish(out, stamp, event_type))
 }
 
+/// Whether Celery sends an event for `kind` (see [`task_fields`]): not for a task requeued
+/// at shutdown, deferred to a wait queue or ignored.
+pub fn sends_event(kind: &TaskEventKind) -> bool {
+    !matches!(
+        kind,
+        TaskEventKind::Requeued | TaskEventKind::Deferred { .. } | TaskEventKind::Ignored
+    )
+}
+
 /// The type and own fields (after `uuid`) of the task event for `kind`; `None` when Celery
 /// sends none.
 pub fn task_fields(
@@ -178,9 +187,9 @@ pub fn task_fields(
             fields.insert("traceback".into(), traceback(error).into());
             "task-retried"
         }
-        TaskEventKind::Revoked { reason } => {
-            fields.insert("terminated".into(), false.into());
-            fields.insert("signum".into(), Value::Null);
+        TaskEventKind::Revoked { reason, signum } => {
+            fields.insert("terminated".into(), signum.is_some().into());
+            fields.insert("signum".into(), (*signum).into());
             fields.insert("expired".into(), (reason == "expired").into());
             "task-revoked"
         }

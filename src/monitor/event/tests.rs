@@ -147,6 +147,7 @@ fn task_events_match_celery() {
             "task-revoked",
             TaskEventKind::Revoked {
                 reason: "expired".into(),
+                signum: None,
             },
             None,
             &[],
@@ -216,6 +217,7 @@ fn outcome_table() {
         (
             TaskEventKind::Revoked {
                 reason: "revoked".into(),
+                signum: None,
             },
             Some("task-revoked"),
         ),
@@ -244,10 +246,12 @@ fn outcome_table() {
     for (kind, event_type) in table {
         let fields = task_fields(&kind, Some("t"), None);
         assert_eq!(fields.as_ref().map(|(t, _)| *t), event_type, "{kind:?}");
+        assert_eq!(sends_event(&kind), event_type.is_some(), "{kind:?}");
     }
     let (_, revoked) = task_fields(
         &TaskEventKind::Revoked {
             reason: "revoked".into(),
+            signum: None,
         },
         None,
         None,
@@ -277,6 +281,33 @@ fn outcome_table() {
         utcoffset: 0.0,
     };
     assert!(task_event(&nameless, None, &origin, stamp).is_none());
+}
+
+/// `task-revoked` as Celery's `Request._announce_revoked` sends it: `terminated` and `signum`
+/// only for a run stopped by `revoke(terminate=True)`, `expired` only for an expired task.
+#[test]
+fn revoked_fields_table() {
+    let cases = [
+        ("revoked", None, json!([false, null, false])),
+        ("expired", None, json!([false, null, true])),
+        ("terminated", Some(15), json!([true, 15, false])),
+        ("terminated", Some(9), json!([true, 9, false])),
+    ];
+    for (reason, signum, expected) in cases {
+        let kind = TaskEventKind::Revoked {
+            reason: reason.into(),
+            signum,
+        };
+        let (event_type, fields) = task_fields(&kind, Some("t"), None).expect("an event");
+        assert_eq!(event_type, "task-revoked");
+        assert_eq!(
+            keys(&fields),
+            ["terminated", "signum", "expired"],
+            "{reason}: field order"
+        );
+        let got = json!([fields["terminated"], fields["signum"], fields["expired"]]);
+        assert_eq!(got, expected, "{reason} {signum:?}");
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::commands::{answer_to, marks_revoked, Action, NodeInfo};
-use super::node::reply_exchange;
+use super::node::{kombu_queue, reply_exchange};
 use super::request::{decide, ControlRequest, RequestHeaders, Skip};
 use crate::actors::amqp::{AMQPValue, BasicProperties, FieldTable, LongString};
 use crate::actors::consumer::Deliver;
@@ -144,17 +144,24 @@ impl PidboxActor {
                 self.hooks.heartbeat.do_send(crate::monitor::SendHeartbeat);
             }
             Action::AddConsumer(queue) => {
+                let spec = self.hooks.config.queue_spec(&queue);
+                // Listed at once, as Celery's `add_task_queue` selects it before consuming;
+                // a queue consumed already is left alone.
+                if !self.node.queues.add(kombu_queue(&spec)) {
+                    log::info!("add_consumer {queue}: already consuming from it");
+                    return;
+                }
                 let hooks = self.hooks.clone();
+                let name = queue.clone();
                 ctx.spawn(
                     async move {
-                        let spec = hooks.config.queue_spec(&queue);
                         let quorum = matches!(
                             spec.arguments.inner().get("x-queue-type"),
                             Some(AMQPValue::LongString(kind)) if kind.to_string() == "quorum"
                         );
                         if let Err(error) = hooks.broker.declare_queue(spec.clone()).await {
                             log::error!("add_consumer {queue}: {error}");
-                            return;
+                            return false;
                         }
                         let supervised = hooks.supervisor.send(Supervise(ConsumerSpec {
                             queue: queue.clone(),
@@ -163,14 +170,29 @@ impl PidboxActor {
                             global_qos: !quorum,
                         }));
                         match supervised.await {
-                            Ok(()) => log::info!("now consuming from {queue} (add_consumer)"),
-                            Err(error) => log::error!("add_consumer {queue}: {error}"),
+                            Ok(()) => {
+                                log::info!("now consuming from {queue} (add_consumer)");
+                                true
+                            }
+                            Err(error) => {
+                                log::error!("add_consumer {queue}: {error}");
+                                false
+                            }
                         }
                     }
-                    .into_actor(self),
+                    .into_actor(self)
+                    .map(move |consuming, actor, _| {
+                        if !consuming {
+                            actor.node.queues.remove(&name);
+                        }
+                    }),
                 );
             }
             Action::CancelConsumer(queue) => {
+                if !self.node.queues.remove(&queue) {
+                    log::info!("cancel_consumer {queue}: not consuming from it");
+                    return;
+                }
                 let supervisor = self.hooks.supervisor.clone();
                 ctx.spawn(
                     async move {

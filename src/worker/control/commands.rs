@@ -6,17 +6,19 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::queues::ActiveQueues;
 use crate::protocol::TaskState;
 use crate::worker::rate_limit::Rate;
 use crate::worker::state::{Phase, Snapshot};
 
-/// What does not change while the worker runs, for the replies.
+/// What the replies say of the node: fixed at start, except `queues`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NodeInfo {
     /// Registered task names with their rate limit option, sorted.
     pub(crate) tasks: BTreeMap<String, Option<String>>,
-    /// `active_queues`: kombu's `Queue.as_dict()` of each queue consumed.
-    pub(crate) queues: Vec<Value>,
+    /// `active_queues`: kombu's `Queue.as_dict()` of each queue consumed; the pidbox actor
+    /// changes it on `add_consumer` / `cancel_consumer`.
+    pub(crate) queues: ActiveQueues,
     /// The `broker` object of `stats` (no password).
     pub(crate) broker: Value,
     /// The `pool` object of `stats`.
@@ -157,7 +159,7 @@ pub(crate) fn answer_to(
         "scheduled" => answer(scheduled(state)),
         "revoked" => answer(json!(state.revoked)),
         "query_task" => answer(query_task(state, &ids_arg(arguments, "ids"))),
-        "active_queues" => answer(Value::Array(node.queues.clone())),
+        "active_queues" => answer(node.queues.to_json()),
         "stats" => answer(stats(node, state)),
         "conf" => answer(node.conf.clone()),
         "report" => answer(ok(node.report.clone())),

@@ -7,12 +7,14 @@
 //! |---|---|
 //! | `request` | a request's body and headers; whether this node handles it (pure) |
 //! | `commands` | command + state snapshot -> reply + action (pure) |
+//! | `queues` | the queues consumed, as `add_consumer` / `cancel_consumer` change them (pure) |
 //! | `node` | the pidbox queue declaration and what replies say of the node |
 //! | `actor` | `PidboxActor`: consumes, applies actions, publishes replies (I/O) |
 
 mod actor;
 mod commands;
 mod node;
+mod queues;
 mod request;
 
 pub(crate) use actor::{ControlHooks, PidboxActor};

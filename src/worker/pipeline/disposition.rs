@@ -210,12 +210,12 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
             )
             .final_exception(TaskState::Failure, exception_of(&error))
         }
-        Ending::Revoked => revoked(ACK, "revoked", ExceptionInfo::revoked("revoked")).log(
+        Ending::Revoked => revoked(ACK, "revoked", None, ExceptionInfo::revoked("revoked")).log(
             context.line(log::Level::Info, || {
                 format!("task {label} revoked: not run")
             }),
         ),
-        Ending::Expired => revoked(ACK, "expired", ExceptionInfo::revoked_expired()).log(
+        Ending::Expired => revoked(ACK, "expired", None, ExceptionInfo::revoked_expired()).log(
             context.line(log::Level::Info, || {
                 format!("task {label} expired: not run")
             }),
@@ -223,6 +223,7 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
         Ending::Terminated => revoked(
             late(Settlement::Ack),
             "terminated",
+            Some(SIGTERM),
             ExceptionInfo::revoked("terminated"),
         )
         .log(context.line(log::Level::Info, || {
@@ -396,12 +397,22 @@ fn fail(error: TaskError, options: &EffectiveOptions, label: &Label<'_>) -> Plan
     plan
 }
 
-/// Not run, or stopped: REVOKED for good, with `reason`.
-fn revoked(settle: Option<Settlement>, reason: &str, exception: ExceptionInfo) -> Plan {
+/// The signal Celery reports a terminated task stopped by (`revoke(terminate=True)` without
+/// a `signal`): SIGTERM.
+const SIGTERM: i32 = 15;
+
+/// Not run, or stopped (by `signum`): REVOKED for good, with `reason`.
+fn revoked(
+    settle: Option<Settlement>,
+    reason: &str,
+    signum: Option<i32>,
+    exception: ExceptionInfo,
+) -> Plan {
     Plan::new(
         settle,
         TaskEventKind::Revoked {
             reason: reason.into(),
+            signum,
         },
     )
     .final_exception(TaskState::Revoked, exception)
