@@ -220,6 +220,7 @@ impl Workflow {
                 .into_iter()
                 .map(|action| (action, true))
                 .collect();
+            let already_failed = self.already_failed(services, &pending).await;
             while let Some((action, follow_up)) = pending.pop_front() {
                 match action {
                     Action::Publish(call) => {
@@ -313,6 +314,14 @@ impl Workflow {
                             .exception(&to, TaskState::Failure, &exception)
                             .await;
                     }
+                    Action::JoinChord { task_id, .. } if already_failed.contains(&task_id) => {
+                        log::debug!(
+                            "task {}[{}]: chain step {task_id} had already failed and been \
+                             counted in its chord",
+                            self.name,
+                            self.id
+                        );
+                    }
                     Action::JoinChord {
                         group_id,
                         group_index,
@@ -332,6 +341,42 @@ impl Workflow {
                 }
             }
         })
+    }
+
+    /// The chain steps among the [`Action::JoinChord`]s of `actions` whose stored state is
+    /// already FAILURE or REVOKED, read before the plan stores anything: they returned
+    /// their part of the chord when they failed (a redelivered task failing again must not
+    /// count twice), as Celery's `_fail_chain` checks. A state that cannot be read counts
+    /// as not failed: the chord is not left waiting.
+    async fn already_failed(
+        &self,
+        services: &Services,
+        actions: &VecDeque<(Action, bool)>,
+    ) -> Vec<String> {
+        let Some(redis) = services.results.redis() else {
+            return Vec::new();
+        };
+        let mut failed = Vec::new();
+        for (action, _) in actions {
+            let Action::JoinChord { task_id, .. } = action else {
+                continue;
+            };
+            match redis.document(task_id).await {
+                Ok(Some(document))
+                    if matches!(document.status, TaskState::Failure | TaskState::Revoked) =>
+                {
+                    failed.push(task_id.clone());
+                }
+                Ok(_) => {}
+                Err(error) => log::warn!(
+                    "task {}[{}]: could not read the state of chain step {task_id} before \
+                     counting it in its chord: {error}",
+                    self.name,
+                    self.id
+                ),
+            }
+        }
+        failed
     }
 
     /// Logs the parts of `plan` that were dropped and what it says about itself.
