@@ -317,12 +317,26 @@ fn redis_error(error: redis::RedisError) -> TaskError {
 /// `RPUSH key value`.
 async fn rpush(ctx: &TaskContext, key: &str, value: &Value) -> Result<(), TaskError> {
     let mut connection = redis_connection(ctx).await?;
-    let text = match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let _: i64 = connection.rpush(key, text).await.map_err(redis_error)?;
+    let _: i64 = connection
+        .rpush(key, redis_bytes(value))
+        .await
+        .map_err(redis_error)?;
     Ok(())
+}
+
+/// What Python's redis client writes for `value`: a string's text, Python `bytes` (kombu's
+/// `bytes` / `base64` envelope, as `str(uuid4()).encode()` arrives) as the bytes
+/// themselves, anything else as its JSON.
+fn redis_bytes(value: &Value) -> Vec<u8> {
+    match value {
+        Value::String(text) => text.clone().into_bytes(),
+        Value::Object(fields) if fields.contains_key("__type__") => {
+            serde_json::from_value::<celeriac::types::Kombu<Vec<u8>>>(value.clone())
+                .map(celeriac::types::Kombu::into_inner)
+                .unwrap_or_else(|_| value.to_string().into_bytes())
+        }
+        other => other.to_string().into_bytes(),
+    }
 }
 
 /// `INCR key`.
