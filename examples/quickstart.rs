@@ -121,7 +121,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             TaskEventKind::Failed { error } => {
                 return Err(format!("task {id} failed: {error}").into())
             }
-            TaskEventKind::Rejected { reason } => {
+            TaskEventKind::Rejected { reason, .. } => {
                 return Err(format!("task {id} rejected: {reason}").into())
             }
             _ => {}

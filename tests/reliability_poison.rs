@@ -105,7 +105,9 @@ fn kind_name(kind: &TaskEventKind) -> &'static str {
         TaskEventKind::Started => "Started",
         TaskEventKind::Succeeded { .. } => "Succeeded",
         TaskEventKind::Failed { .. } => "Failed",
-        TaskEventKind::Rejected { .. } => "Rejected",
+        // Poison is rejected without requeue: a requeue would show as another outcome.
+        TaskEventKind::Rejected { requeue: false, .. } => "Rejected",
+        TaskEventKind::Rejected { requeue: true, .. } => "Rejected:requeue",
         TaskEventKind::Revoked { .. } => "Revoked",
         TaskEventKind::Requeued => "Requeued",
         TaskEventKind::Retried { .. } => "Retried",
@@ -116,7 +118,7 @@ fn kind_name(kind: &TaskEventKind) -> &'static str {
 
 fn reason_of(kind: &TaskEventKind) -> String {
     match kind {
-        TaskEventKind::Rejected { reason } => reason.clone(),
+        TaskEventKind::Rejected { reason, .. } => reason.clone(),
         TaskEventKind::Failed { error } => error.to_string(),
         other => format!("{other:?}"),
     }

@@ -490,7 +490,8 @@ async fn malformed_messages_and_unknown_tasks_are_rejected_and_the_worker_keeps_
             |event| {
                 let id = event.task_id.clone().unwrap_or_default();
                 match &event.kind {
-                    TaskEventKind::Rejected { reason } => {
+                    TaskEventKind::Rejected { reason, requeue } => {
+                        assert!(!requeue, "{id} is rejected without requeue");
                         rejected.insert(id, reason.clone());
                     }
                     TaskEventKind::Succeeded { result } => good = Some((id, result.clone())),

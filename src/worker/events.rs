@@ -73,10 +73,15 @@ pub enum TaskEventKind {
         /// The failure as Python would see it.
         error: TaskError,
     },
-    /// The message was rejected without requeue (malformed, unknown task...).
+    /// The message was rejected: malformed or of an unknown task (without requeue), or its
+    /// task raised `TaskError::reject` (with or without requeue).
     Rejected {
         /// Why, as logged.
         reason: String,
+        /// Whether the message went back to its queue (Celery's `requeue` field of
+        /// `task-rejected`): false too when the task asked for requeue but its message was
+        /// acknowledged when it started (early ack).
+        requeue: bool,
     },
     /// The task was revoked: not run (revoked or expired; acked), or stopped while running
     /// by `revoke(terminate=True)`.

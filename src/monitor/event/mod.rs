@@ -195,14 +195,15 @@ pub fn task_fields(
         }
         // Celery answers a task it does not know with task-failed NotRegistered('name'),
         // without a traceback; other rejections are task-rejected.
-        TaskEventKind::Rejected { reason } => match reason.strip_prefix("NotRegistered: ") {
+        TaskEventKind::Rejected { reason, requeue } => match reason.strip_prefix("NotRegistered: ")
+        {
             Some(task) => {
                 let exception = format!("NotRegistered({})", value_repr(&task.into()));
                 fields.insert("exception".into(), exception.into());
                 "task-failed"
             }
             None => {
-                fields.insert("requeue".into(), false.into());
+                fields.insert("requeue".into(), (*requeue).into());
                 "task-rejected"
             }
         },

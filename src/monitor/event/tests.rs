@@ -130,6 +130,7 @@ fn task_events_match_celery() {
             "task-failed.not_registered",
             TaskEventKind::Rejected {
                 reason: TaskError::not_registered("probe.no_such_task").to_string(),
+                requeue: false,
             },
             None,
             &[],
@@ -224,12 +225,14 @@ fn outcome_table() {
         (
             TaskEventKind::Rejected {
                 reason: "bad body".into(),
+                requeue: false,
             },
             Some("task-rejected"),
         ),
         (
             TaskEventKind::Rejected {
                 reason: TaskError::not_registered("x").to_string(),
+                requeue: false,
             },
             Some("task-failed"),
         ),
@@ -258,15 +261,40 @@ fn outcome_table() {
     )
     .expect("an event");
     assert_eq!(revoked["expired"], false);
-    let (_, rejected) = task_fields(
-        &TaskEventKind::Rejected {
-            reason: "bad".into(),
-        },
-        None,
-        None,
-    )
-    .expect("an event");
-    assert_eq!(rejected["requeue"], false);
+    // task-rejected: `uuid` then `requeue`, the flag the message was rejected with
+    // (Celery's `Request.reject(requeue)`).
+    for requeue in [false, true] {
+        let event = event_of(
+            "id-r",
+            "t",
+            TaskEventKind::Rejected {
+                reason: "bad".into(),
+                requeue,
+            },
+        );
+        let origin = Origin {
+            hostname: "celeriac@h".into(),
+            pid: 1,
+        };
+        let stamp = Stamp {
+            clock: 3,
+            timestamp: 1.0,
+            utcoffset: 0.0,
+        };
+        let built = task_event(&event, None, &origin, stamp).expect("an event");
+        assert_eq!(built["type"], "task-rejected");
+        assert_eq!(built["uuid"], "id-r");
+        assert_eq!(built["requeue"], requeue);
+        let own: Vec<&str> = keys(&built)
+            .into_iter()
+            .skip_while(|key| *key != "uuid")
+            .collect();
+        assert_eq!(
+            own,
+            ["uuid", "requeue", "timestamp", "type"],
+            "task-rejected's fields in Celery's order (as task-revoked.json's)"
+        );
+    }
     let nameless = TaskEvent {
         task_id: None,
         ..event_of("x", "t", TaskEventKind::Started)

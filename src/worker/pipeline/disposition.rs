@@ -199,13 +199,20 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
     // A settlement due after the run only: with early acks the message is acked already.
     let late = |settlement: Settlement| options.acks_late.then_some(settlement);
     match ending {
-        Ending::Unreadable { reason } => Plan::new(REJECT, TaskEventKind::Rejected { reason }),
+        Ending::Unreadable { reason } => Plan::new(
+            REJECT,
+            TaskEventKind::Rejected {
+                reason,
+                requeue: false,
+            },
+        ),
         Ending::Unregistered => {
             let error = TaskError::not_registered(context.name);
             Plan::new(
                 REJECT,
                 TaskEventKind::Rejected {
                     reason: error.to_string(),
+                    requeue: false,
                 },
             )
             .final_exception(TaskState::Failure, exception_of(&error))
@@ -315,6 +322,8 @@ pub(crate) fn disposition(ending: Ending, options: &EffectiveOptions, context: C
                     late(Settlement::Reject { requeue }),
                     TaskEventKind::Rejected {
                         reason: error.message.clone(),
+                        // Back in its queue only if it was still unacknowledged.
+                        requeue: requeue && options.acks_late,
                     },
                 );
                 if !options.acks_late {

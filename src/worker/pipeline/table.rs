@@ -10,6 +10,7 @@ use super::disposition::{disposition, Context, Ending, Hook, Plan, Store, Workfl
 use super::options::EffectiveOptions;
 use crate::actors::Settlement;
 use crate::task::{RetryBackoff, TaskError};
+use crate::worker::TaskEventKind;
 
 /// How the message is settled: `-` not at all (acked early, or its channel is gone).
 fn settle_code(plan: &Plan) -> &'static str {
@@ -48,7 +49,11 @@ fn workflow_code(plan: &Plan) -> &'static str {
     }
 }
 
+/// The event's kind; `Rejected:requeue` for a rejection that put the message back.
 fn event_code(plan: &Plan) -> String {
+    if let Some(TaskEventKind::Rejected { requeue: true, .. }) = plan.event {
+        return "Rejected:requeue".into();
+    }
     plan.event.as_ref().map_or("-".into(), |event| {
         let text = format!("{event:?}");
         text.split(|c: char| !c.is_alphanumeric())
@@ -251,12 +256,19 @@ fn the_semantics_table() {
                 "Failed",
             ],
         ),
-        // Reject: needs late acks; without requeue a FAILURE `Reject` result.
+        // Reject: needs late acks; without requeue a FAILURE `Reject` result. The event
+        // says requeue only when the message went back.
         (
             reject(true),
             LATE,
             0,
-            ["requeue", "-", "-", "-", "-", "Rejected"],
+            ["requeue", "-", "-", "-", "-", "Rejected:requeue"],
+        ),
+        (
+            reject(true),
+            EARLY,
+            0,
+            ["-", "-", "-", "-", "-", "Rejected"],
         ),
         (
             reject(false),
