@@ -104,6 +104,9 @@ pub fn apply(
         CanvasNode::Chain { signature, tasks } => {
             let mut chain_options = signature.merged(&[], options).options;
             chain_options.remove("task_id");
+            // The chain's errbacks go to every step (Celery's `_chain.clone_tasks`), so that
+            // whichever step fails calls them.
+            let errbacks = chain_options.remove("link_error");
             let Some((first, rest)) = tasks.split_first() else {
                 return Ok(());
             };
@@ -113,7 +116,9 @@ pub fn apply(
                 _ => Vec::new(),
             };
             for step in rest.iter().rev() {
-                chain.push(with_id(step.signature(), new_id).to_value());
+                let mut step = with_id(step.signature(), new_id);
+                add_errbacks(&mut step.options, errbacks.as_ref());
+                chain.push(step.to_value());
             }
             if !chain.is_empty() {
                 chain_options.insert("chain".into(), Value::Array(chain));
@@ -123,7 +128,9 @@ pub fn apply(
             } else {
                 args.iter().chain(signature.args.iter()).cloned().collect()
             };
-            apply(first, &args, &chain_options, new_id, actions)
+            let mut first = first.clone();
+            add_errbacks(&mut first.signature_mut().options, errbacks.as_ref());
+            apply(&first, &args, &chain_options, new_id, actions)
         }
         CanvasNode::Chord {
             signature,
@@ -133,6 +140,25 @@ pub fn apply(
         } => apply_chord(
             signature, header_id, header, body, args, options, new_id, actions,
         ),
+    }
+}
+
+/// Appends `errbacks` (a list or one signature) to the `link_error` list in `options`.
+fn add_errbacks(options: &mut Map<String, Value>, errbacks: Option<&Value>) {
+    let Some(errbacks) = errbacks.filter(|value| !value.is_null()) else {
+        return;
+    };
+    let own = options
+        .entry("link_error".to_string())
+        .or_insert(Value::Array(vec![]));
+    if !own.is_array() {
+        *own = Value::Array(vec![own.clone()]);
+    }
+    if let Value::Array(list) = own {
+        match errbacks {
+            Value::Array(more) => list.extend(more.iter().cloned()),
+            single => list.push(single.clone()),
+        }
     }
 }
 

@@ -129,4 +129,14 @@ impl CanvasNode {
             | CanvasNode::Chord { signature, .. } => signature,
         }
     }
+
+    /// The node's own signature, to change.
+    pub fn signature_mut(&mut self) -> &mut SignatureDict {
+        match self {
+            CanvasNode::Task(signature)
+            | CanvasNode::Group { signature, .. }
+            | CanvasNode::Chain { signature, .. }
+            | CanvasNode::Chord { signature, .. } => signature,
+        }
+    }
 }

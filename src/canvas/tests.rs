@@ -789,3 +789,25 @@ fn rust_built_chains_and_chords_are_sent_as_celery_sends_them() {
         &sent[1],
     );
 }
+
+#[test]
+fn a_chains_errbacks_go_to_every_step() {
+    // As Celery's `chord(..., chain(a, b)).link_error(e)` sends its body: the errback in
+    // the chain's own options, none on its steps; whichever step fails must call it.
+    let errback = json!({"task": "e", "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": true});
+    let step = |name: &str| json!({"task": name, "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": false});
+    let chain = json!({"task": "celery.chain", "args": [], "kwargs": {"tasks": [step("a"), step("b")]},
+        "options": {"link_error": [errback.clone()]}, "subtask_type": "chain", "immutable": false});
+    let node = CanvasNode::from_value(&chain).unwrap();
+    let mut actions = Vec::new();
+    apply(&node, &[], &Map::new(), &mut ids(), &mut actions).unwrap();
+    let [Action::Publish(first)] = &actions[..] else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(first.options["link_error"], json!([errback]));
+    assert_eq!(first.options["chain"][0]["task"], "b");
+    assert_eq!(
+        first.options["chain"][0]["options"]["link_error"],
+        json!([errback])
+    );
+}
