@@ -143,7 +143,8 @@ pub fn apply(
     }
 }
 
-/// Appends `errbacks` (a list or one signature) to the `link_error` list in `options`.
+/// Appends `errbacks` (a list or one signature) to the `link_error` list in `options`,
+/// each once (Celery's `append_to_list_option` skips one already there).
 fn add_errbacks(options: &mut Map<String, Value>, errbacks: Option<&Value>) {
     let Some(errbacks) = errbacks.filter(|value| !value.is_null()) else {
         return;
@@ -155,9 +156,14 @@ fn add_errbacks(options: &mut Map<String, Value>, errbacks: Option<&Value>) {
         *own = Value::Array(vec![own.clone()]);
     }
     if let Value::Array(list) = own {
-        match errbacks {
-            Value::Array(more) => list.extend(more.iter().cloned()),
-            single => list.push(single.clone()),
+        let more = match errbacks {
+            Value::Array(more) => more.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        for errback in more {
+            if !list.contains(errback) {
+                list.push(errback.clone());
+            }
         }
     }
 }

@@ -810,4 +810,17 @@ fn a_chains_errbacks_go_to_every_step() {
         first.options["chain"][0]["options"]["link_error"],
         json!([errback])
     );
+
+    // A step that already has the errback keeps it once.
+    let mut own = step("a");
+    own["options"]["link_error"] = json!([errback.clone()]);
+    let chain = json!({"task": "celery.chain", "args": [], "kwargs": {"tasks": [own, step("b")]},
+        "options": {"link_error": [errback.clone()]}, "subtask_type": "chain", "immutable": false});
+    let node = CanvasNode::from_value(&chain).unwrap();
+    let mut actions = Vec::new();
+    apply(&node, &[], &Map::new(), &mut ids(), &mut actions).unwrap();
+    let [Action::Publish(first)] = &actions[..] else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(first.options["link_error"], json!([errback]));
 }
