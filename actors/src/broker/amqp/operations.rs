@@ -142,14 +142,13 @@ pub(super) async fn publish_once(
     }
 }
 
-/// `basic.publish` of `message` on `channel`, and the broker's confirm.
-async fn publish_on(
+/// `basic.publish` of `message` on `channel`, `mandatory` (a message no queue takes comes
+/// back); answers the publisher confirm to wait for (on a channel in confirm mode).
+pub(super) async fn publish_mandatory(
     channel: &lapin::Channel,
-    slot: &ChannelSlot,
     message: &OutboundMessage,
-) -> Result<(), BrokerError> {
-    let operation = || format!("basic.publish to \"{}\"", message.routing_key);
-    let confirm = channel
+) -> Result<lapin::PublisherConfirm, BrokerError> {
+    channel
         .basic_publish(
             message.exchange.as_str().into(),
             message.routing_key.as_str().into(),
@@ -161,7 +160,21 @@ async fn publish_on(
             message.properties.clone(),
         )
         .await
-        .map_err(|error| BrokerError::amqp(operation(), &error))?;
+        .map_err(|error| {
+            BrokerError::amqp(
+                format!("basic.publish to \"{}\"", message.routing_key),
+                &error,
+            )
+        })
+}
+
+/// `basic.publish` of `message` on `channel`, and the broker's confirm.
+async fn publish_on(
+    channel: &lapin::Channel,
+    slot: &ChannelSlot,
+    message: &OutboundMessage,
+) -> Result<(), BrokerError> {
+    let confirm = publish_mandatory(channel, message).await?;
     match confirm.await {
         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
         Ok(Confirmation::Ack(Some(_returned))) => Err(BrokerError::Unroutable {
@@ -174,7 +187,10 @@ async fn publish_on(
             routing_key: message.routing_key.clone(),
             node: slot.node(),
         }),
-        Err(error) => Err(BrokerError::amqp(operation(), &error)),
+        Err(error) => Err(BrokerError::amqp(
+            format!("basic.publish to \"{}\"", message.routing_key),
+            &error,
+        )),
     }
 }
 

@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use lapin::options::BasicPublishOptions;
 use lapin::Channel;
 
+use super::operations::publish_mandatory;
 use super::AmqpBrokerActor;
 use crate::broker::transaction::PublishTransaction;
 use crate::delivery::OutboundMessage;
@@ -63,22 +63,8 @@ async fn commit(
         .await
         .map_err(|error| BrokerError::amqp("tx.select", &error))?;
     for message in messages {
-        channel
-            .basic_publish(
-                message.exchange.as_str().into(),
-                message.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &message.body,
-                message.properties.clone(),
-            )
-            .await
-            .map_err(|error| {
-                let what = format!("basic.publish to \"{}\"", message.routing_key);
-                BrokerError::amqp(what, &error)
-            })?;
+        // Not in confirm mode: nothing to wait for per message; returns come after commit.
+        publish_mandatory(channel, message).await?;
     }
     channel
         .tx_commit()
