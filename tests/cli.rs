@@ -137,7 +137,7 @@ async fn inspect_control_and_status_answer_from_celeriac_and_python_workers() {
     let rust = celeriac_worker(&queue, &rust_node, &backend);
     // With task events on: without them (and with neither heartbeat nor gossip) a Python
     // worker has no event dispatcher and refuses enable_events / disable_events.
-    let python = python_worker_with_events(&queue, &python_node, &backend);
+    let python = python_worker_with(&queue, &python_node, &backend, &["-E"]);
     wait_online(&rust_node).await;
     wait_online(&python_node).await;
 
@@ -470,39 +470,6 @@ async fn wait_for_line(
     }
 }
 
-/// A Python Celery worker as `common::python_worker` starts it, with task events on (`-E`).
-fn python_worker_with_events(queue: &str, node: &str, backend: &str) -> KillOnDrop {
-    let child = Command::new(python())
-        .args([
-            "-m",
-            "celery",
-            "-A",
-            "py_worker_app",
-            "worker",
-            "-Q",
-            queue,
-            "-E",
-        ])
-        .args([
-            "--pool=solo",
-            "-c",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-        ])
-        .args(["--without-heartbeat", "--loglevel=WARNING"])
-        .arg(format!("--hostname={node}"))
-        .current_dir(python_dir())
-        .env("CELERIAC_TEST_AMQP_URL", amqp_url())
-        .env("CELERIAC_QUEUE", queue)
-        .env("CELERIAC_PY_RESULT_BACKEND", backend)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the Python worker starts");
-    KillOnDrop(child)
-}
-
 #[actix_rt::test]
 async fn events_prints_a_task_succeeded() {
     let backend = redis_server::redis_url();
@@ -511,7 +478,7 @@ async fn events_prints_a_task_succeeded() {
     let rust_node = unique_node("cli-events-rust");
     let python_node = unique_node("cli-events-python");
     let _rust = celeriac_worker(&rust_queue, &rust_node, &backend);
-    let _python = python_worker_with_events(&python_queue, &python_node, &backend);
+    let _python = python_worker_with(&python_queue, &python_node, &backend, &["-E"]);
     wait_online(&rust_node).await;
     wait_online(&python_node).await;
     let workers = [

@@ -619,9 +619,15 @@ pub mod tls;
 /// `queue`, named `node`, storing results in `backend` (`rpc://` or a Redis URL); killed when
 /// dropped.
 pub fn python_worker(queue: &str, node: &str, backend: &str) -> KillOnDrop {
+    python_worker_with(queue, node, backend, &[])
+}
+
+/// [`python_worker`] with more options of `celery worker` (`-E` for task events).
+pub fn python_worker_with(queue: &str, node: &str, backend: &str, more: &[&str]) -> KillOnDrop {
     KillOnDrop(
         std::process::Command::new(python())
             .args(["-m", "celery", "-A", "py_worker_app", "worker", "-Q", queue])
+            .args(more)
             .args([
                 "--pool=solo",
                 "-c",
