@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use celeriac::actors::OutboundMessage;
 use celeriac::backend::redis::chord::group_key;
 use celeriac::protocol::{ExceptionInfo, ResultMessage, TaskMessage, TaskPayload, TaskState};
 use celeriac::task::{Task, TaskContext, TaskError};
@@ -35,20 +34,6 @@ impl Task for Fail {
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-/// Publishes `message` on `queue` through the default exchange.
-async fn publish(broker: &celeriac::BrokerClient, queue: &str, message: &TaskMessage) {
-    let (properties, body) = message.encode().expect("encodes");
-    broker
-        .publish(OutboundMessage {
-            exchange: String::new(),
-            routing_key: queue.to_string(),
-            properties,
-            body,
-        })
-        .await
-        .expect("published");
 }
 
 /// A plain connection for reading and writing the chord's keys.
@@ -152,7 +137,7 @@ async fn a_chain_step_that_already_failed_is_counted_in_its_chord_once() {
     if let TaskPayload::Json { embed, .. } = &mut first.payload {
         *embed = json!({"callbacks": null, "errbacks": null, "chain": [step], "chord": null});
     }
-    publish(&broker, &queue, &first).await;
+    common::publish_task_message(&broker, &queue, &first).await;
     // The event comes after the workflow of the failure was carried out.
     common::wait_for_event(
         &mut events,
@@ -192,7 +177,7 @@ async fn a_chain_step_that_already_failed_is_counted_in_its_chord_once() {
     if let TaskPayload::Json { embed, .. } = &mut member.payload {
         *embed = json!({"callbacks": null, "errbacks": null, "chain": null, "chord": body});
     }
-    publish(&broker, &queue, &member).await;
+    common::publish_task_message(&broker, &queue, &member).await;
     let body_result = AsyncResult::from_id(body_id.clone(), &config).expect("a Redis handle");
     match body_result.get(WAIT).await {
         Err(ResultError::Failed { exception, .. }) => {

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use celeriac::actors::OutboundMessage;
 use celeriac::protocol::{TaskMessage, TaskPayload};
 use celeriac::{AsyncResult, Config, ResultError};
 use common::redis_server::redis_url;
@@ -28,16 +27,7 @@ async fn publish_with_embed(broker: &celeriac::BrokerClient, queue: &str, embed:
     if let TaskPayload::Json { embed: slot, .. } = &mut message.payload {
         *slot = embed;
     }
-    let (properties, body) = message.encode().expect("encodes");
-    broker
-        .publish(OutboundMessage {
-            exchange: String::new(),
-            routing_key: queue.to_string(),
-            properties,
-            body,
-        })
-        .await
-        .expect("published");
+    common::publish_task_message(broker, queue, &message).await;
     id
 }
 
@@ -153,16 +143,7 @@ async fn bad_workflow_parts_are_dropped_and_the_task_result_is_kept() {
         *embed = json!({"chord": {"task": "test.add", "args": [], "kwargs": {},
                                   "options": {"task_id": body_id, "reply_to": reply_to}}});
     }
-    let (properties, body) = message.encode().expect("encodes");
-    broker
-        .publish(OutboundMessage {
-            exchange: String::new(),
-            routing_key: rpc_queue.clone(),
-            properties,
-            body,
-        })
-        .await
-        .expect("published");
+    common::publish_task_message(&broker, &rpc_queue, &message).await;
     let body_result = producer.async_result(body_id).expect("rpc results");
     match body_result.get(WAIT).await {
         Err(ResultError::Failed { exception, .. }) => {

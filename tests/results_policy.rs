@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use celeriac::actors::{OutboundMessage, QueueSpec};
+use celeriac::actors::QueueSpec;
 use celeriac::protocol::{TaskMessage, TaskState};
 use celeriac::task::TaskOptions;
 use celeriac::{Config, Producer, Signature, Task, TaskContext, TaskError};
@@ -78,16 +78,7 @@ async fn send_with_reply_to(
         let mut message =
             TaskMessage::new_json(Add::NAME, &id, vec![n.into(), 1.into()], Default::default());
         message.reply_to = Some(reply_queue.to_string());
-        let (properties, body) = message.encode().expect("encodes");
-        broker
-            .publish(OutboundMessage {
-                exchange: String::new(),
-                routing_key: queue.to_string(),
-                properties,
-                body,
-            })
-            .await
-            .expect("published");
+        common::publish_task_message(broker, queue, &message).await;
         ids.push(id);
     }
     ids

@@ -615,6 +615,25 @@ pub mod proxy;
 pub mod redis_server;
 pub mod tls;
 
+/// Publishes `message` (encoded as the worker's producer encodes it) on `queue` through the
+/// default exchange, as a producer that bypasses celeriac's `Producer` would.
+pub async fn publish_task_message(
+    broker: &BrokerClient,
+    queue: &str,
+    message: &celeriac::protocol::TaskMessage,
+) {
+    let (properties, body) = message.encode().expect("encodes");
+    broker
+        .publish(celeriac::actors::OutboundMessage {
+            exchange: String::new(),
+            routing_key: queue.to_string(),
+            properties,
+            body,
+        })
+        .await
+        .expect("published");
+}
+
 /// A Python Celery 5.7 worker (tests/python/py_worker_app.py, the `pyinterop.*` tasks) on
 /// `queue`, named `node`, storing results in `backend` (`rpc://` or a Redis URL); killed when
 /// dropped.
