@@ -38,10 +38,7 @@ fn json_body(response: &str) -> serde_json::Value {
 
 /// Starts the example on a free port with `env`, and POSTs `path` once it listens.
 async fn start_example(env: &[(&str, String)], path: &str) -> (KillOnDrop, String, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut command = common::example_command("actix_web");
     command

@@ -603,10 +603,7 @@ async fn events_wakes_the_workers_up_with_a_heartbeat_broadcast() {
 #[actix_rt::test]
 async fn errors_are_one_line_and_an_exit_code() {
     // Unreachable: a port nobody listens on (bound, then closed).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let url = format!("amqp://guest:hunter2@127.0.0.1:{port}/%2f");
     let mut command = cli_command(&["--broker", &url, "inspect", "ping"], None);
     command.env("CELERIAC_CONNECT_TIMEOUT_MS", "2000");

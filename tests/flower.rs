@@ -67,10 +67,7 @@ async fn flower_lists_the_worker_shows_its_tasks_and_revokes() {
             .spawn()
             .expect("the interop worker starts"),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let _flower = common::KillOnDrop(
         Command::new(common::python())

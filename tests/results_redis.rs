@@ -524,10 +524,7 @@ async fn a_redis_producer_gets_what_a_python_worker_stores() {
 async fn a_store_that_keeps_failing_gives_up_after_its_attempts_naming_the_task() {
     common::init_logging();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let mut config = RedisBackendConfig::new(format!("redis://:not-shown@127.0.0.1:{port}/0"));
     config.store_retry.initial_delay = Duration::from_millis(10);
     config.store_retry.max_attempts = Some(3);

@@ -540,10 +540,7 @@ async fn malformed_messages_and_unknown_tasks_are_rejected_and_the_worker_keeps_
 #[actix_rt::test]
 async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
     // A port nothing listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let config = Config {
         broker_url: format!("amqp://guest:secret@127.0.0.1:{port}/%2f"),
         connect_timeout: Duration::from_secs(2),
@@ -573,10 +570,7 @@ async fn an_unreachable_broker_gives_a_clear_error_after_the_connect_timeout() {
 /// tried, connecting would fail.
 #[actix_rt::test]
 async fn startup_skips_a_dead_first_node_of_a_failover_list() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let config = Config {
         broker_url: format!("amqp://guest:guest@127.0.0.1:{port}//;{}", amqp_url()),
         ..config(1)

@@ -615,6 +615,15 @@ pub mod proxy;
 pub mod redis_server;
 pub mod tls;
 
+/// A loopback port nobody listens on (bound, then released): for unreachable servers, or a
+/// server a test starts on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Publishes `message` (encoded as the worker's producer encodes it) on `queue` through the
 /// default exchange, as a producer that bypasses celeriac's `Producer` would.
 pub async fn publish_task_message(
